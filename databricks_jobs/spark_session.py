@@ -17,6 +17,7 @@ def get_spark(app_name: str = "eodrisk") -> SparkSession:
         SparkSession.builder.appName(app_name)
         .master(os.environ.get("EODRISK_SPARK_MASTER", "local[2]"))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.default.parallelism", "4")
         .config("spark.sql.session.timeZone", "UTC")

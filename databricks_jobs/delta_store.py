@@ -1,0 +1,157 @@
+"""The Delta tables of the pipeline, addressed by name (``silver.trades``) under one lake root.
+
+On Databricks (or any Spark with Delta Lake installed) Spark reads and writes Delta
+natively. Locally, where delta-spark's jars cannot be fetched, tables are written with
+``deltalake`` (delta-rs): Spark writes Parquet to a staging folder, and the staged files are
+streamed into one Delta commit — the same table format and log, no ``collect()`` of rows
+into the driver. Reads go back through Spark over the files of the current Delta snapshot.
+
+Every write replaces exactly one partition (``replaceWhere``), so rerunning a stage for a
+business date gives the same table contents.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+_TABLE_NAME = re.compile(r"^(silver|gold)\.[a-z][a-z0-9_]*$")
+
+
+class DeltaStore:
+    """Named Delta tables under ``lake_root`` (``<lake_root>/<layer>/<table>``)."""
+
+    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+        self.spark = spark
+        self.lake_root = lake_root
+        self.native = _spark_has_delta(spark)
+
+    def path(self, table: str) -> str:
+        if not _TABLE_NAME.match(table):
+            raise ValueError(f"invalid table name {table!r}: expected '<silver|gold>.<name>'")
+        layer, name = table.split(".")
+        return f"{self.lake_root.rstrip('/')}/{layer}/{name}"
+
+    def exists(self, table: str) -> bool:
+        if self.native:
+            from delta.tables import DeltaTable as SparkDeltaTable  # type: ignore[import-not-found]
+
+            return SparkDeltaTable.isDeltaTable(self.spark, self.path(table))
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    def replace_partition(
+        self, df: DataFrame, table: str, partition: Mapping[str, str | date]
+    ) -> None:
+        """Overwrite the rows of ``table`` where the partition columns equal ``partition``.
+
+        ``df`` must hold only rows of that partition; the table is partitioned by the keys of
+        ``partition`` (in order) and created on first write.
+        """
+        partition_by = list(partition)
+        predicate = " AND ".join(f"{col} = '{_literal(val)}'" for col, val in partition.items())
+        if self.native:
+            (
+                df.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", predicate)
+                .partitionBy(*partition_by)
+                .save(self.path(table))
+            )
+            return
+        self._replace_partition_local(df, table, partition_by, predicate)
+
+    def _replace_partition_local(
+        self, df: DataFrame, table: str, partition_by: list[str], predicate: str
+    ) -> None:
+        from deltalake import DeltaTable, write_deltalake
+
+        target = self.path(table)
+        staging = Path(self.lake_root) / "_staging" / f"{table}-{uuid.uuid4().hex}"
+        try:
+            df.write.mode("overwrite").parquet(str(staging))
+            dataset = pads.dataset(str(staging), format="parquet")
+            schema = _spark_schema_to_arrow(df.schema)
+            if dataset.files:
+                reader = dataset.scanner().to_reader().cast(schema)
+            else:
+                reader = pa.RecordBatchReader.from_batches(schema, [])
+            Path(target).mkdir(parents=True, exist_ok=True)
+            if DeltaTable.is_deltatable(target):
+                write_deltalake(target, reader, mode="overwrite", predicate=predicate)
+            else:
+                write_deltalake(target, reader, mode="overwrite", partition_by=partition_by)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def read(self, table: str, where: Mapping[str, str | date] | None = None) -> DataFrame:
+        """The current snapshot of ``table``, filtered on partition columns."""
+        where = dict(where or {})
+        if self.native:
+            df = self.spark.read.format("delta").load(self.path(table))
+        else:
+            df = self._read_local(table, where)
+        for col, val in where.items():
+            df = df.where(F.col(col) == F.lit(val))
+        return df
+
+    def _read_local(self, table: str, where: Mapping[str, str | date]) -> DataFrame:
+        from deltalake import DeltaTable
+
+        path = self.path(table)
+        if not DeltaTable.is_deltatable(path):
+            raise FileNotFoundError(f"Delta table {table} does not exist at {path}")
+        delta = DeltaTable(path)
+        partition_cols = delta.metadata().partition_columns
+        filters = [(c, "=", _literal(v)) for c, v in where.items() if c in partition_cols]
+        files = delta.file_uris(partition_filters=filters or None)
+        schema = _arrow_schema_to_spark(pa.schema(delta.schema().to_arrow()))
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        local_files = [f.removeprefix("file://") for f in files]
+        data_schema = StructType([f for f in schema.fields if f.name not in partition_cols])
+        df = self.spark.read.schema(data_schema).parquet(*local_files)
+        # delta-rs keeps partition values in the log and the Hive-style folder names, not in
+        # the Parquet files; restore them from the folder each row was read from.
+        for col in partition_cols:
+            raw = F.regexp_extract(F.input_file_name(), rf"/{col}=([^/]+)/", 1)
+            df = df.withColumn(col, F.url_decode(raw).cast(schema[col].dataType))
+        return df.select(*[f.name for f in schema.fields])
+
+
+def _literal(value: str | date) -> str:
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    if "'" in text:
+        raise ValueError(f"partition value {text!r} may not contain a quote")
+    return text
+
+
+def _spark_has_delta(spark: SparkSession) -> bool:
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return True
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    return "DeltaSparkSessionExtension" in extensions
+
+
+def _spark_schema_to_arrow(schema: StructType):
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema)
+
+
+def _arrow_schema_to_spark(schema) -> StructType:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
