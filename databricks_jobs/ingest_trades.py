@@ -1,0 +1,180 @@
+"""Job ``ingest_trades``: one region's trade file for one business date → Delta.
+
+Checks the completion marker's manifest (size, checksum, rows), refuses a file whose header
+is not the contract's, validates every line, and replaces the (business_date, region)
+partition of ``silver.trades``, ``silver.trades_quarantine`` and ``silver.ingest_audit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from databricks_jobs import job_args
+from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.reference_data import read_books, read_instruments
+from databricks_jobs.spark_session import get_spark
+from databricks_jobs.trade_validation import check_header, validate_trades
+
+log = logging.getLogger("eodrisk.ingest_trades")
+
+
+class IngestError(RuntimeError):
+    """The file as a whole cannot be ingested (missing, partial, wrong header)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source_file: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+
+
+def trade_file_paths(landing_root: str, region: str, business_date: date) -> tuple[str, str]:
+    stamp = business_date.strftime("%Y%m%d")
+    return (
+        job_args.under_root(landing_root, region, f"trades_{stamp}.csv"),
+        job_args.under_root(landing_root, region, f"_SUCCESS_{stamp}"),
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_manifest(data_file: str, marker: str) -> dict:
+    """The marker's manifest, after checking the file against its size and checksum."""
+    data_path, marker_path = Path(data_file), Path(marker)
+    if not marker_path.exists():
+        raise IngestError(f"{data_file}: completion marker {marker} is missing; not ingesting")
+    if not data_path.exists():
+        raise IngestError(f"{data_file}: file is missing although {marker} exists")
+    try:
+        manifest = json.loads(marker_path.read_text(encoding="utf-8"))
+        expected_bytes, expected_rows = int(manifest["bytes"]), int(manifest["rows"])
+        expected_sha = str(manifest["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IngestError(f"{marker}: not a valid manifest ({exc})") from exc
+    size = data_path.stat().st_size
+    if size != expected_bytes:
+        raise IngestError(
+            f"{data_file}: {size} bytes but the manifest says {expected_bytes}; "
+            "the file is partial or was replaced — not ingesting"
+        )
+    if _sha256(data_path) != expected_sha:
+        raise IngestError(f"{data_file}: sha256 differs from the manifest; not ingesting")
+    return {"rows": expected_rows, "sha256": expected_sha}
+
+
+def ingest(
+    spark: SparkSession,
+    *,
+    landing_root: str,
+    lake_root: str,
+    business_date: date,
+    region: str,
+    run_id: str,
+) -> IngestResult:
+    data_file, marker = trade_file_paths(landing_root, region, business_date)
+    manifest = verify_manifest(data_file, marker)
+    with open(data_file, encoding="utf-8", errors="replace", newline="") as fh:
+        check_header(fh.readline(), data_file)
+
+    numbered = spark.sparkContext.textFile(data_file).zipWithIndex()
+    lines = (
+        numbered.filter(lambda pair: pair[1] > 0)
+        .map(lambda pair: (pair[1] + 1, pair[0]))
+        .toDF("line_number long, raw_line string")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        rows_read = lines.count()
+        if rows_read != manifest["rows"]:
+            raise IngestError(
+                f"{data_file}: {rows_read} data rows but the manifest says {manifest['rows']}; "
+                "not ingesting"
+            )
+        checked = validate_trades(
+            lines,
+            read_books(spark, landing_root),
+            read_instruments(spark, landing_root),
+            business_date,
+            region,
+        )
+        file_name = Path(data_file).name
+        audit_cols = [F.lit(file_name).alias("source_file"), F.lit(run_id).alias("run_id")]
+        valid = checked.valid.select("*", *audit_cols).persist(StorageLevel.MEMORY_AND_DISK)
+        quarantine = checked.quarantine.select("*", *audit_cols)
+        rows_accepted = valid.count()
+        rows_quarantined = rows_read - rows_accepted
+
+        partition = {"business_date": business_date, "region": region}
+        store = DeltaStore(spark, lake_root)
+        store.replace_partition(valid, "silver.trades", partition)
+        store.replace_partition(quarantine, "silver.trades_quarantine", partition)
+        written_quarantine = store.read("silver.trades_quarantine", partition).count()
+        if written_quarantine != rows_quarantined:
+            raise IngestError(
+                f"{data_file}: reconciliation failed: read {rows_read} = accepted "
+                f"{rows_accepted} + quarantined {written_quarantine} does not hold"
+            )
+        audit = spark.createDataFrame(
+            [
+                (
+                    business_date,
+                    region,
+                    file_name,
+                    manifest["sha256"],
+                    rows_read,
+                    rows_accepted,
+                    rows_quarantined,
+                    run_id,
+                )
+            ],
+            "business_date date, region string, source_file string, sha256 string, "
+            "rows_read long, rows_accepted long, rows_quarantined long, run_id string",
+        )
+        # The audit row is written last: downstream jobs trust a partition only when its
+        # audit row agrees with the trades present.
+        store.replace_partition(audit, "silver.ingest_audit", partition)
+        valid.unpersist()
+    finally:
+        lines.unpersist()
+    result = IngestResult(file_name, rows_read, rows_accepted, rows_quarantined)
+    log.info("ingested %s", result)
+    print(
+        f"{data_file}: read {rows_read}, accepted {rows_accepted}, quarantined {rows_quarantined}"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = job_args.parser(__doc__.splitlines()[0])
+    parser.add_argument("--region", type=job_args.region_name, required=True)
+    parser.add_argument("--landing-root", type=job_args.storage_root, required=True)
+    args = parser.parse_args(argv)
+    ingest(
+        get_spark(),
+        landing_root=args.landing_root,
+        lake_root=args.lake_root,
+        business_date=args.business_date,
+        region=args.region,
+        run_id=args.run_id,
+    )
+
+
+if __name__ == "__main__":
+    main()

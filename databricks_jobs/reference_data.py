@@ -1,0 +1,90 @@
+"""Readers for the landing zone's reference and market data (docs/data.md), explicit schemas."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from databricks_jobs.job_args import under_root
+
+BOOKS_SCHEMA = T.StructType(
+    [
+        T.StructField("book", T.StringType(), False),
+        T.StructField("desk", T.StringType(), False),
+        T.StructField("region", T.StringType(), False),
+    ]
+)
+
+INSTRUMENTS_SCHEMA = T.StructType(
+    [
+        T.StructField("instrument_id", T.StringType(), False),
+        T.StructField("instrument_type", T.StringType(), False),
+        T.StructField("currency", T.StringType(), False),
+        T.StructField("underlying", T.StringType(), True),
+        T.StructField("strike", T.DoubleType(), True),
+        T.StructField("expiry_date", T.DateType(), True),
+        T.StructField("option_type", T.StringType(), True),
+        T.StructField("coupon_rate", T.DoubleType(), True),
+        T.StructField("maturity_date", T.DateType(), True),
+    ]
+)
+
+MARKET_SCHEMA = T.StructType(
+    [
+        T.StructField("date", T.DateType(), False),
+        T.StructField("risk_factor", T.StringType(), False),
+        T.StructField("value", T.DoubleType(), False),
+    ]
+)
+
+
+def _read_csv(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame:
+    return (
+        spark.read.option("header", "true")
+        .option("mode", "FAILFAST")
+        .option("dateFormat", "yyyy-MM-dd")
+        .schema(schema)
+        .csv(path)
+    )
+
+
+def read_books(spark: SparkSession, landing_root: str) -> DataFrame:
+    return _read_csv(spark, under_root(landing_root, "reference", "books.csv"), BOOKS_SCHEMA)
+
+
+def read_instruments(spark: SparkSession, landing_root: str) -> DataFrame:
+    path = under_root(landing_root, "reference", "instruments.csv")
+    return _read_csv(spark, path, INSTRUMENTS_SCHEMA)
+
+
+def read_market_history(
+    spark: SparkSession, landing_root: str, as_of: date, n_days: int
+) -> tuple[list[date], list[str], np.ndarray]:
+    """The last ``n_days`` closes up to ``as_of`` as a (dates, factors, levels[T, F]) matrix.
+
+    Small (hundreds of days × tens of factors), so it is brought to the driver. Raises if a
+    factor is missing on any of those days or the history is too short.
+    """
+    path = under_root(landing_root, "market", "market_data.csv")
+    history = _read_csv(spark, path, MARKET_SCHEMA).where(F.col("date") <= F.lit(as_of))
+    last_dates = history.select("date").distinct().orderBy(F.col("date").desc()).limit(n_days)
+    window = history.join(F.broadcast(last_dates), "date").toPandas()
+    if window.empty or window["date"].max() != as_of:
+        raise ValueError(f"{path}: no market data for business date {as_of.isoformat()}")
+    levels = window.pivot_table(index="date", columns="risk_factor", values="value", aggfunc="last")
+    levels = levels.sort_index().sort_index(axis=1)
+    if len(levels) < n_days:
+        raise ValueError(f"{path}: {len(levels)} days of history up to {as_of}, {n_days} needed")
+    missing = levels.isna()
+    if missing.to_numpy().any():
+        day, factor = next((d, f) for d, f in zip(*np.nonzero(missing.to_numpy()), strict=True))
+        raise ValueError(
+            f"{path}: factor {levels.columns[factor]} has no value on {levels.index[day]}"
+        )
+    dates = [pd.Timestamp(d).date() for d in levels.index]
+    return dates, list(levels.columns), levels.to_numpy(dtype=np.float64)
