@@ -1,0 +1,254 @@
+"""Job ``compute_risk``: one region's VaR/ES by historical simulation for a business date.
+
+Positions (trades netted by book and instrument) are fully revalued under the last 500
+daily market moves by ``risk_models.revaluation``, distributed by book over Spark; the book
+P&L vectors are rolled up to desks and the region. Writes the (business_date, region)
+partitions of ``gold.positions``, ``gold.pnl_vectors`` and ``gold.var_results``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from databricks_jobs import job_args
+from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.reference_data import read_instruments, read_market_history
+from databricks_jobs.risk_metrics import NodeRisk, rollup_region
+from databricks_jobs.spark_session import get_spark
+from risk_models.revaluation import build_portfolio, revalue
+from risk_models.scenarios import apply_shocks, scenario_shocks
+
+log = logging.getLogger("eodrisk.compute_risk")
+
+SCENARIO_WINDOW = 500
+DAYS_PER_YEAR = 365.0
+BOOK_PNL_SCHEMA = "book string, desk string, n_positions long, pnl array<double>"
+NODE_COLUMNS = (
+    "business_date date, region string, level string, node string, parent string, "
+    "var_99_1d_usd double, var_99_10d_usd double, es_975_1d_usd double, run_id string"
+)
+PNL_COLUMNS = (
+    "business_date date, region string, level string, node string, parent string, "
+    "scenario_start date, scenario_end date, pnl array<double>, run_id string"
+)
+
+
+class RiskInputError(RuntimeError):
+    """The stage's inputs are missing or inconsistent; nothing is written."""
+
+
+def is_log_factor(names: list[str]) -> np.ndarray:
+    """Log returns for prices and FX rates, absolute moves for rates and vols."""
+    return np.array([n.startswith(("EQ.", "FX.")) for n in names])
+
+
+def market_scenarios(
+    spark: SparkSession, landing_root: str, business_date: date, window: int
+) -> tuple[list[str], np.ndarray, np.ndarray, list[date]]:
+    """Factor names, base levels (F,), scenario levels (S, F) and the scenario dates."""
+    dates, factors, levels = read_market_history(spark, landing_root, business_date, window + 1)
+    is_log = is_log_factor(factors)
+    shocks = scenario_shocks(levels, is_log, window)
+    base = levels[-1]
+    return factors, base, apply_shocks(base, shocks, is_log), dates[1:]
+
+
+def checked_trades(store: DeltaStore, business_date: date, region: str) -> DataFrame:
+    """The region's trades, after checking the ingest audit row agrees with them."""
+    partition = {"business_date": business_date, "region": region}
+    audits = store.read("silver.ingest_audit", partition).collect()
+    if len(audits) != 1:
+        raise RiskInputError(
+            f"no completed ingest of {region} for {business_date}: run ingest_trades first"
+        )
+    trades = store.read("silver.trades", partition)
+    accepted = trades.count()
+    if accepted != audits[0]["rows_accepted"]:
+        raise RiskInputError(
+            f"silver.trades holds {accepted} trades of {region} for {business_date}, the "
+            f"ingest audit says {audits[0]['rows_accepted']}: rerun ingest_trades"
+        )
+    return trades
+
+
+def positions_with_terms(
+    trades: DataFrame, instruments: DataFrame, business_date: date
+) -> DataFrame:
+    """Net positions by book and instrument with the terms revaluation needs."""
+    positions = trades.groupBy("desk", "book", "instrument_id").agg(
+        F.sum("signed_quantity").alias("quantity"), F.count("*").alias("n_trades")
+    )
+    as_of = F.lit(business_date)
+    return positions.join(F.broadcast(instruments), "instrument_id", "left").select(
+        "desk",
+        "book",
+        "instrument_id",
+        "instrument_type",
+        "currency",
+        "underlying",
+        "quantity",
+        "n_trades",
+        "strike",
+        (F.datediff("expiry_date", as_of) / DAYS_PER_YEAR).alias("expiry_years"),
+        (F.col("option_type") == "CALL").alias("is_call"),
+        "coupon_rate",
+        (F.datediff("maturity_date", as_of) / DAYS_PER_YEAR).alias("maturity_years"),
+    )
+
+
+def book_pnl_vectors(
+    positions: DataFrame, factors: list[str], base: np.ndarray, scenarios: np.ndarray
+) -> DataFrame:
+    """Scenario P&L of each book, revalued in parallel on the executors."""
+
+    def revalue_book(frame: pd.DataFrame) -> pd.DataFrame:
+        portfolio = build_portfolio(
+            factors,
+            instrument_type=frame["instrument_type"].tolist(),
+            currency=frame["currency"].tolist(),
+            underlying=frame["underlying"].tolist(),
+            quantity=frame["quantity"].to_numpy(float),
+            strike=frame["strike"].to_numpy(float, na_value=np.nan),
+            expiry_years=frame["expiry_years"].to_numpy(float, na_value=np.nan),
+            is_call=frame["is_call"].fillna(False).to_numpy(bool),
+            coupon_rate=frame["coupon_rate"].to_numpy(float, na_value=np.nan),
+            maturity_years=frame["maturity_years"].to_numpy(float, na_value=np.nan),
+        )
+        pnl = revalue(portfolio, base, scenarios).sum(axis=0)
+        return pd.DataFrame(
+            {
+                "book": [frame["book"].iloc[0]],
+                "desk": [frame["desk"].iloc[0]],
+                "n_positions": [len(frame)],
+                "pnl": [pnl],
+            }
+        )
+
+    return positions.groupBy("book").applyInPandas(revalue_book, BOOK_PNL_SCHEMA)
+
+
+def compute_region_risk(
+    spark: SparkSession,
+    *,
+    landing_root: str,
+    lake_root: str,
+    business_date: date,
+    region: str,
+    run_id: str,
+    window: int = SCENARIO_WINDOW,
+) -> list[NodeRisk]:
+    store = DeltaStore(spark, lake_root)
+    trades = checked_trades(store, business_date, region)
+    instruments = read_instruments(spark, landing_root)
+    positions = positions_with_terms(trades, instruments, business_date).cache()
+    unknown = positions.where(F.col("instrument_type").isNull()).limit(1).collect()
+    if unknown:
+        raise RiskInputError(f"instrument {unknown[0]['instrument_id']} has no reference data")
+    factors, base, scenarios, scenario_dates = market_scenarios(
+        spark, landing_root, business_date, window
+    )
+    books = book_pnl_vectors(positions, factors, base, scenarios).orderBy("book").collect()
+    if not books:
+        raise RiskInputError(f"no positions for {region} on {business_date}")
+    book_pnl = np.array([row["pnl"] for row in books], dtype=np.float64)
+    nodes = rollup_region(region, [r["book"] for r in books], [r["desk"] for r in books], book_pnl)
+
+    partition = {"business_date": business_date, "region": region}
+    store.replace_partition(
+        positions.select(
+            F.lit(business_date).alias("business_date"),
+            F.lit(region).alias("region"),
+            "desk",
+            "book",
+            "instrument_id",
+            "quantity",
+            "n_trades",
+            F.lit(run_id).alias("run_id"),
+        ),
+        "gold.positions",
+        partition,
+    )
+    write_nodes(spark, store, nodes, business_date, region, run_id, scenario_dates)
+    positions.unpersist()
+    for node in nodes:
+        if node.level == "region":
+            print(
+                f"{region} {business_date}: VaR99 1d {node.var_99_1d_usd:,.0f} USD, "
+                f"ES97.5 {node.es_975_1d_usd:,.0f} USD over {len(scenario_dates)} scenarios"
+            )
+    return nodes
+
+
+def write_nodes(
+    spark: SparkSession,
+    store: DeltaStore,
+    nodes: list[NodeRisk],
+    business_date: date,
+    partition_region: str,
+    run_id: str,
+    scenario_dates: list[date],
+) -> None:
+    """Replace the partition's rows of ``gold.var_results`` and ``gold.pnl_vectors``."""
+    partition = {"business_date": business_date, "region": partition_region}
+    figures = [
+        (
+            business_date,
+            partition_region,
+            n.level,
+            n.node,
+            n.parent,
+            n.var_99_1d_usd,
+            n.var_99_10d_usd,
+            n.es_975_1d_usd,
+            run_id,
+        )
+        for n in nodes
+    ]
+    vectors = [
+        (
+            business_date,
+            partition_region,
+            n.level,
+            n.node,
+            n.parent,
+            scenario_dates[0],
+            scenario_dates[-1],
+            n.pnl,
+            run_id,
+        )
+        for n in nodes
+    ]
+    store.replace_partition(
+        spark.createDataFrame(vectors, PNL_COLUMNS), "gold.pnl_vectors", partition
+    )
+    # Figures last: a reader that sees them can trust the vectors behind them.
+    store.replace_partition(
+        spark.createDataFrame(figures, NODE_COLUMNS), "gold.var_results", partition
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = job_args.parser(__doc__.splitlines()[0])
+    parser.add_argument("--region", type=job_args.region_name, required=True)
+    parser.add_argument("--landing-root", type=job_args.storage_root, required=True)
+    parser.add_argument("--window", type=int, default=SCENARIO_WINDOW)
+    args = parser.parse_args(argv)
+    compute_region_risk(
+        get_spark(),
+        landing_root=args.landing_root,
+        lake_root=args.lake_root,
+        business_date=args.business_date,
+        region=args.region,
+        run_id=args.run_id,
+        window=args.window,
+    )
+
+
+if __name__ == "__main__":
+    main()

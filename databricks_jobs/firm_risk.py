@@ -1,0 +1,127 @@
+"""Job ``firm_risk``: the firm's VaR/ES from the regions' P&L vectors (fan-in).
+
+VaR is not additive: the firm figure comes from the scenario-by-scenario sum of the
+regions' P&L vectors, and the diversification benefit is the sum of the regions'
+stand-alone VaR minus the firm VaR. Refuses to produce a firm figure unless every
+expected region has results for the date, computed over the same scenarios.
+Writes the (business_date, FIRM) partitions of ``gold.var_results`` and
+``gold.pnl_vectors`` and the date's row of ``gold.firm_summary``; returns a small summary
+(also the task's output on Databricks) for the Slack message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from databricks_jobs import job_args
+from databricks_jobs.compute_risk import RiskInputError, write_nodes
+from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.risk_metrics import node_risk
+from databricks_jobs.spark_session import get_spark
+
+log = logging.getLogger("eodrisk.firm_risk")
+
+FIRM = "FIRM"
+SUMMARY_COLUMNS = (
+    "business_date date, firm_var_99_1d_usd double, sum_region_var_99_1d_usd double, "
+    "diversification_benefit_usd double, regions string, run_id string"
+)
+
+
+def compute_firm_risk(
+    spark: SparkSession, *, lake_root: str, business_date: date, regions: list[str], run_id: str
+) -> dict[str, Any]:
+    store = DeltaStore(spark, lake_root)
+    rows = (
+        store.read("gold.pnl_vectors", {"business_date": business_date})
+        .where((F.col("level") == "region") & F.col("region").isin(regions))
+        .collect()
+    )
+    by_region = {row["region"]: row for row in rows}
+    missing = [r for r in regions if r not in by_region]
+    if missing:
+        raise RiskInputError(
+            f"no risk results for {', '.join(missing)} on {business_date}: no firm figure "
+            "is produced for an incomplete night"
+        )
+    windows = {(r["scenario_start"], r["scenario_end"], len(r["pnl"])) for r in rows}
+    if len(windows) != 1:
+        raise RiskInputError(f"regions were computed over different scenario sets: {windows}")
+    ((scenario_start, scenario_end, _),) = windows
+
+    region_pnl = np.array([by_region[r]["pnl"] for r in regions], dtype=np.float64)
+    firm = node_risk("firm", FIRM, "", region_pnl.sum(axis=0))
+    region_figures = {r: node_risk("region", r, FIRM, region_pnl[i]) for i, r in enumerate(regions)}
+    sum_region_var = sum(n.var_99_1d_usd for n in region_figures.values())
+    benefit = sum_region_var - firm.var_99_1d_usd
+
+    write_nodes(spark, store, [firm], business_date, FIRM, run_id, [scenario_start, scenario_end])
+    summary_row = spark.createDataFrame(
+        [(business_date, firm.var_99_1d_usd, sum_region_var, benefit, ",".join(regions), run_id)],
+        SUMMARY_COLUMNS,
+    )
+    store.replace_partition(summary_row, "gold.firm_summary", {"business_date": business_date})
+
+    audits = {
+        row["region"]: row
+        for row in store.read("silver.ingest_audit", {"business_date": business_date}).collect()
+    }
+    summary = {
+        "business_date": business_date.isoformat(),
+        "firm": _figures(firm),
+        "regions": {r: _figures(n) for r, n in region_figures.items()},
+        "sum_region_var_99_1d_usd": sum_region_var,
+        "diversification_benefit_usd": benefit,
+        "trades": {
+            r: {
+                "read": audits[r]["rows_read"],
+                "accepted": audits[r]["rows_accepted"],
+                "quarantined": audits[r]["rows_quarantined"],
+            }
+            for r in regions
+            if r in audits
+        },
+    }
+    print(
+        f"FIRM {business_date}: VaR99 1d {firm.var_99_1d_usd:,.0f} USD, diversification "
+        f"benefit {benefit:,.0f} USD"
+    )
+    return summary
+
+
+def _figures(node) -> dict[str, float]:
+    return {
+        "var_99_1d_usd": node.var_99_1d_usd,
+        "var_99_10d_usd": node.var_99_10d_usd,
+        "es_975_1d_usd": node.es_975_1d_usd,
+    }
+
+
+def run(argv: list[str] | None = None) -> str:
+    """Parse the job parameters, compute, and return the summary as JSON."""
+    parser = job_args.parser(__doc__.splitlines()[0])
+    parser.add_argument("--regions", type=job_args.region_list, required=True)
+    args = parser.parse_args(argv)
+    summary = compute_firm_risk(
+        get_spark(),
+        lake_root=args.lake_root,
+        business_date=args.business_date,
+        regions=args.regions,
+        run_id=args.run_id,
+    )
+    return json.dumps(summary, sort_keys=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()

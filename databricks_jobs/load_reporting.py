@@ -1,0 +1,192 @@
+"""Job ``load_reporting``: a business date's results from Delta into Postgres for BI.
+
+Applies the ``sql/`` migrations (yoyo), then in ONE transaction, under an advisory lock
+for the date: replaces the date's rows of ``risk.var_summary``, ``risk.firm_summary``,
+``risk.ingest_audit`` and ``risk.quarantine_summary`` (COPY into staging + upsert).
+Nothing is loaded for a date without a firm figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import date
+from pathlib import Path
+
+import psycopg2
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from databricks_jobs import job_args
+from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.postgres import (
+    DEFAULT_MIGRATIONS,
+    apply_migrations,
+    dsn_from_env,
+    replace_scope,
+)
+from databricks_jobs.spark_session import get_spark
+
+log = logging.getLogger("eodrisk.load_reporting")
+
+CONNECT_ATTEMPTS = 4
+FIGURES = ("var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd")
+
+
+class IncompleteNightError(RuntimeError):
+    """The date has no firm figure (or misses regions); nothing is loaded."""
+
+
+def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str, list[tuple]]:
+    """The date's rows for each Postgres table, read from Delta and checked for completeness."""
+    store = DeltaStore(spark, lake_root)
+    when = {"business_date": business_date}
+    summaries = (
+        store.read("gold.firm_summary", when).collect() if store.exists("gold.firm_summary") else []
+    )
+    if len(summaries) != 1:
+        raise IncompleteNightError(
+            f"no firm figure for {business_date}: firm_risk has not completed; not loading"
+        )
+    firm = summaries[0]
+    nodes = store.read("gold.var_results", when).collect()
+    regions = firm["regions"].split(",")
+    present = {n["node"] for n in nodes if n["level"] == "region"}
+    if missing := [r for r in regions if r not in present]:
+        raise IncompleteNightError(f"{business_date}: no region results for {missing}")
+    audits = store.read("silver.ingest_audit", when).where(F.col("region").isin(regions))
+    quarantine = (
+        store.read("silver.trades_quarantine", when)
+        .where(F.col("region").isin(regions))
+        .groupBy("region", "rule", "field")
+        .agg(F.count("*").alias("rows_quarantined"), F.max("run_id").alias("run_id"))
+    )
+    d = business_date
+    return {
+        "risk.var_summary": [
+            (
+                d,
+                n["level"],
+                n["node"],
+                n["parent"],
+                n["region"],
+                *(n[f] for f in FIGURES),
+                n["run_id"],
+            )
+            for n in nodes
+            if n["region"] in (*regions, "FIRM")
+        ],
+        "risk.firm_summary": [
+            (
+                d,
+                firm["firm_var_99_1d_usd"],
+                firm["sum_region_var_99_1d_usd"],
+                firm["diversification_benefit_usd"],
+                firm["regions"],
+                firm["run_id"],
+            )
+        ],
+        "risk.ingest_audit": [
+            (
+                d,
+                a["region"],
+                a["source_file"],
+                a["sha256"],
+                a["rows_read"],
+                a["rows_accepted"],
+                a["rows_quarantined"],
+                a["run_id"],
+            )
+            for a in audits.collect()
+        ],
+        "risk.quarantine_summary": [
+            (d, q["region"], q["rule"], q["field"], q["rows_quarantined"], q["run_id"])
+            for q in quarantine.collect()
+        ],
+    }
+
+
+TABLES = {
+    "risk.var_summary": (
+        ("business_date", "level", "node"),
+        ("parent", "region", *FIGURES, "run_id"),
+    ),
+    "risk.firm_summary": (
+        ("business_date",),
+        (
+            "firm_var_99_1d_usd",
+            "sum_region_var_99_1d_usd",
+            "diversification_benefit_usd",
+            "regions",
+            "run_id",
+        ),
+    ),
+    "risk.ingest_audit": (
+        ("business_date", "region"),
+        ("source_file", "sha256", "rows_read", "rows_accepted", "rows_quarantined", "run_id"),
+    ),
+    "risk.quarantine_summary": (
+        ("business_date", "region", "rule", "field"),
+        ("rows_quarantined", "run_id"),
+    ),
+}
+
+
+def connect(dsn: str):
+    """Connect, retrying transient failures with bounded exponential backoff and jitter."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return psycopg2.connect(dsn, connect_timeout=10, application_name="eodrisk-loader")
+        except psycopg2.OperationalError as exc:
+            if attempt == CONNECT_ATTEMPTS:
+                raise
+            delay = min(2.0**attempt, 20.0) * (0.5 + random.random() / 2)
+            log.warning(
+                "postgres connect attempt %d failed (%s); retry in %.1fs",
+                attempt,
+                str(exc).strip().splitlines()[0],
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[str, int]:
+    """Replace the date's rows of every table in one transaction; return row counts."""
+    conn = connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "select pg_advisory_xact_lock(hashtext('eodrisk.load_reporting'), "
+                "%s::date - date '2000-01-01')",
+                (business_date,),
+            )
+            for table, rows in tables.items():
+                key, values = TABLES[table]
+                replace_scope(
+                    cur,
+                    table=table,
+                    key=key,
+                    values=values,
+                    rows=rows,
+                    scope={"business_date": business_date},
+                )
+    finally:
+        conn.close()
+    return {table: len(rows) for table, rows in tables.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = job_args.parser(__doc__.splitlines()[0])
+    parser.add_argument("--migrations-dir", type=Path, default=DEFAULT_MIGRATIONS)
+    args = parser.parse_args(argv)
+    dsn = dsn_from_env()
+    tables = gather(get_spark(), args.lake_root, args.business_date)
+    applied = apply_migrations(dsn, args.migrations_dir)
+    counts = load(dsn, args.business_date, tables)
+    print(f"applied {applied} migrations; loaded {args.business_date}: {counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Risk figures of a set of hierarchy nodes from their P&L vectors (driver-side, small).
+
+The vectors reaching this module are already aggregated by book (tens to hundreds of
+rows × 500 scenarios), so numpy on the driver is the right tool; the per-position work is
+done by Spark before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from risk_models.aggregate import aggregate_pnl
+from risk_models.var import historical_es, historical_var, scale_to_horizon
+
+VAR_CONFIDENCE = 0.99
+ES_CONFIDENCE = 0.975
+HORIZON_DAYS = 10
+
+
+@dataclass(frozen=True)
+class NodeRisk:
+    level: str
+    node: str
+    parent: str
+    var_99_1d_usd: float
+    var_99_10d_usd: float
+    es_975_1d_usd: float
+    pnl: list[float]
+
+
+def node_risk(level: str, node: str, parent: str, pnl: np.ndarray) -> NodeRisk:
+    var_1d = float(historical_var(pnl, VAR_CONFIDENCE))
+    return NodeRisk(
+        level=level,
+        node=node,
+        parent=parent,
+        var_99_1d_usd=var_1d,
+        var_99_10d_usd=float(scale_to_horizon(var_1d, HORIZON_DAYS)),
+        es_975_1d_usd=float(historical_es(pnl, ES_CONFIDENCE)),
+        pnl=pnl.tolist(),
+    )
+
+
+def rollup_region(
+    region: str, books: Sequence[str], desks: Sequence[str], book_pnl: np.ndarray
+) -> list[NodeRisk]:
+    """Book, desk and region figures of one region.
+
+    Parameters
+    ----------
+    books, desks : (B,)
+        Each book and the desk it belongs to.
+    book_pnl : (B, S)
+        Scenario P&L of each book in USD.
+    """
+    desk_names = sorted(set(desks))
+    desk_of_book = np.array([desk_names.index(d) for d in desks], dtype=np.int64)
+    desk_pnl = aggregate_pnl(book_pnl, desk_of_book, len(desk_names))
+    region_pnl = desk_pnl.sum(axis=0)
+    return [
+        *(
+            node_risk("book", b, d, book_pnl[i])
+            for i, (b, d) in enumerate(zip(books, desks, strict=True))
+        ),
+        *(node_risk("desk", d, region, desk_pnl[i]) for i, d in enumerate(desk_names)),
+        node_risk("region", region, "FIRM", region_pnl),
+    ]
