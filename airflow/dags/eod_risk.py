@@ -1,0 +1,184 @@
+"""
+### eod_risk — end-of-day market risk
+
+Every weekday after the close, per region: wait for the trade file and its `_SUCCESS`
+marker, ingest it (Databricks job), compute the region's VaR/ES (Databricks job); then
+aggregate the firm's risk across regions, and in parallel load Postgres for BI and post
+the Slack summary. Every task alerts Slack on failure with the Databricks run and log links.
+
+```
+wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_<r> ─┐ (per region)
+                                                                              ▼
+                                                    firm_risk ─┬─► load_reporting
+                                                               └─► notify_summary
+```
+
+Configuration: `eod_risk.yml` next to this file (regions, job names, connection ids,
+timeouts, retries, deadline). Business date: the logical date (`ds`), or the
+`business_date` param to rerun a given date. Landing root: the Airflow Variable
+named in the config (`eodrisk_landing_root`), read when the sensors run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.sdk import (
+    DAG,
+    AsyncCallback,
+    CronTriggerTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    TaskGroup,
+    XComArg,
+    task,
+)
+from eodrisk_dag.callbacks import SlackFailureAlert, post_firm_summary, trades_landed
+from eodrisk_dag.config import load_config
+
+CONFIG = load_config(
+    os.environ.get("EODRISK_DAG_CONFIG") or Path(__file__).with_name("eod_risk.yml")
+)
+
+DAG_ID = "eod_risk"
+BUSINESS_DATE = "{{ params.business_date or ds }}"
+YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
+LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
+
+
+def landing_path(region: str, file_pattern: str) -> str:
+    return f"{LANDING_ROOT}/{region}/{file_pattern.replace('{yyyymmdd}', YYYYMMDD)}"
+
+
+def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str]):
+    """Run a bundle job by name and wait for it; run_id and run_page_url go to XCom."""
+    return DatabricksRunNowOperator(
+        task_id=task_id,
+        job_name=job_name,
+        job_parameters=job_parameters,
+        databricks_conn_id=CONFIG.databricks_conn_id,
+        wait_for_termination=True,
+        polling_period_seconds=max(1, int(CONFIG.databricks_polling_period.total_seconds())),
+        do_xcom_push=True,
+        execution_timeout=CONFIG.execution_timeout.databricks_job,
+    )
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="End-of-day market risk: trades → Databricks → firm VaR → Postgres, Slack",
+    doc_md=__doc__,
+    schedule=CronTriggerTimetable(CONFIG.cron, timezone=CONFIG.schedule_timezone),
+    start_date=pendulum.datetime(
+        CONFIG.start_date.year,
+        CONFIG.start_date.month,
+        CONFIG.start_date.day,
+        tz=CONFIG.schedule_timezone,
+    ),
+    catchup=False,
+    max_active_runs=1,
+    tags=list(CONFIG.tags),
+    params={
+        "business_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            title="Business date",
+            description="YYYY-MM-DD to (re)run; empty means the run's logical date.",
+        )
+    },
+    default_args={
+        "owner": CONFIG.owner,
+        "retries": CONFIG.retries.retries,
+        "retry_delay": CONFIG.retries.retry_delay,
+        "retry_exponential_backoff": CONFIG.retries.exponential_backoff,
+        "max_retry_delay": CONFIG.retries.max_retry_delay,
+        "execution_timeout": CONFIG.execution_timeout.databricks_job,
+        "on_failure_callback": SlackFailureAlert(
+            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id, regions=CONFIG.region_names
+        ),
+    },
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=CONFIG.deadline_after_logical_date,
+        callback=AsyncCallback(
+            SlackWebhookNotifier,
+            kwargs={
+                "slack_webhook_conn_id": CONFIG.slack_webhook_conn_id,
+                "text": (
+                    f":alarm_clock: {DAG_ID} missed its deadline: run {{{{ dag_run.run_id }}}} "
+                    "was not done by {{ deadline.deadline_time }}"
+                ),
+            },
+        ),
+        name="eod_risk_business_deadline",
+    ),
+) as dag:
+
+    @task.sensor(
+        poke_interval=CONFIG.sensor_poke_interval,
+        timeout=CONFIG.sensor_timeout,
+        mode=CONFIG.sensor_mode,
+        execution_timeout=CONFIG.execution_timeout.sensor,
+    )
+    def wait_for_trades(marker_path: str, trades_path: str) -> bool:
+        return trades_landed(marker_path, trades_path)
+
+    @task(execution_timeout=CONFIG.execution_timeout.notify)
+    def notify_summary(business_date: str, firm_run_id: int | None, firm_run_page_url: str | None):
+        post_firm_summary(
+            dag_id=DAG_ID,
+            business_date=business_date,
+            firm_run_id=firm_run_id,
+            firm_run_page_url=firm_run_page_url,
+            databricks_conn_id=CONFIG.databricks_conn_id,
+            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id,
+            firm_summary_task_key=CONFIG.jobs.firm_summary_task_key,
+        )
+
+    def region_parameters(region: str) -> dict[str, str]:
+        return {"business_date": BUSINESS_DATE, "region": region}
+
+    with TaskGroup("data_ingestion", tooltip="Trade files → silver.trades, per region"):
+        ingest = {
+            r.name: databricks_job(
+                f"ingest_{r.task_suffix}", CONFIG.jobs.ingest_trades, region_parameters(r.name)
+            )
+            for r in CONFIG.regions
+        }
+
+    with TaskGroup("risk_modelling", tooltip="Positions × scenarios → VaR/ES, per region"):
+        risk = {
+            r.name: databricks_job(
+                f"risk_{r.task_suffix}", CONFIG.jobs.compute_risk, region_parameters(r.name)
+            )
+            for r in CONFIG.regions
+        }
+
+    firm_risk = databricks_job(
+        "firm_risk",
+        CONFIG.jobs.firm_risk,
+        {"business_date": BUSINESS_DATE, "regions": ",".join(CONFIG.region_names)},
+    )
+    load_reporting = databricks_job(
+        "load_reporting", CONFIG.jobs.load_reporting, {"business_date": BUSINESS_DATE}
+    )
+
+    for r in CONFIG.regions:
+        landed = wait_for_trades.override(task_id=f"wait_for_trades_{r.task_suffix}")(
+            marker_path=landing_path(r.name, CONFIG.marker_file),
+            trades_path=landing_path(r.name, CONFIG.trades_file),
+        )
+        landed >> ingest[r.name] >> risk[r.name] >> firm_risk
+
+    firm_risk >> load_reporting
+    notify_summary(
+        business_date=BUSINESS_DATE,
+        firm_run_id=XComArg(firm_risk, key="run_id"),
+        firm_run_page_url=XComArg(firm_risk, key="run_page_url"),
+    )

@@ -1,0 +1,1 @@
+"""Helpers of the eod_risk DAG (config, messages, callbacks); listed in .airflowignore."""

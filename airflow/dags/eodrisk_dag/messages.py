@@ -1,0 +1,228 @@
+"""Slack messages of the ``eod_risk`` DAG, built as plain dicts by pure functions.
+
+A message is ``{"text": <plain fallback>, "blocks": [<Block Kit blocks>]}``, ready for
+``SlackWebhookHook.send(**message)``. No Airflow import here: the builders are tested
+without Airflow running, and the callbacks only gather their inputs from the context.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_MAX_ERROR_CHARS = 1500
+_MEASURES = (
+    ("var_99_1d_usd", "VaR 99% 1d"),
+    ("var_99_10d_usd", "VaR 99% 10d (√10)"),
+    ("es_975_1d_usd", "ES 97.5% 1d"),
+)
+# Credentials that could appear inside an exception text; never forwarded to Slack.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    (re.compile(r"\bdapi[0-9a-f]{16,}\b"), "dapi***"),
+    (re.compile(r"(hooks\.slack\.com/services/)[A-Za-z0-9/]+"), r"\1***"),
+    (re.compile(r"(?i)((?:token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"), r"\1***"),
+    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1***@"),
+)
+_DATABRICKS_TASK_ERROR = re.compile(r"'error':\s*'((?:[^'\\]|\\.)*)'")
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a credential."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str | None, label: str) -> str:
+    if not url:
+        return f"{label}: n/a"
+    return f"<{url.replace('>', '%3E').replace('|', '%7C')}|{escape(label)}>"
+
+
+def region_of_task(task_id: str, regions: Sequence[str]) -> str | None:
+    """The region a task works for, from its id (``data_ingestion.ingest_emea`` → ``EMEA``).
+
+    Firm-level tasks (``firm_risk``, ``load_reporting``…) have no region: ``None``.
+    """
+    name = task_id.rsplit(".", 1)[-1].lower()
+    matches = [r for r in regions if name.endswith("_" + r.lower())]
+    return max(matches, key=len) if matches else None
+
+
+def format_usd(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "n/a"
+    return f"${value:,.0f}"
+
+
+def databricks_task_errors(error: str) -> list[str]:
+    """Errors of the failed Databricks tasks, as quoted in the provider's exception text."""
+    return [
+        m.replace("\\n", "\n").replace("\\'", "'") for m in _DATABRICKS_TASK_ERROR.findall(error)
+    ]
+
+
+def build_failure_message(
+    *,
+    dag_id: str,
+    task_id: str,
+    region: str | None,
+    business_date: str,
+    try_number: int | None,
+    max_tries: int | None,
+    error: str,
+    run_page_url: str | None,
+    log_url: str | None,
+    expected_file: str | None = None,
+) -> dict[str, Any]:
+    """The Slack alert for a failed task attempt.
+
+    ``max_tries`` is Airflow's count of retries (``retries``), so attempt ``try_number`` of
+    ``max_tries + 1``; when it is the last one the alert says so.
+    """
+    error = redact(error.strip() or "no error message")
+    if len(error) > _MAX_ERROR_CHARS:
+        error = error[:_MAX_ERROR_CHARS] + " …(truncated, see the log)"
+    scope = region or "firm"
+    if try_number is not None and max_tries is not None:
+        total = max_tries + 1
+        final = try_number >= total
+        attempt = f"{try_number} of {total}" + (" (final)" if final else ", will retry")
+    else:
+        attempt = str(try_number) if try_number is not None else "n/a"
+
+    text = (
+        f":red_circle: {dag_id} failed: {task_id} ({scope}) for {business_date}, "
+        f"attempt {attempt}: {error.splitlines()[0][:200]}"
+        + (f" | Databricks run: {run_page_url}" if run_page_url else "")
+        + (f" | Log: {log_url}" if log_url else "")
+    )
+    fields = [
+        f"*Task*\n`{escape(task_id)}`",
+        f"*Region*\n{escape(scope)}",
+        f"*Business date*\n{escape(business_date)}",
+        f"*Attempt*\n{escape(attempt)}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        _header(f"🔴 {dag_id} failed: {task_id}"),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    if expected_file:
+        blocks.append(_mrkdwn(f"*Waiting for*\n`{escape(expected_file)}` (not found in time)"))
+    task_errors = databricks_task_errors(error)
+    if task_errors:
+        blocks.append(
+            _mrkdwn("*Databricks error*\n" + "\n".join(f"• {escape(e[:400])}" for e in task_errors))
+        )
+    blocks.append(_mrkdwn(f"*Error*\n```{escape(error)}```"))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": link(run_page_url, "Databricks run")},
+                {"type": "mrkdwn", "text": link(log_url, "Airflow log")},
+            ],
+        }
+    )
+    return {"text": text, "blocks": blocks}
+
+
+def parse_firm_summary(result: str | None) -> dict[str, Any] | None:
+    """The firm job's JSON summary (``notebook_output.result``), or None when unusable."""
+    if not result:
+        return None
+    try:
+        summary = json.loads(result)
+    except (TypeError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def build_summary_message(
+    *,
+    dag_id: str,
+    business_date: str,
+    summary: Mapping[str, Any] | None,
+    firm_run_page_url: str | None,
+    log_url: str | None = None,
+) -> dict[str, Any]:
+    """The Slack message when the night's risk is computed (figures when the summary exists)."""
+    blocks: list[dict[str, Any]] = [_header(f"✅ EOD risk {business_date}: firm risk computed")]
+    links = {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": link(firm_run_page_url, "Firm risk run")},
+            {"type": "mrkdwn", "text": link(log_url, "Airflow")},
+        ],
+    }
+    if not summary:
+        blocks.append(_mrkdwn("Figures unavailable: the firm job returned no summary output."))
+        blocks.append(links)
+        text = f"{dag_id}: EOD risk for {business_date} computed (figures unavailable)"
+        return {"text": text, "blocks": blocks}
+
+    firm = summary.get("firm") or {}
+    firm_fields = [f"*Firm {label}*\n{format_usd(firm.get(key))}" for key, label in _MEASURES]
+    firm_fields.append(
+        f"*Diversification benefit*\n{format_usd(summary.get('diversification_benefit_usd'))}"
+    )
+    blocks.append(
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in firm_fields]}
+    )
+
+    regions = summary.get("regions") or {}
+    trades = summary.get("trades") or {}
+    names = list(dict.fromkeys([*regions, *trades]))
+    if names:
+        rows = [("Region", "VaR99 1d", "VaR99 10d", "ES97.5 1d", "Trades", "Quarantined")]
+        for name in names:
+            figures = regions.get(name) or {}
+            counts = trades.get(name) or {}
+            rows.append(
+                (
+                    str(name),
+                    *(format_usd(figures.get(key)) for key, _ in _MEASURES),
+                    _count(counts.get("accepted")) + "/" + _count(counts.get("read")),
+                    _count(counts.get("quarantined")),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        table = "\n".join(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        )
+        blocks.append(_mrkdwn(f"*By region* (trades accepted/read)\n```{escape(table)}```"))
+    blocks.append(links)
+
+    text = (
+        f"{dag_id}: EOD risk for {business_date} computed. Firm VaR 99% 1d "
+        f"{format_usd(firm.get('var_99_1d_usd'))}, ES 97.5% 1d "
+        f"{format_usd(firm.get('es_975_1d_usd'))}, diversification benefit "
+        f"{format_usd(summary.get('diversification_benefit_usd'))}"
+    )
+    return {"text": text, "blocks": blocks}
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "n/a"
+
+
+def _header(text: str) -> dict[str, Any]:
+    # Header blocks take plain_text of at most 150 characters.
+    return {"type": "header", "text": {"type": "plain_text", "text": text[:150], "emoji": True}}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # Section text is limited to 3000 characters by Slack.
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
