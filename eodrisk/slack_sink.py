@@ -1,0 +1,173 @@
+"""A loopback Slack incoming-webhook sink: records every message to a JSON-lines file.
+
+Locally and in tests the ``slack_eodrisk`` Airflow connection points here instead of
+``hooks.slack.com``, so the official Slack provider code runs unchanged and tests can
+assert on exactly what was sent::
+
+    with SlackSink(tmp_path / "slack.jsonl") as sink:
+        os.environ["AIRFLOW_CONN_SLACK_EODRISK"] = json.dumps(
+            {"conn_type": "slackwebhook", "password": sink.url}
+        )
+        ...
+        messages = read_messages(tmp_path / "slack.jsonl")
+
+Like Slack, it answers ``200 ok`` to a valid JSON payload, ``400 invalid_payload`` to a
+body that is not a JSON object, and ``404 no_service`` to a path outside ``/services/``.
+Each record is ``{"seq": n, "path": ..., "received_monotonic_s": ..., "payload": {...}}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+WEBHOOK_PATH = "/services/T000EODRISK/B000EODRISK/localsink"
+_MAX_BODY_BYTES = 1 << 20
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _SinkServer
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        if not self.path.startswith("/services/"):
+            self._reply(404, "no_service")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _MAX_BODY_BYTES:
+            self._reply(400, "invalid_payload")
+            return
+        body = self.rfile.read(length)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            self._reply(400, "invalid_payload")
+            return
+        if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")):
+            self._reply(400, "no_text")
+            return
+        self.server.record(self.path, payload)
+        self._reply(200, "ok")
+
+    def _reply(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the file is the log
+
+
+class _SinkServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], messages_file: Path) -> None:
+        super().__init__(address, _Handler)
+        self.messages_file = messages_file
+        self._lock = threading.Lock()
+        self._seq = len(read_messages(messages_file))
+
+    def record(self, path: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            line = json.dumps(
+                {
+                    "seq": self._seq,
+                    "path": path,
+                    "received_monotonic_s": time.monotonic(),
+                    "payload": payload,
+                },
+                ensure_ascii=False,
+            )
+            with self.messages_file.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+
+class SlackSink:
+    """A Slack incoming-webhook endpoint on 127.0.0.1 that appends each message to a file."""
+
+    def __init__(self, messages_file: Path | str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.messages_file = Path(messages_file)
+        self.host = host
+        self.port = port
+        self._server: _SinkServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("SlackSink is not started; call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full webhook URL, for the password of a ``slackwebhook`` connection."""
+        return self.base_url + WEBHOOK_PATH
+
+    def start(self) -> SlackSink:
+        if self._server is not None:
+            return self
+        self.messages_file.parent.mkdir(parents=True, exist_ok=True)
+        self.messages_file.touch()
+        self._server = _SinkServer((self.host, self.port), self.messages_file)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="slack-sink", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> SlackSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def messages(self) -> list[dict[str, Any]]:
+        return read_messages(self.messages_file)
+
+
+def read_messages(messages_file: Path | str) -> list[dict[str, Any]]:
+    """All records written by a sink to ``messages_file``, in the order received."""
+    path = Path(messages_file)
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return sorted(records, key=lambda r: r["seq"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m eodrisk.slack_sink --file var/slack.jsonl --port 8766``: run until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, required=True, help="JSON-lines file to append to")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    with SlackSink(args.file, host=args.host, port=args.port) as sink:
+        print(f"Slack webhook sink at {sink.url} → {args.file}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
