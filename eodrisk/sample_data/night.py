@@ -1,0 +1,143 @@
+"""``generate_night``: reference data, market history and trade files for business dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from eodrisk.calendar import business_days, business_days_between, to_datetime64
+from eodrisk.sample_data.market import MarketHistory, simulate_market
+from eodrisk.sample_data.reference import books_frame, instruments_frame
+from eodrisk.sample_data.trades import TradePool, build_trade_pool
+from eodrisk.sample_data.writer import atomic_write_bytes, write_with_marker
+
+DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
+DEFAULT_SEED = 20261124
+SCENARIO_WINDOW = 500
+DEFAULT_TURNOVER = 0.02
+
+
+@dataclass(frozen=True)
+class GeneratedNight:
+    """What ``generate_night`` wrote. Keys of the dicts are ``(business_date, region)``."""
+
+    landing_root: Path
+    business_dates: tuple[dt.date, ...]
+    regions: tuple[str, ...]
+    books: Path
+    instruments: Path
+    market_data: Path
+    trade_files: dict[tuple[dt.date, str], Path]
+    markers: dict[tuple[dt.date, str], Path]
+    rows: dict[tuple[dt.date, str], int]
+    market_rows: int
+    history_start: dt.date
+    history_end: dt.date
+    #: first and last business day of the scripted crash
+    stress_window: tuple[dt.date, dt.date]
+    seed: int
+    n_instruments: int = 0
+    n_books: int = 0
+    pools: dict[str, TradePool] = field(default_factory=dict, repr=False, compare=False)
+
+
+def history_dates(business_dates: Sequence[dt.date], history_days: int) -> list[dt.date]:
+    """``history_days`` business days ending at the last date, lengthened when needed so the
+    first date still has ``SCENARIO_WINDOW`` day-over-day changes behind it."""
+    first, last = min(business_dates), max(business_dates)
+    span = len(business_days_between(first, last))
+    return business_days(last, max(history_days, span + SCENARIO_WINDOW))
+
+
+def _frame_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def generate_night(
+    landing_root: Path,
+    business_dates: Sequence[dt.date],
+    *,
+    regions: Sequence[str] = DEFAULT_REGIONS,
+    trades_per_region: int = 30_000,
+    history_days: int = 760,
+    seed: int = DEFAULT_SEED,
+    turnover: float = DEFAULT_TURNOVER,
+) -> GeneratedNight:
+    """Write a seeded sample landing zone for ``business_dates`` (see docs/data.md).
+
+    * ``reference/books.csv``, ``reference/instruments.csv``;
+    * ``market/market_data.csv``: ``history_days`` business days ending at the last date
+      (lengthened so the first date has 500 scenarios behind it);
+    * per date and region ``<REGION>/trades_<YYYYMMDD>.csv`` and, written after it,
+      ``<REGION>/_SUCCESS_<YYYYMMDD>``.
+
+    Byte-identical output for identical arguments. Consecutive dates share most trades
+    (``turnover`` of the book per business day is replaced by new trades), so a long run of
+    dates (a backtest history) is cheap: each trade is generated and formatted once.
+    """
+    if not business_dates:
+        raise ValueError("business_dates is empty")
+    weekend = [d for d in business_dates if d.weekday() >= 5]
+    if weekend:
+        raise ValueError(f"not business days (Mon-Fri): {weekend}")
+    if trades_per_region < 1:
+        raise ValueError(f"trades_per_region must be >= 1, got {trades_per_region}")
+    if not regions or len(set(regions)) != len(regions):
+        raise ValueError(f"regions must be non-empty and unique, got {list(regions)}")
+    root = Path(landing_root)
+    dates = tuple(sorted(set(business_dates)))
+    hist = history_dates(dates, history_days)
+    market: MarketHistory = simulate_market(to_datetime64(hist), seed)
+
+    books = books_frame(regions)
+    instruments = instruments_frame(market, dates[-1])
+    books_path = root / "reference" / "books.csv"
+    instruments_path = root / "reference" / "instruments.csv"
+    market_path = root / "market" / "market_data.csv"
+    atomic_write_bytes(books_path, _frame_bytes(books))
+    atomic_write_bytes(instruments_path, _frame_bytes(instruments))
+    market_frame = market.to_long_frame()
+    atomic_write_bytes(market_path, _frame_bytes(market_frame))
+
+    trade_files: dict[tuple[dt.date, str], Path] = {}
+    markers: dict[tuple[dt.date, str], Path] = {}
+    rows: dict[tuple[dt.date, str], int] = {}
+    pools: dict[str, TradePool] = {}
+    for region in regions:
+        pool = build_trade_pool(
+            region, books, instruments, market, dates, trades_per_region, turnover, seed
+        )
+        pools[region] = pool
+        for step, day in enumerate(dates):
+            stamp = f"{day:%Y%m%d}"
+            data, n = pool.file_bytes(step)
+            path = root / region / f"trades_{stamp}.csv"
+            marker = root / region / f"_SUCCESS_{stamp}"
+            write_with_marker(path, marker, data, n)
+            trade_files[(day, region)] = path
+            markers[(day, region)] = marker
+            rows[(day, region)] = n
+
+    return GeneratedNight(
+        landing_root=root,
+        business_dates=dates,
+        regions=tuple(regions),
+        books=books_path,
+        instruments=instruments_path,
+        market_data=market_path,
+        trade_files=trade_files,
+        markers=markers,
+        rows=rows,
+        market_rows=len(market_frame),
+        history_start=hist[0],
+        history_end=hist[-1],
+        stress_window=(hist[market.stress_start], hist[market.stress_end - 1]),
+        seed=seed,
+        n_instruments=len(instruments),
+        n_books=len(books),
+        pools=pools,
+    )
