@@ -1,0 +1,224 @@
+"""DAG import, policy and structure: what every DAG in airflow/dags must satisfy."""
+
+from __future__ import annotations
+
+import ast
+import time
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from tests import airflow_env
+
+airflow_env.isolate()  # before airflow is imported
+
+REPO = airflow_env.REPO_ROOT
+DAGS = airflow_env.DAGS_FOLDER
+REGIONS = ("emea", "apac", "amer")
+PARSE_BUDGET_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def bag():
+    return airflow_env.dag_bag()
+
+
+@pytest.fixture(scope="module")
+def dag(bag):
+    return bag.dags["eod_risk"]
+
+
+def all_tasks(bag):
+    return [(dag_id, task) for dag_id, dag in bag.dags.items() for task in dag.tasks]
+
+
+# ------------------------------------------------------------------------------------- import
+
+
+def test_dags_import_without_errors(bag):
+    assert bag.import_errors == {}
+    assert "eod_risk" in bag.dags
+
+
+def test_parse_stays_within_budget(bag):
+    # Airflow and provider imports are paid once per processor (warm after `bag`); what
+    # counts is parsing the DAG folder again: no I/O beyond the YAML, no heavy imports.
+    start = time.perf_counter()
+    again = airflow_env.dag_bag()
+    elapsed = time.perf_counter() - start
+    assert list(again.dags) == ["eod_risk"]
+    assert elapsed < PARSE_BUDGET_S, f"parsing took {elapsed:.2f}s"
+
+
+def test_helper_package_is_not_parsed_as_dags():
+    assert "eodrisk_dag/" in (DAGS / ".airflowignore").read_text().splitlines()
+    assert not (REPO / "airflow" / "__init__.py").exists(), "would shadow the airflow package"
+
+
+def test_dag_folder_imports_only_airflow_and_providers():
+    forbidden = ("eodrisk", "databricks_jobs", "risk_models", "pyspark")
+    for path in DAGS.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in forbidden, f"{path.name} imports {name}"
+            if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today"):
+                pytest.fail(f"{path.name}:{node.lineno} uses {node.attr}(); use the business date")
+
+
+def test_dag_serializes_like_the_dag_processor_does(dag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    restored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    assert set(restored.task_ids) == set(dag.task_ids)
+    assert all(t.has_on_failure_callback for t in restored.tasks)
+
+
+# ------------------------------------------------------------------------------------- policy
+
+
+def test_every_task_retries_with_exponential_backoff(bag):
+    for dag_id, task in all_tasks(bag):
+        where = f"{dag_id}.{task.task_id}"
+        assert task.retries >= 2, where
+        assert task.retry_exponential_backoff, where
+        assert task.max_retry_delay is not None, where
+        assert task.retry_delay > timedelta(0), where
+
+
+def test_every_task_has_owner_callback_and_timeout(bag):
+    for dag_id, task in all_tasks(bag):
+        where = f"{dag_id}.{task.task_id}"
+        assert task.owner and task.owner != "airflow", where
+        assert task.on_failure_callback, where
+        assert task.execution_timeout is not None, where
+
+
+def test_every_dag_has_tags_and_docs(bag):
+    for dag in bag.dags.values():
+        assert dag.tags, dag.dag_id
+        assert dag.doc_md, dag.dag_id
+
+
+def test_schedule_and_run_policy(dag):
+    from airflow.sdk import CronTriggerTimetable
+
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.timetable.expression == "0 22 * * 1-5"
+    assert str(dag.timetable.timezone) == "Europe/London"
+    assert dag.start_date.tzinfo is not None
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.params["business_date"] is None
+    assert dag.deadline, "the business deadline is an Airflow deadline alert"
+    assert dag.deadline[0].interval == timedelta(hours=8)
+
+
+# ------------------------------------------------------------------------------------- structure
+
+
+def test_task_ids_and_graph(dag):
+    expected = {
+        **{f"wait_for_trades_{r}": {f"data_ingestion.ingest_{r}"} for r in REGIONS},
+        **{f"data_ingestion.ingest_{r}": {f"risk_modelling.risk_{r}"} for r in REGIONS},
+        **{f"risk_modelling.risk_{r}": {"firm_risk"} for r in REGIONS},
+        "firm_risk": {"load_reporting", "notify_summary"},
+        "load_reporting": set(),
+        "notify_summary": set(),
+    }
+    actual = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert actual == expected
+    assert set(dag.task_group_dict) >= {"data_ingestion", "risk_modelling"}
+
+
+def test_sensors_wait_for_the_region_marker_without_holding_a_slot(dag):
+    for r in REGIONS:
+        sensor = dag.get_task(f"wait_for_trades_{r}")
+        assert sensor.mode == "reschedule"
+        assert sensor.timeout == timedelta(hours=6).total_seconds()
+        marker = sensor.op_kwargs["marker_path"]
+        assert marker.startswith("{{ var.value.eodrisk_landing_root }}/" + r.upper() + "/_SUCCESS_")
+        assert sensor.op_kwargs["trades_path"].endswith(".csv")
+
+
+def test_databricks_tasks_run_bundle_jobs_by_name(dag):
+    from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
+
+    bundle = yaml.safe_load((REPO / "resources" / "jobs.yml").read_text())["resources"]["jobs"]
+    declared = {job["name"]: {p["name"] for p in job["parameters"]} for job in bundle.values()}
+    business_date = "{{ params.business_date or ds }}"
+    expected = {
+        **{
+            f"data_ingestion.ingest_{r}": (
+                "eodrisk-ingest-trades",
+                {"business_date": business_date, "region": r.upper()},
+            )
+            for r in REGIONS
+        },
+        **{
+            f"risk_modelling.risk_{r}": (
+                "eodrisk-compute-risk",
+                {"business_date": business_date, "region": r.upper()},
+            )
+            for r in REGIONS
+        },
+        "firm_risk": (
+            "eodrisk-firm-risk",
+            {"business_date": business_date, "regions": "EMEA,APAC,AMER"},
+        ),
+        "load_reporting": ("eodrisk-load-reporting", {"business_date": business_date}),
+    }
+    for task_id, (job_name, parameters) in expected.items():
+        task = dag.get_task(task_id)
+        assert isinstance(task, DatabricksRunNowOperator), task_id
+        assert task.job_name == job_name
+        assert task.job_parameters == parameters
+        assert set(parameters) <= declared[job_name], f"{task_id}: undeclared job parameter"
+        assert task.databricks_conn_id == "databricks_default"
+        assert task.wait_for_termination and task.do_xcom_push
+        assert task.polling_period_seconds == 2
+
+
+def test_summary_reads_the_firm_run_from_xcom(dag):
+    notify = dag.get_task("notify_summary")
+    assert notify.upstream_task_ids == {"firm_risk"}
+    keys = {arg.key for arg in notify.op_kwargs.values() if hasattr(arg, "key")}
+    assert keys == {"run_id", "run_page_url"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected_date", "expected_stamp"),
+    [(None, "2026-11-24", "20261124"), ("2026-11-20", "2026-11-20", "20261120")],
+)
+def test_business_date_templates_render(dag, override, expected_date, expected_stamp):
+    env = dag.get_template_env()
+    context = {
+        "params": {"business_date": override},
+        "ds": "2026-11-24",
+        "var": {"value": {"eodrisk_landing_root": "/data/landing"}},
+    }
+    sensor = dag.get_task("wait_for_trades_apac")
+    marker = env.from_string(sensor.op_kwargs["marker_path"]).render(context)
+    assert marker == f"/data/landing/APAC/_SUCCESS_{expected_stamp}"
+    ingest = dag.get_task("data_ingestion.ingest_apac")
+    assert env.from_string(ingest.job_parameters["business_date"]).render(context) == expected_date
+
+
+def test_parse_does_no_network_io(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network I/O while parsing the DAG folder")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    again = airflow_env.dag_bag()
+    assert again.import_errors == {}
+    assert "eod_risk" in again.dags
