@@ -68,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _SinkServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of alerts must not hit SYN retries
 
     def __init__(self, address: tuple[str, int], messages_file: Path) -> None:
         super().__init__(address, _Handler)
@@ -120,7 +121,10 @@ class SlackSink:
         self._server = _SinkServer((self.host, self.port), self.messages_file)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="slack-sink", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="slack-sink",
+            daemon=True,
         )
         self._thread.start()
         return self
