@@ -116,7 +116,7 @@ def book_pnl_vectors(
             quantity=frame["quantity"].to_numpy(float),
             strike=frame["strike"].to_numpy(float, na_value=np.nan),
             expiry_years=frame["expiry_years"].to_numpy(float, na_value=np.nan),
-            is_call=frame["is_call"].fillna(False).to_numpy(bool),
+            is_call=frame["is_call"].eq(True).to_numpy(bool),
             coupon_rate=frame["coupon_rate"].to_numpy(float, na_value=np.nan),
             maturity_years=frame["maturity_years"].to_numpy(float, na_value=np.nan),
         )

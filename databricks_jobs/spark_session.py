@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -13,6 +14,7 @@ def get_spark(app_name: str = "eodrisk") -> SparkSession:
     if active is not None:
         return active
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's packages
     session = (
         SparkSession.builder.appName(app_name)
         .master(os.environ.get("EODRISK_SPARK_MASTER", "local[2]"))

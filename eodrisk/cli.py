@@ -1,0 +1,104 @@
+"""The ``eodrisk`` command: the local platform's entry points.
+
+eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
+eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
+eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
+eodrisk query "SQL" [--data-dir DIR]                      query the demo's Postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("var/demo")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eodrisk", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run one seeded night through the local platform")
+    demo.add_argument("--date", type=_date, default=None, help="business date (YYYY-MM-DD)")
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    demo.add_argument("--trades", type=int, default=30_000, help="trades per region")
+    demo.add_argument("--seed", type=int, default=None)
+
+    gen = sub.add_parser("generate", help="write sample landing files")
+    gen.add_argument("--landing-root", type=Path, required=True)
+    gen.add_argument("--date", type=_date, action="append", required=True)
+    gen.add_argument("--trades", type=int, default=30_000, help="trades per region")
+    gen.add_argument("--seed", type=int, default=None)
+
+    sub.add_parser("emulator", help="serve the Databricks Jobs API emulator", add_help=False)
+
+    query = sub.add_parser("query", help="run SQL against the demo's Postgres")
+    query.add_argument("sql")
+    query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        from eodrisk.emulator import main as emulator_main
+
+        return emulator_main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from eodrisk.demo import DEFAULT_BUSINESS_DATE, run_demo
+
+        result = run_demo(
+            args.data_dir,
+            args.date or DEFAULT_BUSINESS_DATE,
+            trades_per_region=args.trades,
+            seed=args.seed,
+        )
+        return 0 if result.dag.succeeded else 1
+    if args.command == "generate":
+        from eodrisk.sample_data import generate_night
+
+        kwargs = {"seed": args.seed} if args.seed is not None else {}
+        night = generate_night(
+            args.landing_root, sorted(args.date), trades_per_region=args.trades, **kwargs
+        )
+        print(f"wrote {len(night.trade_files)} trade files under {args.landing_root}")
+        return 0
+    if args.command == "query":
+        return _query(args.sql, args.data_dir)
+    raise AssertionError(args.command)
+
+
+def _query(sql: str, data_dir: Path) -> int:
+    import psycopg2
+    from rich.console import Console
+    from rich.table import Table
+
+    from eodrisk.postgres_server import DSN_ENV, postgres
+
+    if not os.environ.get(DSN_ENV) and not (data_dir / "postgres").exists():
+        print(f"no Postgres under {data_dir}: run `eodrisk demo` first", file=sys.stderr)
+        return 2
+    with postgres(data_dir / "postgres") as dsn, psycopg2.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            table = Table(*[c.name for c in cur.description or []])
+            for row in cur.fetchall() if cur.description else []:
+                table.add_row(*[str(v) for v in row])
+        conn.close()
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""``eodrisk demo``: one seeded night through the whole local platform, then its results.
+
+Generates the landing files, starts an embedded Postgres (or uses ``EODRISK_PG_DSN``), the
+Slack webhook sink and the Databricks Jobs API emulator, runs the real ``eod_risk`` DAG
+with ``dag.test()``, and prints what a user wants to see the morning after.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import psycopg2
+from rich.console import Console
+from rich.table import Table
+
+from eodrisk.airflow_local import REPO_ROOT, DagResult, airflow_env, run_dag
+from eodrisk.emulator import Emulator
+from eodrisk.postgres_server import DSN_ENV, describe, postgres
+from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
+from eodrisk.slack_sink import SlackSink, read_messages
+
+DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
+
+
+@dataclass
+class DemoResult:
+    business_date: date
+    dag: DagResult
+    data_dir: Path
+    postgres: str
+    rows_loaded: int = 0
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    firm_summary: dict[str, float] = field(default_factory=dict)
+    trades: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    slack_messages: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    data_dir: Path,
+    business_date: date = DEFAULT_BUSINESS_DATE,
+    *,
+    trades_per_region: int = 30_000,
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    seed: int | None = None,
+    console: Console | None = None,
+) -> DemoResult:
+    console = console or Console()
+    data_dir = data_dir.resolve()
+    landing, lake = data_dir / "landing", data_dir / "lake"
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    with console.status(f"generating the sample night {business_date}…"):
+        kwargs = {"seed": seed} if seed is not None else {}
+        generate_night(
+            landing,
+            [business_date],
+            regions=regions,
+            trades_per_region=trades_per_region,
+            **kwargs,
+        )
+    timings["generate data"] = time.perf_counter() - started
+
+    token = secrets.token_urlsafe(24)
+    with (
+        postgres(data_dir / "postgres") as dsn,
+        SlackSink(data_dir / "slack_messages.jsonl") as sink,
+        Emulator(
+            REPO_ROOT,
+            data_dir / "emulator",
+            variables={"landing_root": str(landing), "lake_root": str(lake)},
+            token=token,
+            env={DSN_ENV: dsn},
+        ) as emulator,
+    ):
+        console.print(f"Databricks emulator at {emulator.url}, Slack sink at {sink.url}")
+        env = airflow_env(
+            data_dir / "airflow",
+            databricks_url=emulator.url,
+            databricks_token=token,
+            slack_webhook_url=sink.url,
+            landing_root=landing,
+        )
+        started = time.perf_counter()
+        with console.status(f"running the eod_risk DAG for {business_date}…"):
+            dag = run_dag(env, business_date)
+        timings["DAG run"] = time.perf_counter() - started
+        result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
+        if dag.succeeded:
+            _read_postgres(dsn, business_date, result)
+        result.slack_messages = len(read_messages(sink.messages_file))
+    print_summary(result, console)
+    return result
+
+
+def _read_postgres(dsn: str, business_date: date, result: DemoResult) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select count(*) from risk.var_summary where business_date = %s", (business_date,)
+        )
+        result.rows_loaded = cur.fetchone()[0]
+        cur.execute(
+            "select node, var_99_1d_usd, var_99_10d_usd, es_975_1d_usd from risk.var_summary "
+            "where business_date = %s and level in ('firm', 'region') order by level, node",
+            (business_date,),
+        )
+        result.figures = {
+            node: {"var_99_1d_usd": v1, "var_99_10d_usd": v10, "es_975_1d_usd": es}
+            for node, v1, v10, es in cur.fetchall()
+        }
+        cur.execute(
+            "select firm_var_99_1d_usd, sum_region_var_99_1d_usd, diversification_benefit_usd "
+            "from risk.firm_summary where business_date = %s",
+            (business_date,),
+        )
+        firm, total, benefit = cur.fetchone()
+        result.firm_summary = {
+            "firm_var_99_1d_usd": firm,
+            "sum_region_var_99_1d_usd": total,
+            "diversification_benefit_usd": benefit,
+        }
+        cur.execute(
+            "select region, rows_read, rows_accepted, rows_quarantined from risk.ingest_audit "
+            "where business_date = %s order by region",
+            (business_date,),
+        )
+        result.trades = {r: (read, ok, bad) for r, read, ok, bad in cur.fetchall()}
+    conn.close()
+
+
+def print_summary(result: DemoResult, console: Console) -> None:
+    d = result.business_date
+    state_style = "green" if result.dag.succeeded else "bold red"
+    console.rule(f"eod_risk {d}: [{state_style}]{result.dag.state}[/]")
+
+    risk = Table(title=f"Risk {d} (USD, historical simulation, 500 scenarios)")
+    for col in ("node", "VaR 99% 1d", "VaR 99% 10d", "ES 97.5% 1d"):
+        risk.add_column(col, justify="right" if col != "node" else "left")
+    for node, f in result.figures.items():
+        risk.add_row(
+            node,
+            f"{f['var_99_1d_usd']:,.0f}",
+            f"{f['var_99_10d_usd']:,.0f}",
+            f"{f['es_975_1d_usd']:,.0f}",
+        )
+    if result.firm_summary:
+        s = result.firm_summary
+        risk.caption = (
+            f"sum of regional VaR {s['sum_region_var_99_1d_usd']:,.0f} − firm VaR "
+            f"{s['firm_var_99_1d_usd']:,.0f} = diversification benefit "
+            f"{s['diversification_benefit_usd']:,.0f}"
+        )
+    console.print(risk)
+
+    trades = Table(title="Trades")
+    for col in ("region", "read", "ingested", "quarantined"):
+        trades.add_column(col, justify="right" if col != "region" else "left")
+    for region, (read, ok, bad) in result.trades.items():
+        trades.add_row(region, f"{read:,}", f"{ok:,}", f"{bad:,}")
+    console.print(trades)
+
+    stages = Table(title="Stages")
+    for col in ("task", "state", "tries", "duration s"):
+        stages.add_column(col, justify="right" if col == "duration s" else "left")
+    for t in result.dag.tasks:
+        duration = f"{t.duration_s:.1f}" if t.duration_s is not None else "-"
+        stages.add_row(t.task_id, t.state or "-", str(t.try_number), duration)
+    for name, seconds in result.timings_s.items():
+        stages.add_row(f"[dim]{name} (wall)[/]", "", "", f"{seconds:.1f}")
+    console.print(stages)
+
+    lake = result.data_dir / "lake"
+    console.print(
+        f"Postgres rows in risk.var_summary for {d}: [bold]{result.rows_loaded}[/]\n"
+        f"Delta tables: {lake}/silver/{{trades,trades_quarantine,ingest_audit}}, "
+        f"{lake}/gold/{{positions,pnl_vectors,var_results,firm_summary}}\n"
+        f"Postgres: {result.postgres} (data in {result.data_dir / 'postgres'} when embedded)\n"
+        f"Slack messages ({result.slack_messages}): {result.data_dir / 'slack_messages.jsonl'}\n"
+        "Query them:\n"
+        f'  eodrisk query "select level, node, var_99_1d_usd from risk.var_summary '
+        f"where business_date = '{d}' order by var_99_1d_usd desc limit 10\"\n"
+        f'  python -c "from deltalake import DeltaTable; '
+        f"print(DeltaTable('{lake}/gold/var_results').to_pandas())\""
+    )
