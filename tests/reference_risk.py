@@ -9,6 +9,7 @@ full sort for the quantile.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections import defaultdict
 from datetime import date
@@ -34,7 +35,7 @@ def market_states(landing: Path, as_of: date) -> tuple[dict[str, float], list[di
     days = sorted(by_date)[-(WINDOW + 1) :]
     base = by_date[days[-1]]
     states = []
-    for prev, cur in zip(days[:-1], days[1:], strict=True):
+    for prev, cur in itertools.pairwise(days):
         state = {}
         for factor, level in base.items():
             before, after = by_date[prev][factor], by_date[cur][factor]
