@@ -17,6 +17,7 @@ from risk_models._types import FloatArray
 __all__ = ["BlackScholes", "ZeroCurve", "black_scholes", "bond_cashflows", "bond_price"]
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_BLOCK_ELEMENTS = 1 << 17  # bond_price working-set size (floats) per block of bonds
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,7 +218,8 @@ class ZeroCurve:
 def bond_price(cashflows: npt.ArrayLike, times: npt.ArrayLike, zero_curve: ZeroCurve) -> FloatArray:
     """Present value ``sum_c cf_c * exp(-r(t_c) * t_c)`` off a (scenario) zero curve.
 
-    One BLAS product interpolates every cash-flow rate for every curve at once.
+    Rates at every cash-flow time for every curve come from one BLAS product per block
+    of bonds (the curve's interpolation is a sparse (flows x pillars) weight matrix).
 
     Parameters
     ----------
@@ -249,11 +251,23 @@ def bond_price(cashflows: npt.ArrayLike, times: npt.ArrayLike, zero_curve: ZeroC
     cf2 = np.atleast_2d(cf)
     tm2 = np.atleast_2d(tm)
     n_bonds, n_flows = cf2.shape
-    rates = zero_curve.rate(tm2.ravel())  # (..., B*C), one BLAS product
-    discount = np.exp(-rates * tm2.ravel()).reshape((*rates.shape[:-1], n_bonds, n_flows))
-    if cf.ndim == 1:
-        return np.asarray(discount[..., 0, :] @ cf)
-    return np.asarray((discount * cf2).sum(axis=-1))
+    curves = zero_curve.rates.reshape(-1, zero_curve.tenors_years.size)  # (M, K)
+    n_curves = curves.shape[0]
+    out = np.empty((n_curves, n_bonds))
+    # Blocks of bonds keep the (curves x flows) temporaries cache-sized: one huge array
+    # spends its time in page faults, not in exp().
+    step = max(1, _BLOCK_ELEMENTS // max(n_curves * n_flows, 1))
+    for start in range(0, n_bonds, step):
+        times_block = tm2[start : start + step]
+        flat_times = times_block.ravel()
+        weights = zero_curve.interpolation_weights(flat_times)  # (b*C, K)
+        exponent = curves @ weights.T  # (M, b*C): every flow's rate, one BLAS product
+        exponent *= -flat_times
+        np.exp(exponent, out=exponent)
+        discount = exponent.reshape(n_curves, times_block.shape[0], n_flows)
+        out[:, start : start + step] = np.einsum("mbc,bc->mb", discount, cf2[start : start + step])
+    lead = zero_curve.rates.shape[:-1]
+    return np.asarray(out.reshape(lead) if cf.ndim == 1 else out.reshape((*lead, n_bonds)))
 
 
 def bond_cashflows(
