@@ -22,7 +22,9 @@ Model (one business day per step):
 * **One stress episode** of 14 business days starting 360 business days before the end
   (inside the 500-day scenario window of the last date): equities −20…−38% in a few large
   down days with relief rallies, shocks scaled up, vols spike through the GARCH feedback,
-  curves rally (short end most), USD strengthens; followed by a partial recovery.
+  curves rally (short end most), USD strengthens; followed by a partial recovery. Draws in
+  which a random slow bear market is deeper than the crash are rejected (see
+  :func:`simulate_market`), so the crash is always the worst drawdown.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ STRESS_OFFSET_FROM_END = 360
 STRESS_DAYS = 14
 RECOVERY_DAYS = 60
 STRESS_NOISE = 0.6
+MAX_ATTEMPTS = 50
+WORST_DRAWDOWN_SLACK_DAYS = 15
 #: share of the crash (in log terms) per stress day; negative = relief rally. Sums to 1.
 _STRESS_PROFILE = np.array(
     [0.04, 0.07, 0.16, -0.03, 0.19, 0.10, -0.06, 0.17, 0.12, -0.07, 0.11, 0.07, 0.08, 0.05]
@@ -110,11 +114,37 @@ def ns_loadings(tenor_years: FloatArray, lam: float = NS_LAMBDA_YEARS) -> FloatA
 
 
 def simulate_market(dates: npt.NDArray[np.datetime64], seed: int) -> MarketHistory:
-    """Simulate every risk factor of docs/data.md on the given business ``dates``."""
+    """Simulate every risk factor of docs/data.md on the given business ``dates``.
+
+    The scripted crash must be the worst drawdown of the history. A random path can, rarely,
+    hold a slow bear market deeper than the crash; such draws are rejected and the next
+    sub-stream of ``seed`` is used, so the result is still a pure function of the arguments.
+    """
     T = len(dates)
     if T < STRESS_OFFSET_FROM_END + RECOVERY_DAYS:
         raise ValueError(f"history too short for the stress episode: {T} days")
-    rng = np.random.default_rng([seed, 0x4D4B54])  # "MKT" stream
+    for attempt in range(MAX_ATTEMPTS):
+        market = _simulate(dates, np.random.default_rng([seed, 0x4D4B54, attempt]))
+        if _crash_is_worst_drawdown(market):
+            return market
+    return market
+
+
+def equity_index(market: MarketHistory) -> FloatArray:
+    """Equal-weighted index of the equities (local currency log returns), starting at 1."""
+    cols = [j for j, f in enumerate(market.factors) if f.startswith("EQ.")]
+    log_ret = np.diff(np.log(market.values[:, cols]), axis=0).mean(axis=1)
+    return np.exp(np.concatenate([[0.0], np.cumsum(log_ret)]))
+
+
+def _crash_is_worst_drawdown(market: MarketHistory) -> bool:
+    index = equity_index(market)
+    trough = int(np.argmin(index / np.maximum.accumulate(index)))
+    return market.stress_start <= trough < market.stress_end + WORST_DRAWDOWN_SLACK_DAYS
+
+
+def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> MarketHistory:
+    T = len(dates)
 
     n_eq = len(EQUITIES)
     n_fx = len(FX_CURRENCIES)
@@ -161,9 +191,9 @@ def simulate_market(dates: npt.NDArray[np.datetime64], seed: int) -> MarketHisto
     alpha = np.full(n_series, 0.04)
     gamma = np.zeros(n_series)
     beta = np.full(n_series, 0.94)
-    alpha[eq], gamma[eq], beta[eq] = 0.03, 0.10, 0.89
+    alpha[eq], gamma[eq], beta[eq] = 0.06, 0.08, 0.87
     omega = long_vol**2 * (1.0 - alpha - 0.5 * gamma - beta)
-    max_var = (3.0 * long_vol) ** 2
+    max_var = (2.5 * long_vol) ** 2
     max_var[ir] = (2.5 * long_vol[ir]) ** 2
     drift = np.zeros(n_series)
     drift[eq] = 0.06 / TRADING_DAYS

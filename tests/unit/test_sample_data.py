@@ -19,8 +19,10 @@ from eodrisk.calendar import (
     business_days_between,
     next_business_day,
     previous_business_day,
+    to_datetime64,
 )
 from eodrisk.sample_data import GeneratedNight, generate_night
+from eodrisk.sample_data.market import equity_index, simulate_market
 from eodrisk.sample_data.universe import EQUITIES, HOME_CURRENCY
 
 LAST = dt.date(2026, 11, 24)  # a Tuesday
@@ -376,3 +378,25 @@ def test_instruments_are_realistic_and_options_not_expired(instruments: pd.DataF
 def test_rejects_weekend_dates(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not business days"):
         generate_night(tmp_path, [dt.date(2026, 11, 21)], trades_per_region=10)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_stylised_facts_hold_for_other_seeds(seed: int) -> None:
+    dates = to_datetime64(business_days(LAST, 760))
+    market = simulate_market(dates, seed)
+    eq = [j for j, f in enumerate(market.factors) if f.startswith("EQ.")]
+    r = np.diff(np.log(market.values[:, eq]), axis=0)
+    assert np.median(stats.kurtosis(r, axis=0)) > 1.0
+    sq = r**2
+    acf1 = [np.corrcoef(sq[:-1, j], sq[1:, j])[0, 1] for j in range(r.shape[1])]
+    assert np.mean(acf1) > 0.05
+    corr = np.corrcoef(r.T)
+    for ccy in ("USD", "EUR", "JPY"):
+        idx = [j for j, e in enumerate(EQUITIES) if e.currency == ccy]
+        block = corr[np.ix_(idx, idx)]
+        assert 0.3 <= (block.sum() - len(idx)) / (len(idx) ** 2 - len(idx)) <= 0.75
+    index = equity_index(market)
+    trough = int(np.argmin(index / np.maximum.accumulate(index)))
+    assert market.stress_start <= trough < market.stress_end + 15
+    vols = market.values[:, [j for j, f in enumerate(market.factors) if f.startswith("VOL.")]]
+    assert vols.min() >= 0.05 and vols.max() <= 1.5
