@@ -99,9 +99,11 @@ def build_failure_message(
     else:
         attempt = str(try_number) if try_number is not None else "n/a"
 
+    task_errors = databricks_task_errors(error)
+    headline = (task_errors[0] if task_errors else error).splitlines()[0][:200]
     text = (
         f":red_circle: {dag_id} failed: {task_id} ({scope}) for {business_date}, "
-        f"attempt {attempt}: {error.splitlines()[0][:200]}"
+        f"attempt {attempt}: {headline}"
         + (f" | Databricks run: {run_page_url}" if run_page_url else "")
         + (f" | Log: {log_url}" if log_url else "")
     )
@@ -117,7 +119,6 @@ def build_failure_message(
     ]
     if expected_file:
         blocks.append(_mrkdwn(f"*Waiting for*\n`{escape(expected_file)}` (not found in time)"))
-    task_errors = databricks_task_errors(error)
     if task_errors:
         blocks.append(
             _mrkdwn("*Databricks error*\n" + "\n".join(f"• {escape(e[:400])}" for e in task_errors))
