@@ -108,7 +108,7 @@ def test_failure_message_names_everything_an_operator_needs():
         "data_ingestion.ingest_apac",
         "APAC",
         "2026-11-24",
-        "2 of 4, will retry",
+        "2 of 4, not retried",
         "header mismatch in trades_20261124.csv",
         f"<{RUN_PAGE}|Databricks run>",
         "|Airflow log>",
@@ -125,7 +125,8 @@ def test_failure_message_on_the_last_attempt_and_without_links():
         task_id="firm_risk", region=None, try_number=4, error="boom", run_page_url=None
     )
     text = all_text(message)
-    assert "4 of 4 (final)" in text
+    assert "4 of 4" in text
+    assert "retr" not in text
     assert "firm" in text
     assert "Databricks run: n/a" in text
     assert "Databricks error" not in text
@@ -136,11 +137,18 @@ def test_sensor_timeout_names_the_expected_file():
     message = failure(
         task_id="wait_for_trades_emea",
         region="EMEA",
+        try_number=1,
         error="AirflowSensorTimeout: Sensor has timed out",
         run_page_url=None,
         expected_file="/data/landing/EMEA/_SUCCESS_20261124",
     )
-    assert "/data/landing/EMEA/_SUCCESS_20261124" in all_text(message)
+    assert "Expected file: /data/landing/EMEA/_SUCCESS_20261124" in message["text"]
+    assert "`/data/landing/EMEA/_SUCCESS_20261124`" in json.dumps(message["blocks"])
+    assert "1 of 4, not retried" in message["text"]
+
+
+def test_retry_alerts_say_so():
+    assert "2 of 4, will retry" in failure(will_retry=True)["text"]
 
 
 def test_failure_message_masks_secrets_and_escapes_markup():

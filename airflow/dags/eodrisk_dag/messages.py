@@ -82,11 +82,14 @@ def build_failure_message(
     run_page_url: str | None,
     log_url: str | None,
     expected_file: str | None = None,
+    will_retry: bool = False,
 ) -> dict[str, Any]:
     """The Slack alert for a failed task attempt.
 
-    ``max_tries`` is Airflow's count of retries (``retries``), so attempt ``try_number`` of
-    ``max_tries + 1``; when it is the last one the alert says so.
+    ``max_tries`` is Airflow's count of retries, so this is attempt ``try_number`` of
+    ``max_tries + 1``. An ``on_failure_callback`` runs only when the task has failed for
+    good (retries go to ``on_retry_callback``), hence ``will_retry=False`` by default; an
+    early final failure (sensor timeout, ``AirflowFailException``) says "not retried".
     """
     error = redact(error.strip() or "no error message")
     if len(error) > _MAX_ERROR_CHARS:
@@ -94,8 +97,11 @@ def build_failure_message(
     scope = region or "firm"
     if try_number is not None and max_tries is not None:
         total = max_tries + 1
-        final = try_number >= total
-        attempt = f"{try_number} of {total}" + (" (final)" if final else ", will retry")
+        attempt = f"{try_number} of {total}"
+        if will_retry:
+            attempt += ", will retry"
+        elif try_number < total:
+            attempt += ", not retried"
     else:
         attempt = str(try_number) if try_number is not None else "n/a"
 
@@ -104,6 +110,7 @@ def build_failure_message(
     text = (
         f":red_circle: {dag_id} failed: {task_id} ({scope}) for {business_date}, "
         f"attempt {attempt}: {headline}"
+        + (f" | Expected file: {expected_file}" if expected_file else "")
         + (f" | Databricks run: {run_page_url}" if run_page_url else "")
         + (f" | Log: {log_url}" if log_url else "")
     )
@@ -118,7 +125,7 @@ def build_failure_message(
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     if expected_file:
-        blocks.append(_mrkdwn(f"*Waiting for*\n`{escape(expected_file)}` (not found in time)"))
+        blocks.append(_mrkdwn(f"*Expected file*\n`{escape(expected_file)}`"))
     if task_errors:
         blocks.append(
             _mrkdwn("*Databricks error*\n" + "\n".join(f"• {escape(e[:400])}" for e in task_errors))
