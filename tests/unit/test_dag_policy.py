@@ -222,3 +222,13 @@ def test_parse_does_no_network_io(monkeypatch):
     again = airflow_env.dag_bag()
     assert again.import_errors == {}
     assert "eod_risk" in again.dags
+
+
+def test_business_date_param_accepts_only_iso_dates(dag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dag.params.get_param("business_date")
+    assert param.resolve("2026-11-20") == "2026-11-20"
+    assert param.resolve(None) is None
+    with pytest.raises(ParamValidationError):
+        param.resolve("20261120")
