@@ -108,6 +108,9 @@ def book_pnl_vectors(
     """Scenario P&L of each book, revalued in parallel on the executors."""
 
     def revalue_book(frame: pd.DataFrame) -> pd.DataFrame:
+        # Spark hands a group's rows over in no fixed order; sorting makes the float sum,
+        # and so a rerun, bit-for-bit reproducible.
+        frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
         portfolio = build_portfolio(
             factors,
             instrument_type=frame["instrument_type"].tolist(),

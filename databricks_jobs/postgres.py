@@ -46,7 +46,7 @@ def apply_migrations(dsn: str, migrations_dir: Path = DEFAULT_MIGRATIONS) -> int
 
 def _yoyo_uri(dsn: str) -> str:
     if dsn.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg2://" + dsn.split("://", 1)[1]
+        return "postgresql://" + dsn.split("://", 1)[1]  # yoyo's psycopg2 backend
     raise ValueError("EODRISK_PG_DSN must be a postgresql:// URI")
 
 
