@@ -281,7 +281,10 @@ class Scheduler:
         log_path = str(self._store.log_path(task.run_id))
         if "python_wheel_task" in task.settings:
             wheel = resolve_dynamic_values(task.settings["python_wheel_task"], references)
-            parameters = tuple(str(p) for p in wheel.get("parameters", []))
+            named = wheel.get("named_parameters") or {}
+            parameters = tuple(str(p) for p in wheel.get("parameters", [])) or tuple(
+                f"--{key}={value}" for key, value in named.items()
+            )
             spec = TaskSpec(
                 "python_wheel_task", wheel["entry_point"], parameters, log_path,
                 package_name=wheel.get("package_name"),

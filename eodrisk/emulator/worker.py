@@ -18,6 +18,7 @@ whole process group (Python and JVM); the pool starts a replacement on the next 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import logging
 import os
@@ -303,6 +304,8 @@ def worker_main(argv: list[str]) -> int:
     """Entry point of the worker process: ``<connection fd> <worker log path>``."""
     conn = Connection(int(argv[0]))
     log_path = argv[1]
+    if sys.path and Path(sys.path[0]).resolve() == Path.cwd().resolve():
+        del sys.path[0]  # like a cluster: tasks import installed packages, not the bundle folder
     router = _LogRouter(log_path)
     _configure_logging()
     try:
@@ -370,15 +373,22 @@ def _execute(spec: TaskSpec) -> TaskResult:
 
 
 def _entry_point(package_name: str | None, name: str) -> Any:
+    """Entry point ``name`` (group ``databricks_jobs``), else function ``package.name``."""
     candidates = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if package_name is not None:
         in_package = [ep for ep in candidates if ep.dist is None or _same_dist(ep, package_name)]
         candidates = in_package or candidates
-    if not candidates:
-        raise LookupError(
-            f"No entry point {name!r} in group {ENTRY_POINT_GROUP!r} of package {package_name!r}"
-        )
-    return candidates[0].load()
+    if candidates:
+        return candidates[0].load()
+    if package_name is not None:
+        with contextlib.suppress(ImportError):
+            function = getattr(importlib.import_module(package_name), name, None)
+            if callable(function):
+                return function
+    raise LookupError(
+        f"No entry point {name!r} in group {ENTRY_POINT_GROUP!r} and no function "
+        f"{package_name}.{name}"
+    )
 
 
 def _same_dist(entry: Any, package_name: str) -> bool:

@@ -52,8 +52,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         token=TOKEN,
         variables={"marker_dir": str(root / "markers")},
         workers=2,
+        env={"PYTHONPATH": str(FIXTURE_BUNDLE / "pylib"), "EODRISK_FIXTURE_ENV": "passed"},
     )
-    with emulator:
+    with pytest.MonkeyPatch.context() as patch, emulator:
+        patch.setenv("EODRISK_EMULATOR_TOKEN", TOKEN)  # must not reach the tasks
         yield emulator
 
 
@@ -120,6 +122,7 @@ def test_list_jobs_pages_through_every_job_with_limit_one(client, emulator):
         "fixture-ok",
         "fixture-params",
         "fixture-sleep",
+        "fixture-wheel",
     }
     first = call(emulator, "GET", "jobs/list", limit=1).json()
     assert first["has_more"] is True and len(first["jobs"]) == 1
@@ -156,6 +159,16 @@ def test_run_now_result_succeeds_with_real_durations_and_logs(client, job_ids, e
     assert "fixture ok: label=fixture-ok count=10" in output.logs
     assert "logged through logging: fixture-ok" in output.logs
     assert output.error is None and output.metadata.job_id == job_ids["fixture-ok"]
+
+
+def test_python_wheel_task_gets_named_parameters_and_environment(client, job_ids):
+    run = wait_for(client, client.jobs.run_now(job_ids["fixture-wheel"]).run_id)
+    assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
+    logs = client.jobs.get_run_output(run.tasks[0].run_id).logs
+    assert "argv=['--business-date=2026-11-24', '--task=main']" in logs
+    assert "sys.argv=['--business-date=2026-11-24', '--task=main']" in logs
+    assert "env=passed" in logs
+    assert "token visible=False" in logs
 
 
 def test_job_parameters_override_defaults(client, job_ids, emulator):
