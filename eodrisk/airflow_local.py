@@ -1,10 +1,11 @@
 """Run the real ``eod_risk`` DAG locally with ``dag.test()`` in an isolated AIRFLOW_HOME.
 
-Airflow reads its configuration when first imported, so the DAG runs in a child process
-whose environment carries everything: a SQLite metadata DB under ``home``, the repo's
-``airflow/dags`` folder, and the connections (Databricks emulator, Slack sink) and the
-landing-root Variable as ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*`` — Airflow's environment
+Airflow reads its configuration when first imported, so the demo runs the DAG in a child
+process whose environment carries everything: a SQLite metadata DB under the home, the
+repo's ``airflow/dags`` folder, and the connections (Databricks emulator, Slack sink) and
+the landing-root Variable as ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*`` — Airflow's environment
 secrets backend, so nothing is written to a config file and no token reaches a log.
+Tests use the same functions in-process (tests/airflow_env.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "airflow" / "dags"
+DAG_CONFIG = DAGS_FOLDER / "eod_risk.yml"
 DAG_ID = "eod_risk"
+LONDON = "Europe/London"
 
 
 @dataclass(frozen=True)
@@ -42,62 +47,149 @@ class DagResult:
         return self.state == "success"
 
 
-def airflow_env(
-    home: Path,
-    *,
-    databricks_url: str,
-    databricks_token: str,
-    slack_webhook_url: str,
-    landing_root: Path,
-    dags_folder: Path = DAGS_FOLDER,
-    dag_config: Path | None = None,
-) -> dict[str, str]:
-    """Environment variables for an isolated Airflow wired to the local platform."""
-    endpoint = urlsplit(databricks_url)
-    env = {
-        "AIRFLOW_HOME": str(home),
+def base_env(airflow_home: Path, *, dags_folder: Path = DAGS_FOLDER) -> dict[str, str]:
+    """Settings every test Airflow gets: own home and SQLite DB, no examples, quiet."""
+    airflow_home = Path(airflow_home)
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "AIRFLOW__API__BASE_URL": "http://127.0.0.1:8080",
-        "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps(
-            {
-                "conn_type": "databricks",
-                "host": endpoint.hostname,
-                "port": endpoint.port,
-                "schema": endpoint.scheme,
-                "password": databricks_token,
-            }
-        ),
-        "AIRFLOW_CONN_SLACK_EODRISK": json.dumps(
-            {"conn_type": "slackwebhook", "password": slack_webhook_url}
-        ),
-        "AIRFLOW_VAR_EODRISK_LANDING_ROOT": str(landing_root),
-        "SPARK_LOCAL_IP": "127.0.0.1",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__API__BASE_URL": "http://localhost:8080/",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "30",
     }
+
+
+def databricks_connection(url: str, token: str) -> str:
+    """``AIRFLOW_CONN_*`` JSON for a Databricks workspace at ``url`` (PAT auth).
+
+    The provider keeps only the host name of ``host`` and builds
+    ``{schema or 'https'}://{host}{:port}/api/...``, so a loopback emulator needs
+    ``schema=http`` and ``port`` set explicitly.
+    """
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    conn: dict[str, Any] = {
+        "conn_type": "databricks",
+        "host": parts.hostname,
+        "schema": parts.scheme or "https",
+        "password": token,
+    }
+    if parts.port:
+        conn["port"] = parts.port
+    return json.dumps(conn)
+
+
+def slack_webhook_connection(webhook_url: str) -> str:
+    """``AIRFLOW_CONN_*`` JSON for the Slack provider's ``slackwebhook`` connection.
+
+    A password containing ``://`` is used as the full webhook URL by ``SlackWebhookHook``.
+    """
+    return json.dumps({"conn_type": "slackwebhook", "password": webhook_url})
+
+
+def prepare_airflow_home(
+    airflow_home: Path,
+    *,
+    databricks_url: str | None = None,
+    databricks_token: str | None = None,
+    slack_webhook_url: str | None = None,
+    landing_root: Path | str | None = None,
+    dag_config: Path | None = None,
+    dags_folder: Path = DAGS_FOLDER,
+) -> dict[str, str]:
+    """Create ``airflow_home`` and return the environment variables of an isolated Airflow.
+
+    Nothing is applied to ``os.environ``: pass the result to :func:`activate`, or to a
+    subprocess (``env={**os.environ, **env}``).
+    """
+    airflow_home = Path(airflow_home)
+    (airflow_home / "logs").mkdir(parents=True, exist_ok=True)
+    env = base_env(airflow_home, dags_folder=dags_folder)
+    if databricks_url is not None:
+        if not databricks_token:
+            raise ValueError("databricks_token is required with databricks_url")
+        env["AIRFLOW_CONN_DATABRICKS_DEFAULT"] = databricks_connection(
+            databricks_url, databricks_token
+        )
+    if slack_webhook_url is not None:
+        env["AIRFLOW_CONN_SLACK_EODRISK"] = slack_webhook_connection(slack_webhook_url)
+    if landing_root is not None:
+        env["AIRFLOW_VAR_EODRISK_LANDING_ROOT"] = str(Path(landing_root).resolve())
     if dag_config is not None:
         env["EODRISK_DAG_CONFIG"] = str(dag_config)
     return env
 
 
-def run_dag(env: dict[str, str], business_date: date, *, timeout_s: float = 3600) -> DagResult:
-    """Migrate the metadata DB if needed and run one DAG run for ``business_date``."""
-    full_env = {**os.environ, **env}
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    result_file = Path(env["AIRFLOW_HOME"]) / f"dag_result_{business_date:%Y%m%d}.json"
-    result_file.unlink(missing_ok=True)
+def migrate_db(env: Mapping[str, str] | None = None) -> None:
+    """``airflow db migrate`` in a subprocess against the DB of ``env`` (or the current env)."""
+    full_env = {**os.environ, **(env or {})}
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eodrisk.airflow_local",
-            business_date.isoformat(),
-            str(result_file),
-        ],
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
         env=full_env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
+def dag_bag(dags_folder: Path = DAGS_FOLDER):
+    """Parse ``dags_folder`` like the DAG processor and the task runner (no metadata DB needed).
+
+    ``BundleDagBag`` puts the bundle (dags folder) on ``sys.path``, as Airflow does, so
+    the DAG file can import its helper package ``eodrisk_dag``.
+    """
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=str(dags_folder), bundle_path=Path(dags_folder))
+
+
+def load_dag(dag_id: str = DAG_ID, dags_folder: Path = DAGS_FOLDER):
+    bag = dag_bag(dags_folder)
+    if bag.import_errors:
+        raise AssertionError(f"DAG import errors: {bag.import_errors}")
+    return bag.dags[dag_id]
+
+
+def run_dag_test(dag, *, logical_date, run_conf: Mapping[str, Any] | None = None):
+    """``dag.test()`` for one logical date (tz-aware), returning the DagRun.
+
+    Airflow 3.3.2's ``dag.test()`` round-trips the DAG through in-memory serialization, which
+    leaves deadline alerts as dicts instead of the UUIDs the DB write path assigns; when the
+    run succeeds, ``DagRun.update_state`` then fails looking them up (``'dict' object has no
+    attribute 'hex'``). The deadline is a scheduler concern, so it is left out of test runs.
+    """
+    if logical_date.tzinfo is None:
+        raise ValueError("logical_date must be timezone-aware")
+    deadline = dag.deadline
+    dag.deadline = None
+    try:
+        return dag.test(logical_date=logical_date, run_conf=dict(run_conf or {}))
+    finally:
+        dag.deadline = deadline
+
+
+def business_logical_date(business_date: date) -> datetime:
+    """The logical date of the scheduled run closing ``business_date`` (22:00 London)."""
+    import pendulum
+
+    return pendulum.datetime(
+        business_date.year, business_date.month, business_date.day, 22, tz=LONDON
+    )
+
+
+def run_dag(env: dict[str, str], business_date: date, *, timeout_s: float = 3600) -> DagResult:
+    """Migrate the metadata DB and run one DAG run for ``business_date`` in a child process."""
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    result_file = home / f"dag_result_{business_date:%Y%m%d}.json"
+    result_file.unlink(missing_ok=True)
+    migrate_db(env)
+    subprocess.run(
+        [sys.executable, "-m", __name__, business_date.isoformat(), str(result_file)],
+        env={**os.environ, **env},
         check=False,
         timeout=timeout_s,
         cwd=REPO_ROOT,
@@ -108,40 +200,36 @@ def run_dag(env: dict[str, str], business_date: date, *, timeout_s: float = 3600
     return DagResult(state=data["state"], tasks=[TaskResult(**t) for t in data["tasks"]])
 
 
+def task_results(dag_run) -> list[TaskResult]:
+    """State, tries, duration and Databricks run link of each task of a finished run."""
+    out = []
+    for ti in sorted(
+        dag_run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date)
+    ):
+        try:
+            url = ti.xcom_pull(task_ids=ti.task_id, key="run_page_url")
+        except Exception:  # a task that pushed nothing has no link
+            url = None
+        out.append(
+            TaskResult(
+                task_id=ti.task_id,
+                state=str(ti.state) if ti.state else None,
+                try_number=int(ti.try_number or 0),
+                duration_s=float(ti.duration) if ti.duration is not None else None,
+                run_page_url=url,
+            )
+        )
+    return out
+
+
 def _child(business_date: date, result_file: Path) -> None:
-    """In the child process: migrate, then ``dag.test()`` and write the outcome as JSON."""
-    from airflow.utils import db
-
-    db.upgradedb() if hasattr(db, "upgradedb") else db.initdb()
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(DAG_ID)
-    logical = datetime(business_date.year, business_date.month, business_date.day, 22, 0)
-    import pendulum
-
-    dag_run = dag.test(
-        logical_date=pendulum.instance(logical, tz="Europe/London"),
+    """In the child process: ``dag.test()`` and write the outcome as JSON."""
+    dag_run = run_dag_test(
+        load_dag(),
+        logical_date=business_logical_date(business_date),
         run_conf={"business_date": business_date.isoformat()},
     )
-    tasks = []
-    for ti in sorted(dag_run.get_task_instances(), key=lambda t: t.start_date or logical):
-        xcom_url = None
-        try:
-            xcom_url = ti.xcom_pull(task_ids=ti.task_id, key="run_page_url")
-        except Exception:
-            xcom_url = None
-        tasks.append(
-            {
-                "task_id": ti.task_id,
-                "state": str(ti.state) if ti.state else None,
-                "try_number": int(ti.try_number or 0),
-                "duration_s": float(ti.duration) if ti.duration is not None else None,
-                "run_page_url": xcom_url,
-            }
-        )
+    tasks = [t.__dict__ for t in task_results(dag_run)]
     result_file.write_text(json.dumps({"state": str(dag_run.state), "tasks": tasks}))
 
 

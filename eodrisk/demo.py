@@ -17,7 +17,7 @@ import psycopg2
 from rich.console import Console
 from rich.table import Table
 
-from eodrisk.airflow_local import REPO_ROOT, DagResult, airflow_env, run_dag
+from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, describe, postgres
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
@@ -79,7 +79,7 @@ def run_demo(
         ) as emulator,
     ):
         console.print(f"Databricks emulator at {emulator.url}, Slack sink at {sink.url}")
-        env = airflow_env(
+        env = prepare_airflow_home(
             data_dir / "airflow",
             databricks_url=emulator.url,
             databricks_token=token,
