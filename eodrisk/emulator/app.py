@@ -61,7 +61,6 @@ class Emulator:
         self._env = dict(env or {})
         self._server: ApiServer | None = None
         self._scheduler: Scheduler | None = None
-        self._pool: WorkerPool | None = None
         self._thread: threading.Thread | None = None
         self.bundle: Bundle | None = None
 
@@ -100,7 +99,7 @@ class Emulator:
             log_dir=self._state_dir / "workers",
         )
         scheduler = Scheduler(store, pool, bundle.root)
-        self.bundle, self._server, self._pool, self._scheduler = bundle, server, pool, scheduler
+        self.bundle, self._server, self._scheduler = bundle, server, scheduler
         server.attach(
             JobsService(bundle, store, scheduler, lambda: self.url),
             RunPages(bundle, store, lambda: self.url),
@@ -119,11 +118,9 @@ class Emulator:
         self._server.server_close()
         if self._scheduler is not None:
             self._scheduler.shutdown()
-        if self._pool is not None:
-            self._pool.close()
         if self._thread is not None:
             self._thread.join()
-        self._server = self._scheduler = self._pool = self._thread = None
+        self._server = self._scheduler = self._thread = None
 
     def __enter__(self) -> Emulator:
         return self.start()

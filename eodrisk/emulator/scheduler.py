@@ -124,12 +124,13 @@ class Scheduler:
             return repair_id
 
     def shutdown(self) -> None:
-        """Stop every active run (recorded as INTERNAL_ERROR) and wait for the drivers."""
+        """End every active run (recorded as INTERNAL_ERROR), stop the workers, join drivers."""
         with self._store.lock:
             self._stopping = True
             for event in self._cancel.values():
                 event.set()
             threads = list(self._threads)
+        self._pool.close()
         for thread in threads:
             thread.join(JOIN_TIMEOUT_S)
 
@@ -308,6 +309,8 @@ class Scheduler:
         return spec
 
     def _task_outcome(self, result: TaskResult, task: TaskRun, run: JobRun) -> Outcome:
+        if self._stopping and result.status in ("CANCELED", "CRASHED"):
+            return Outcome.internal_error(STOP_MESSAGE)
         if result.status == "SUCCESS":
             return Outcome.success()
         if result.status == "FAILED":

@@ -39,6 +39,7 @@ from typing import Any
 ENTRY_POINT_GROUP = "databricks_jobs"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10.0
+KILL_GRACE_S = 2.0
 POLL_INTERVAL_S = 0.1
 _SWITCH_MARKER = b"\x1e<<eodrisk-emulator-log-switch>>\x1e"
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -145,12 +146,15 @@ class Worker:
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the worker's process group (the Python process and its JVM)."""
+        """End the worker's process group: SIGTERM (JVM shutdown hooks), then SIGKILL."""
         if self._process is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signal.SIGKILL)
-        self._process.wait()
+        for signum, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signum)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(grace)
+                break
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -227,14 +231,16 @@ class WorkerPool:
         self._discard(worker)
 
     def close(self) -> None:
-        """Stop every worker, idle or busy."""
+        """Stop idle workers gracefully and kill busy or starting ones."""
         with self._cond:
             self._closed = True
-            workers = list(self._live)
+            idle, busy = list(self._idle), [w for w in self._live if w not in self._idle]
             self._idle.clear()
             self._cond.notify_all()
-        for worker in workers:
+        for worker in idle:
             worker.stop()
+        for worker in busy:
+            worker.kill()
 
     def _discard(self, worker: Worker) -> None:
         with self._cond:

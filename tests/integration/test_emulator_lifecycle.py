@@ -104,7 +104,8 @@ def test_cli_serves_until_sigterm_and_never_prints_the_token(tmp_path):
         params = client.jobs.get(jobs_by_name(client)["fixture-params"]).settings.parameters
         assert {p.name: p.default for p in params}["greeting"] == "hi"
         process.send_signal(signal.SIGTERM)
-        output = banner + process.communicate(timeout=60)[0]
+        process.wait(timeout=60)
+        output = banner + process.stdout.read()
     finally:
         process.kill()
     assert process.returncode == 0
