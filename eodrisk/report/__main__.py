@@ -1,0 +1,5 @@
+"""``python -m eodrisk.report --date D [--out FILE]``."""
+
+from eodrisk.report import main
+
+raise SystemExit(main())

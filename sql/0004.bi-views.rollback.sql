@@ -1,0 +1,12 @@
+alter default privileges in schema bi revoke select on tables from risk_reader;
+revoke all on all tables in schema bi from risk_reader;
+revoke usage on schema bi from risk_reader;
+drop view if exists bi.firm_daily;
+drop view if exists bi.data_quality_by_rule;
+drop view if exists bi.data_quality;
+drop view if exists bi.backtest;
+drop view if exists bi.top_contributors;
+drop view if exists bi.var_trend;
+drop view if exists bi.var_latest;
+drop view if exists bi.var_daily;
+drop schema if exists bi;
