@@ -13,6 +13,13 @@ assert on exactly what was sent::
 
 Like Slack, it answers ``200 ok`` to a valid JSON payload, ``400 invalid_payload`` to a
 body that is not a JSON object, and ``404 no_service`` to a path outside ``/services/``.
+
+It also stands in for the PagerDuty Events API v2 at ``POST /v2/enqueue`` (point the
+``pagerduty_events`` connection's host at :attr:`SlackSink.base_url`, see
+:func:`pagerduty_events_connection`): like PagerDuty it answers ``202`` with
+``{"status": "success", "dedup_key": ...}`` to a valid event and ``400`` with the errors
+otherwise. Records of pages have ``"path": "/v2/enqueue"``; :func:`read_pages` reads them.
+
 Each record is ``{"seq": n, "path": ..., "received_monotonic_s": ..., "payload": {...}}``.
 """
 
@@ -27,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 WEBHOOK_PATH = "/services/T000EODRISK/B000EODRISK/localsink"
+PAGERDUTY_EVENTS_PATH = "/v2/enqueue"
+_PAGERDUTY_ACTIONS = ("trigger", "acknowledge", "resolve")
+_PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
 _MAX_BODY_BYTES = 1 << 20
 
 
@@ -35,6 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
+        if self.path == PAGERDUTY_EVENTS_PATH:
+            self._pagerduty_event()
+            return
         if not self.path.startswith("/services/"):
             self._reply(404, "no_service")
             return
@@ -53,6 +66,33 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.record(self.path, payload)
         self._reply(200, "ok")
+
+    def _pagerduty_event(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            event = json.loads(self.rfile.read(length)) if 0 < length <= _MAX_BODY_BYTES else None
+        except ValueError:
+            event = None
+        errors = pagerduty_event_errors(event)
+        if errors:
+            self._reply_json(
+                400,
+                {"status": "invalid event", "message": "Event object is invalid", "errors": errors},
+            )
+            return
+        dedup_key = event.get("dedup_key") or f"eodrisk-sink-{self.server.next_seq()}"
+        self.server.record(self.path, event)
+        self._reply_json(
+            202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
+        )
+
+    def _reply_json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _reply(self, status: int, text: str) -> None:
         data = text.encode()
@@ -75,6 +115,10 @@ class _SinkServer(ThreadingHTTPServer):
         self.messages_file = messages_file
         self._lock = threading.Lock()
         self._seq = len(read_messages(messages_file))
+
+    def next_seq(self) -> int:
+        with self._lock:
+            return self._seq + 1
 
     def record(self, path: str, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -149,6 +193,51 @@ class SlackSink:
         return read_messages(self.messages_file)
 
 
+def pagerduty_event_errors(event: Any) -> list[str]:
+    """What makes ``event`` an invalid PagerDuty Events API v2 event (empty when valid)."""
+    if not isinstance(event, dict):
+        return ["body must be a JSON object"]
+    errors = []
+    if not event.get("routing_key"):
+        errors.append("'routing_key' is missing")
+    action = event.get("event_action")
+    if action not in _PAGERDUTY_ACTIONS:
+        errors.append(f"'event_action' must be one of {', '.join(_PAGERDUTY_ACTIONS)}")
+    if action in ("acknowledge", "resolve") and not event.get("dedup_key"):
+        errors.append("'dedup_key' is required to acknowledge or resolve")
+    if action == "trigger":
+        payload = event.get("payload")
+        if not isinstance(payload, dict):
+            errors.append("'payload' is missing")
+        else:
+            for key in ("summary", "source"):
+                if not payload.get(key):
+                    errors.append(f"'payload.{key}' is missing")
+            if payload.get("severity") not in _PAGERDUTY_SEVERITIES:
+                errors.append(
+                    f"'payload.severity' must be one of {', '.join(_PAGERDUTY_SEVERITIES)}"
+                )
+            if len(str(payload.get("summary") or "")) > 1024:
+                errors.append("'payload.summary' is longer than 1024 characters")
+    return errors
+
+
+def pagerduty_events_connection(base_url: str, integration_key: str = "eodrisk-local-key") -> str:
+    """``AIRFLOW_CONN_*`` JSON for a ``pagerduty_events`` connection posting to ``base_url``.
+
+    The DAG's paging code uses the host (when it has a scheme) instead of
+    ``https://events.pagerduty.com``; in production leave the host out.
+    """
+    return json.dumps(
+        {"conn_type": "pagerduty_events", "host": base_url, "password": integration_key}
+    )
+
+
+def read_pages(messages_file: Path | str) -> list[dict[str, Any]]:
+    """The PagerDuty events a sink received (records whose path is ``/v2/enqueue``)."""
+    return [r for r in read_messages(messages_file) if r["path"] == PAGERDUTY_EVENTS_PATH]
+
+
 def read_messages(messages_file: Path | str) -> list[dict[str, Any]]:
     """All records written by a sink to ``messages_file``, in the order received."""
     path = Path(messages_file)
@@ -169,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with SlackSink(args.file, host=args.host, port=args.port) as sink:
         print(f"Slack webhook sink at {sink.url} → {args.file}", flush=True)
+        print(f"PagerDuty Events v2 at {sink.base_url}{PAGERDUTY_EVENTS_PATH}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 

@@ -4,7 +4,10 @@
 Every weekday after the close, per region: wait for the trade file and its `_SUCCESS`
 marker, ingest it (Databricks job), compute the region's VaR/ES (Databricks job); then
 aggregate the firm's risk across regions, and in parallel load Postgres for BI and post
-the Slack summary. Every task alerts Slack on failure with the Databricks run and log links.
+the Slack summary. Every task alerts Slack on failure with the Databricks run and log links;
+a failure of `firm_risk` or `load_reporting`, or a missed business deadline, also pages
+PagerDuty. Every task attempt and every run is recorded in Postgres (`risk.task_runs`,
+`risk.pipeline_runs`) by the callbacks, for `eodrisk status`, metrics and BI.
 
 ```
 wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_<r> ─┐ (per region)
@@ -14,7 +17,7 @@ wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_
 ```
 
 Configuration: `eod_risk.yml` next to this file (regions, job names, connection ids,
-timeouts, retries, deadline). Business date: the logical date (`ds`), or the
+timeouts, retries, deadline, critical tasks). Business date: the logical date (`ds`), or the
 `business_date` param to rerun a given date. Landing root: the Airflow Variable
 named in the config (`eodrisk_landing_root`), read when the sensors run.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
+from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.sdk import (
     DAG,
@@ -38,8 +42,15 @@ from airflow.sdk import (
     XComArg,
     task,
 )
-from eodrisk_dag.callbacks import SlackFailureAlert, post_firm_summary, trades_landed
+from eodrisk_dag.callbacks import (
+    PageMissedDeadline,
+    PagerDutyCriticalAlert,
+    SlackFailureAlert,
+    post_firm_summary,
+    trades_landed,
+)
 from eodrisk_dag.config import load_config
+from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
 
 CONFIG = load_config(
     os.environ.get("EODRISK_DAG_CONFIG") or Path(__file__).with_name("eod_risk.yml")
@@ -49,6 +60,25 @@ DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
+DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.run_id }}}}/deadline"  # = the late-run page's
+
+
+def record_task(state: str) -> RecordTaskRun:
+    return RecordTaskRun(
+        state=state,
+        postgres_conn_id=CONFIG.postgres_conn_id,
+        databricks_conn_id=CONFIG.databricks_conn_id,
+        regions=CONFIG.region_names,
+    )
+
+
+def record_run(state: str) -> RecordPipelineRun:
+    return RecordPipelineRun(
+        state=state,
+        postgres_conn_id=CONFIG.postgres_conn_id,
+        deadline_after=CONFIG.deadline_after_logical_date,
+        on_missed_sla=PageMissedDeadline(pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id),
+    )
 
 
 def landing_path(region: str, file_pattern: str) -> str:
@@ -99,25 +129,63 @@ with DAG(
         "retry_exponential_backoff": CONFIG.retries.exponential_backoff,
         "max_retry_delay": CONFIG.retries.max_retry_delay,
         "execution_timeout": CONFIG.execution_timeout.databricks_job,
-        "on_failure_callback": SlackFailureAlert(
-            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id, regions=CONFIG.region_names
-        ),
+        # Alert first (fastest to a human), then page, then record.
+        "on_failure_callback": [
+            SlackFailureAlert(
+                slack_webhook_conn_id=CONFIG.slack_webhook_conn_id, regions=CONFIG.region_names
+            ),
+            PagerDutyCriticalAlert(
+                pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id,
+                critical_tasks=CONFIG.critical_tasks,
+                regions=CONFIG.region_names,
+            ),
+            record_task("failed"),
+        ],
+        "on_retry_callback": record_task("up_for_retry"),
+        "on_success_callback": record_task("success"),
     },
-    deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=CONFIG.deadline_after_logical_date,
-        callback=AsyncCallback(
-            SlackWebhookNotifier,
-            kwargs={
-                "slack_webhook_conn_id": CONFIG.slack_webhook_conn_id,
-                "text": (
-                    f":alarm_clock: {DAG_ID} missed its deadline: run {{{{ dag_run.run_id }}}} "
-                    "was not done by {{ deadline.deadline_time }}"
-                ),
-            },
+    on_success_callback=record_run("success"),
+    on_failure_callback=record_run("failed"),
+    # Evaluated by the scheduler; the callbacks run in the triggerer, so they are provider
+    # notifiers (importable there), not code of this folder.
+    deadline=[
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=CONFIG.deadline_after_logical_date,
+            callback=AsyncCallback(
+                SlackWebhookNotifier,
+                kwargs={
+                    "slack_webhook_conn_id": CONFIG.slack_webhook_conn_id,
+                    "text": (
+                        f":alarm_clock: {DAG_ID} missed its deadline: run "
+                        "{{ dag_run.run_id }} was not done by {{ deadline.deadline_time }}"
+                    ),
+                },
+            ),
+            name="eod_risk_business_deadline",
         ),
-        name="eod_risk_business_deadline",
-    ),
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=CONFIG.deadline_after_logical_date,
+            callback=AsyncCallback(
+                PagerdutyNotifier,
+                kwargs={
+                    "pagerduty_events_conn_id": CONFIG.pagerduty_events_conn_id,
+                    "summary": (
+                        f"{DAG_ID}: run {{{{ dag_run.run_id }}}} missed the business deadline "
+                        "{{ deadline.deadline_time }}"
+                    ),
+                    "severity": "critical",
+                    "source": DAG_ID,
+                    "dedup_key": DEADLINE_DEDUP_KEY,
+                    "component": "deadline",
+                    "group": DAG_ID,
+                    "class_type": "sla_missed",
+                },
+            ),
+            name="eod_risk_business_deadline_page",
+        ),
+    ],
 ) as dag:
 
     @task.sensor(
@@ -131,6 +199,10 @@ with DAG(
 
     @task(execution_timeout=CONFIG.execution_timeout.notify)
     def notify_summary(business_date: str, firm_run_id: int | None, firm_run_page_url: str | None):
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+        dag_run, ti = context["dag_run"], context["ti"]
         post_firm_summary(
             dag_id=DAG_ID,
             business_date=business_date,
@@ -139,6 +211,12 @@ with DAG(
             databricks_conn_id=CONFIG.databricks_conn_id,
             slack_webhook_conn_id=CONFIG.slack_webhook_conn_id,
             firm_summary_task_key=CONFIG.jobs.firm_summary_task_key,
+            postgres_conn_id=CONFIG.postgres_conn_id,
+            run_id=dag_run.run_id,
+            run_started_at=dag_run.start_date,
+            figures_ready_at=ti.start_date,
+            sla_deadline=sla_deadline_of(dag_run, CONFIG.deadline_after_logical_date),
+            log_url=ti.log_url,
         )
 
     def region_parameters(region: str) -> dict[str, str]:

@@ -107,3 +107,71 @@ def test_stop_frees_the_port_and_read_of_missing_file_is_empty(tmp_path):
     with pytest.raises(RuntimeError, match="not started"):
         _ = sink.url
     assert read_messages(tmp_path / "absent.jsonl") == []
+
+
+# ----------------------------------------------------------------------------- PagerDuty
+
+
+def test_pagerduty_events_are_recorded_apart_from_slack_messages(sink):
+    from eodrisk.slack_sink import PAGERDUTY_EVENTS_PATH, read_pages
+
+    event = {
+        "routing_key": "key",
+        "event_action": "trigger",
+        "dedup_key": "eod_risk/run/firm_risk",
+        "payload": {"summary": "firm_risk failed", "severity": "critical", "source": "eod_risk"},
+    }
+    status, body = post(sink.base_url + PAGERDUTY_EVENTS_PATH, json.dumps(event).encode())
+    assert status == 202
+    assert json.loads(body) == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "eod_risk/run/firm_risk",
+    }
+    post(sink.url, json.dumps({"text": "hello"}).encode())
+    [page] = read_pages(sink.messages_file)
+    assert page["payload"] == event
+    assert len(read_messages(sink.messages_file)) == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({"event_action": "trigger", "payload": {}}, "routing_key"),
+        ({"routing_key": "k", "event_action": "page"}, "event_action"),
+        ({"routing_key": "k", "event_action": "resolve"}, "dedup_key"),
+        (
+            {
+                "routing_key": "k",
+                "event_action": "trigger",
+                "payload": {"summary": "s", "source": "x", "severity": "fatal"},
+            },
+            "severity",
+        ),
+    ],
+)
+def test_invalid_pagerduty_events_are_refused_like_pagerduty_does(sink, event, error):
+    from eodrisk.slack_sink import PAGERDUTY_EVENTS_PATH, read_pages
+
+    status, body = post(sink.base_url + PAGERDUTY_EVENTS_PATH, json.dumps(event).encode())
+    assert status == 400
+    assert error in body
+    assert read_pages(sink.messages_file) == []
+
+
+def test_pagerduty_provider_hook_posts_to_the_sink(sink):
+    import asyncio
+
+    from airflow.providers.pagerduty.hooks.pagerduty_events import PagerdutyEventsAsyncHook
+
+    from eodrisk.slack_sink import read_pages
+
+    hook = PagerdutyEventsAsyncHook(integration_key="local-key")
+    hook.base_url = sink.base_url  # what the DAG does when the connection has a host
+    dedup = asyncio.run(
+        hook.send_event(summary="SLA missed", severity="critical", source="eod_risk")
+    )
+    [page] = read_pages(sink.messages_file)
+    assert page["payload"]["routing_key"] == "local-key"
+    assert page["payload"]["payload"]["summary"] == "SLA missed"
+    assert dedup.startswith("eodrisk-sink-")

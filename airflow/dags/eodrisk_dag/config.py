@@ -78,6 +78,9 @@ class DagConfig:
     jobs: Jobs
     databricks_conn_id: str
     slack_webhook_conn_id: str
+    postgres_conn_id: str
+    pagerduty_events_conn_id: str
+    critical_tasks: tuple[str, ...]
     landing_root_variable: str
     trades_file: str
     marker_file: str
@@ -264,6 +267,7 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
             "databricks",
             "retries",
             "execution_timeout",
+            "alerts",
         },
     )
 
@@ -303,7 +307,19 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         regions.append(Region(name, r.timezone(entry["timezone"], ("regions", i, "timezone"))))
 
     jobs = r.mapping(top["jobs"], ("jobs",), {*_JOB_KEYS, "firm_summary_task_key"})
-    conns = r.mapping(top["connections"], ("connections",), {"databricks", "slack_webhook"})
+    conns = r.mapping(
+        top["connections"],
+        ("connections",),
+        {"databricks", "slack_webhook", "postgres", "pagerduty_events"},
+    )
+    alerts = r.mapping(top["alerts"], ("alerts",), {"critical_tasks"})
+    critical = alerts["critical_tasks"]
+    if not isinstance(critical, list) or not critical:
+        raise doc.error(
+            ("alerts", "critical_tasks"),
+            "expected a non-empty list of task ids whose failure pages the on-call, "
+            "e.g. [firm_risk, load_reporting]",
+        )
     variables = r.mapping(top["variables"], ("variables",), {"landing_root"})
     landing = r.mapping(top["landing_files"], ("landing_files",), {"trades", "marker"})
     for key in ("trades", "marker"):
@@ -366,6 +382,13 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         databricks_conn_id=r.string(conns["databricks"], ("connections", "databricks"), _CONN_ID),
         slack_webhook_conn_id=r.string(
             conns["slack_webhook"], ("connections", "slack_webhook"), _CONN_ID
+        ),
+        postgres_conn_id=r.string(conns["postgres"], ("connections", "postgres"), _CONN_ID),
+        pagerduty_events_conn_id=r.string(
+            conns["pagerduty_events"], ("connections", "pagerduty_events"), _CONN_ID
+        ),
+        critical_tasks=tuple(
+            r.string(t, ("alerts", "critical_tasks", i)) for i, t in enumerate(critical)
         ),
         landing_root_variable=r.string(
             variables["landing_root"], ("variables", "landing_root"), _CONN_ID

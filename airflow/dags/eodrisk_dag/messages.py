@@ -161,9 +161,19 @@ def build_summary_message(
     summary: Mapping[str, Any] | None,
     firm_run_page_url: str | None,
     log_url: str | None = None,
+    previous: tuple[str, float] | None = None,
+    latency_s: float | None = None,
+    sla_deadline: str | None = None,
+    sla_margin_s: float | None = None,
 ) -> dict[str, Any]:
-    """The Slack message when the night's risk is computed (figures when the summary exists)."""
+    """The Slack message when the night's risk is computed (figures when the summary exists).
+
+    ``previous`` is the last earlier (business date, firm VaR 99% 1d) for the change vs
+    yesterday; ``latency_s`` the run's latency when the figures were ready, with the business
+    deadline and the margin to it (negative when missed).
+    """
     blocks: list[dict[str, Any]] = [_header(f"✅ EOD risk {business_date}: firm risk computed")]
+    timing = _timing_line(latency_s, sla_deadline, sla_margin_s)
     links = {
         "type": "context",
         "elements": [
@@ -173,6 +183,8 @@ def build_summary_message(
     }
     if not summary:
         blocks.append(_mrkdwn("Figures unavailable: the firm job returned no summary output."))
+        if timing:
+            blocks.append(_mrkdwn(timing))
         blocks.append(links)
         text = f"{dag_id}: EOD risk for {business_date} computed (figures unavailable)"
         return {"text": text, "blocks": blocks}
@@ -182,6 +194,11 @@ def build_summary_message(
     firm_fields.append(
         f"*Diversification benefit*\n{format_usd(summary.get('diversification_benefit_usd'))}"
     )
+    change = change_vs_previous(firm.get("var_99_1d_usd"), previous)
+    firm_fields.append(f"*VaR 99% 1d vs previous*\n{change}")
+    zone = backtest_zone(summary)
+    if zone:
+        firm_fields.append(f"*Backtest (Basel)*\n{escape(zone)}")
     blocks.append(
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in firm_fields]}
     )
@@ -211,15 +228,141 @@ def build_summary_message(
             for row in rows
         )
         blocks.append(_mrkdwn(f"*By region* (trades accepted/read)\n```{escape(table)}```"))
+    totals = trade_totals(trades)
+    if totals:
+        read, accepted, quarantined = totals
+        rate = f" ({quarantined / read:.2%})" if read else ""
+        blocks.append(
+            _mrkdwn(
+                f"*Trades* {_count(accepted)} accepted of {_count(read)} read, "
+                f"{_count(quarantined)} quarantined{rate}"
+            )
+        )
+    if timing:
+        blocks.append(_mrkdwn(timing))
     blocks.append(links)
 
     text = (
         f"{dag_id}: EOD risk for {business_date} computed. Firm VaR 99% 1d "
-        f"{format_usd(firm.get('var_99_1d_usd'))}, ES 97.5% 1d "
+        f"{format_usd(firm.get('var_99_1d_usd'))} ({change} vs previous), ES 97.5% 1d "
         f"{format_usd(firm.get('es_975_1d_usd'))}, diversification benefit "
         f"{format_usd(summary.get('diversification_benefit_usd'))}"
+        + (f", backtest {zone}" if zone else "")
+        + (f". {_plain(timing)}" if timing else "")
     )
     return {"text": text, "blocks": blocks}
+
+
+def change_vs_previous(current: Any, previous: tuple[str, float] | None) -> str:
+    """``+$12,345 (+1.2%) vs 2026-11-23``, or ``n/a`` without a previous figure."""
+    if previous is None or format_usd(current) == "n/a":
+        return "n/a"
+    day, before = previous
+    delta = float(current) - before
+    pct = f" ({delta / before:+.1%})" if before else ""
+    sign = "+" if delta >= 0 else "-"
+    return f"{sign}${abs(delta):,.0f}{pct} vs {day}"
+
+
+def backtest_zone(summary: Mapping[str, Any]) -> str | None:
+    """The Basel traffic-light zone when the summary carries one (``backtest.zone``)."""
+    backtest = summary.get("backtest")
+    zone = backtest.get("zone") if isinstance(backtest, Mapping) else summary.get("backtest_zone")
+    if not zone:
+        return None
+    exceptions = backtest.get("exceptions") if isinstance(backtest, Mapping) else None
+    return f"{zone}" + (f", {exceptions} exceptions" if isinstance(exceptions, int) else "")
+
+
+def trade_totals(trades: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    counts = [c for c in trades.values() if isinstance(c, Mapping)]
+    if not counts:
+        return None
+    return tuple(  # type: ignore[return-value]
+        sum(int(c.get(k) or 0) for c in counts) for k in ("read", "accepted", "quarantined")
+    )
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{sign}{hours}h{minutes:02d}m"
+    return f"{sign}{minutes}m{secs:02d}s" if minutes else f"{sign}{secs}s"
+
+
+def _timing_line(
+    latency_s: float | None, sla_deadline: str | None, sla_margin_s: float | None
+) -> str | None:
+    if latency_s is None and sla_deadline is None:
+        return None
+    line = f"*Latency* {format_duration(latency_s)}"
+    if sla_deadline:
+        if sla_margin_s is not None and sla_margin_s < 0:
+            verdict = f":warning: SLA missed by {format_duration(-sla_margin_s)}"
+        elif sla_margin_s is not None:
+            verdict = f"within SLA, {format_duration(sla_margin_s)} to spare"
+        else:
+            verdict = "SLA n/a"
+        line += f" · deadline {escape(sla_deadline)} · {verdict}"
+    return line
+
+
+def _plain(mrkdwn: str) -> str:
+    return mrkdwn.replace("*", "")
+
+
+def build_page_event(
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str | None,
+    region: str | None,
+    business_date: str,
+    reason: str,
+    error: str | None,
+    run_page_url: str | None,
+    log_url: str | None,
+) -> dict[str, Any]:
+    """Keyword arguments of ``PagerdutyEventsHook.send_event`` for a critical incident.
+
+    ``dedup_key`` is per run and incident (task or deadline), so a retry of the same failure
+    or the deadline alert and the late-run callback open one incident, not several.
+    """
+    what = task_id or "deadline"
+    error_line = redact((error or "").strip()).splitlines()[0][:300] if error else ""
+    task_errors = databricks_task_errors(redact(error or ""))
+    headline = task_errors[0].splitlines()[0][:300] if task_errors else error_line
+    summary = f"{dag_id} {business_date}: {reason}" + (f": {headline}" if headline else "")
+    links = [
+        {"href": url, "text": text}
+        for url, text in ((run_page_url, "Databricks run"), (log_url, "Airflow log"))
+        if url
+    ]
+    details = {
+        "business_date": business_date,
+        "run_id": run_id,
+        "task": task_id,
+        "region": region or "firm",
+    }
+    if error:
+        details["error"] = redact(error)[:_MAX_ERROR_CHARS]
+    return {
+        "summary": summary[:1024],
+        "severity": "critical",
+        "source": dag_id,
+        "action": "trigger",
+        "dedup_key": f"{dag_id}/{run_id}/{what}",
+        "custom_details": details,
+        "group": dag_id,
+        "component": what,
+        "class_type": "sla_missed" if task_id is None else "task_failed",
+        "links": links or None,
+    }
 
 
 def _count(value: Any) -> str:

@@ -1,0 +1,338 @@
+"""``eodrisk status``: the last nights of the pipeline, from the run history in Postgres.
+
+Reads ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's callbacks) and
+prints one row per night: business date, state, latency, whether the business deadline
+was met, and the failed tasks with their Databricks run and Airflow log links. Exit code:
+0 when the last night succeeded, 1 when it failed, 2 when the database cannot be read,
+3 when no run has been recorded yet.
+
+:func:`watch_run` shows the task states of a running night live (rich), for long CLI work
+such as the demo's DAG run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+DAG_ID = "eod_risk"
+DSN_ENV = "EODRISK_PG_DSN"
+EXIT_OK, EXIT_LAST_FAILED, EXIT_NO_DATABASE, EXIT_NO_RUNS = 0, 1, 2, 3
+_STATE_STYLE = {"success": "green", "failed": "bold red", "up_for_retry": "yellow"}
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    task_id: str
+    attempt: int
+    error: str | None
+    run_page_url: str | None
+    log_url: str | None
+
+
+@dataclass(frozen=True)
+class Night:
+    business_date: date
+    run_id: str
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    latency_s: float | None
+    sla_deadline: datetime | None
+    sla_met: bool | None
+    failed: list[FailedTask] = field(default_factory=list)
+
+    @property
+    def sla_margin_s(self) -> float | None:
+        if self.sla_deadline is None or self.ended_at is None:
+            return None
+        return (self.sla_deadline - self.ended_at).total_seconds()
+
+
+def last_nights(dsn: str, *, nights: int = 7, dag_id: str = DAG_ID) -> list[Night]:
+    """The last ``nights`` recorded runs, newest first (latest run of each business date)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=10)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "select * from (select distinct on (business_date) business_date, run_id, state,"
+                " started_at, ended_at, latency_s, sla_deadline, sla_met from risk.pipeline_runs"
+                " where dag_id = %s order by business_date, ended_at desc nulls last) n"
+                " order by business_date desc limit %s",
+                (dag_id, nights),
+            )
+            rows = cur.fetchall()
+            run_ids = [r[1] for r in rows]
+            failed: dict[str, list[FailedTask]] = {}
+            if run_ids:
+                cur.execute(
+                    "select run_id, task_id, attempt, error, run_page_url, log_url from ("
+                    " select distinct on (run_id, task_id) * from risk.task_runs"
+                    " where dag_id = %s and run_id = any(%s)"
+                    " order by run_id, task_id, attempt desc) t"
+                    " where state = 'failed' order by ended_at nulls last, task_id",
+                    (dag_id, run_ids),
+                )
+                for run_id, task_id, attempt, error, url, log_url in cur.fetchall():
+                    failed.setdefault(run_id, []).append(
+                        FailedTask(task_id, attempt, error, url, log_url)
+                    )
+    finally:
+        conn.close()
+    return [Night(*row, failed=failed.get(row[1], [])) for row in rows]
+
+
+def exit_code(nights: Sequence[Night]) -> int:
+    if not nights:
+        return EXIT_NO_RUNS
+    return EXIT_OK if nights[0].state == "success" else EXIT_LAST_FAILED
+
+
+# ------------------------------------------------------------------------------- rendering
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    sign = "-" if seconds < 0 else ""
+    total = abs(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{sign}{hours}h{minutes:02d}m"
+    return f"{sign}{minutes}m{secs:02d}s" if minutes else f"{sign}{secs}s"
+
+
+def _headline(error: str | None) -> str:
+    if not error:
+        return ""
+    line = error.strip().splitlines()[0] if error.strip() else ""
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+def _link(url: str | None, label: str) -> Text:
+    if not url:
+        return Text("")
+    return Text(label, style=f"link {url} underline")
+
+
+def nights_table(nights: Sequence[Night], *, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False)
+    table.add_column("Business date", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Latency", justify="right", no_wrap=True)
+    table.add_column("SLA", no_wrap=True)
+    table.add_column("Failed tasks")
+    for night in nights:
+        state = Text(night.state, style=_STATE_STYLE.get(night.state, ""))
+        if night.sla_met is None:
+            sla = Text("–")
+        elif night.sla_met:
+            sla = Text(f"met (+{format_seconds(night.sla_margin_s)})", style="green")
+        else:
+            margin = night.sla_margin_s
+            sla = Text(
+                "missed" + (f" ({format_seconds(margin)})" if margin is not None else ""),
+                style="red",
+            )
+        failures = Text()
+        for i, task in enumerate(night.failed):
+            if i:
+                failures.append("\n")
+            failures.append(f"{task.task_id} (attempt {task.attempt})", style="bold")
+            headline = _headline(task.error)
+            if headline:
+                failures.append(f": {headline}")
+            if task.run_page_url:
+                failures.append("\n  Databricks run: ").append(task.run_page_url, style="cyan")
+            if task.log_url:
+                failures.append("\n  Airflow log: ").append(task.log_url, style="cyan")
+        table.add_row(
+            night.business_date.isoformat(),
+            state,
+            format_seconds(night.latency_s),
+            sla,
+            failures if night.failed else Text("–"),
+        )
+    return table
+
+
+def render(nights: Sequence[Night], console: Console, *, dag_id: str = DAG_ID) -> None:
+    if not nights:
+        console.print(
+            f"No run of {dag_id} recorded yet in risk.pipeline_runs. Run the pipeline "
+            "(eodrisk demo) first; the DAG's callbacks write the history."
+        )
+        return
+    console.print(nights_table(nights, title=f"{dag_id}: last {len(nights)} nights"))
+    last = nights[0]
+    if last.state != "success":
+        names = ", ".join(t.task_id for t in last.failed) or "see the Airflow log"
+        console.print(
+            f"[bold red]The last night ({last.business_date}) failed:[/] {names}. "
+            "Fix the cause, then rerun the date (business_date param)."
+        )
+
+
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    """``eodrisk status [--nights N] [--dsn DSN] [--json]``; see the module doc for exit codes."""
+    parser = argparse.ArgumentParser(
+        prog="eodrisk status", description="The last nights of the EOD risk pipeline."
+    )
+    parser.add_argument("--nights", type=int, default=7, help="how many nights (default 7)")
+    parser.add_argument("--dsn", default=os.environ.get(DSN_ENV), help=f"default: ${DSN_ENV}")
+    parser.add_argument("--dag-id", default=DAG_ID)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    console = console or Console()
+    if not args.dsn:
+        console.print(f"[red]No database:[/] set {DSN_ENV} or pass --dsn postgresql://…")
+        return EXIT_NO_DATABASE
+    try:
+        nights = last_nights(args.dsn, nights=args.nights, dag_id=args.dag_id)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        console.print(
+            f"[red]Cannot read the run history[/] ({type(err).__name__}: {first}). "
+            "Check the DSN and that the migrations are applied (sql/0005.run-history.sql)."
+        )
+        return EXIT_NO_DATABASE
+    if args.json:
+        console.print_json(json.dumps([_night_json(n) for n in nights]))
+    else:
+        render(nights, console, dag_id=args.dag_id)
+    return exit_code(nights)
+
+
+def _night_json(night: Night) -> dict[str, Any]:
+    return {
+        "business_date": night.business_date.isoformat(),
+        "run_id": night.run_id,
+        "state": night.state,
+        "latency_s": night.latency_s,
+        "sla_deadline": night.sla_deadline.isoformat() if night.sla_deadline else None,
+        "sla_met": night.sla_met,
+        "failed_tasks": [
+            {
+                "task_id": t.task_id,
+                "attempt": t.attempt,
+                "error": _headline(t.error),
+                "run_page_url": t.run_page_url,
+                "log_url": t.log_url,
+            }
+            for t in night.failed
+        ],
+    }
+
+
+# ------------------------------------------------------------------------------- live view
+
+
+def task_states(dsn: str, *, business_date: date, dag_id: str = DAG_ID) -> list[tuple]:
+    """(task_id, attempt, state, duration_s) of the newest run recorded for a business date."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "select distinct on (task_id) task_id, attempt, state, duration_s"
+                " from risk.task_runs where dag_id = %s and business_date = %s and run_id = ("
+                "  select run_id from risk.task_runs where dag_id = %s and business_date = %s"
+                "  order by recorded_at desc limit 1)"
+                " order by task_id, attempt desc",
+                (dag_id, business_date, dag_id, business_date),
+            )
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def watch_run(
+    dsn: str,
+    *,
+    business_date: date,
+    done: Callable[[], bool],
+    expected_tasks: Sequence[str] = (),
+    console: Console | None = None,
+    poll_s: float = 1.0,
+) -> None:
+    """Show the night's task states live until ``done()`` is true (run the work in a thread).
+
+    States come from ``risk.task_runs``, so a task appears when its first attempt finishes;
+    ``expected_tasks`` are listed as ``waiting`` until then.
+    """
+    from rich.live import Live
+
+    console = console or Console()
+    stop = threading.Event()
+
+    def snapshot() -> Table:
+        try:
+            rows = {r[0]: r for r in task_states(dsn, business_date=business_date)}
+        except Exception:
+            rows = {}
+        table = Table(title=f"EOD risk {business_date}: task states", title_justify="left")
+        table.add_column("Task")
+        table.add_column("Attempt", justify="right")
+        table.add_column("State")
+        table.add_column("Duration", justify="right")
+        for task_id in list(dict.fromkeys([*expected_tasks, *sorted(rows)])):
+            row = rows.get(task_id)
+            if row is None:
+                table.add_row(task_id, "", Text("waiting", style="dim"), "")
+            else:
+                _, attempt, state, duration = row
+                table.add_row(
+                    task_id,
+                    str(attempt),
+                    Text(state, style=_STATE_STYLE.get(state, "")),
+                    format_seconds(duration),
+                )
+        return table
+
+    with Live(snapshot(), console=console, refresh_per_second=2) as live:
+        while not done() and not stop.wait(poll_s):
+            live.update(snapshot())
+        live.update(snapshot())
+
+
+# ------------------------------------------------------------------------------- wiring
+
+
+def airflow_postgres_connection(dsn: str, *, connect_timeout_s: int = 5) -> str:
+    """``AIRFLOW_CONN_POSTGRES_EODRISK`` JSON for the DAG's run-history callbacks.
+
+    Accepts the DSNs this project uses, including pgserver's socket form
+    (``postgresql://postgres:@/postgres?host=/path/to/dir``): query parameters become the
+    connection's extra, which ``PostgresHook`` passes to psycopg2 (``host`` among them).
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql:// DSN")
+    extra: dict[str, Any] = dict(parse_qsl(parts.query))
+    extra.setdefault("connect_timeout", connect_timeout_s)
+    conn: dict[str, Any] = {
+        "conn_type": "postgres",
+        "host": parts.hostname or "",
+        "login": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "schema": unquote(parts.path.lstrip("/")) or "postgres",
+        "extra": extra,
+    }
+    if parts.port:
+        conn["port"] = parts.port
+    return json.dumps({k: v for k, v in conn.items() if v is not None})

@@ -1,0 +1,239 @@
+"""Run history end to end: the DAG's callbacks write Postgres, `eodrisk status` and the
+metrics read it back (after a successful night, then after a failed one)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from databricks_jobs.postgres import apply_migrations
+from eodrisk import metrics, status
+from tests import airflow_env
+
+airflow_env.isolate()  # before airflow is imported
+if str(airflow_env.DAGS_FOLDER) not in sys.path:
+    sys.path.append(str(airflow_env.DAGS_FOLDER))
+
+from eodrisk_dag import run_history  # noqa: E402 - needs the dags folder on sys.path
+
+pytestmark = pytest.mark.integration
+
+REGIONS = ("EMEA", "APAC", "AMER")
+EMULATOR = "http://127.0.0.1:8765"
+AIRFLOW = "http://localhost:8080"
+DEADLINE_AFTER = timedelta(hours=8)
+
+
+class TI(SimpleNamespace):
+    def xcom_pull(self, task_ids, key):
+        return self.xcoms.get(key)
+
+
+def run_id_of(day: str) -> str:
+    return f"scheduled__{day}T22:00:00+00:00"
+
+
+def night(dsn_conn_id: str, day: str, *, fail: str | None = None, late_s: float = 0) -> None:
+    """One night through the real callbacks: every task attempt, then the DAG run."""
+    logical = datetime.fromisoformat(f"{day}T22:00:00+00:00")
+    clock = logical + timedelta(seconds=3)
+    run_id = run_id_of(day)
+    tasks = [
+        *(f"wait_for_trades_{r.lower()}" for r in REGIONS),
+        *(f"data_ingestion.ingest_{r.lower()}" for r in REGIONS),
+        *(f"risk_modelling.risk_{r.lower()}" for r in REGIONS),
+        "firm_risk",
+        "load_reporting",
+        "notify_summary",
+    ]
+    failed_ti = None
+    for n, task_id in enumerate(tasks):
+        attempts = 4 if task_id == fail else 1
+        for attempt in range(1, attempts + 1):
+            start, clock = clock, clock + timedelta(seconds=20 + n)
+            final_failure = task_id == fail and attempt == attempts
+            state = (
+                "success" if task_id != fail else ("failed" if final_failure else "up_for_retry")
+            )
+            ti = TI(
+                dag_id="eod_risk",
+                run_id=run_id,
+                task_id=task_id,
+                try_number=attempt,
+                state=state,
+                start_date=start,
+                end_date=clock,
+                log_url=f"{AIRFLOW}/dags/eod_risk/runs/{run_id}/tasks/{task_id}?try_number={attempt}",
+                xcoms={"run_id": 100 + n, "run_page_url": f"{EMULATOR}/jobs/3/runs/{100 + n}"},
+            )
+            context = {"ti": ti, "params": {"business_date": None}, "ds": day}
+            if state != "success":
+                context["exception"] = RuntimeError(
+                    "load_reporting failed with terminal state: {...} and with the errors "
+                    "[{'task_key': 'load', 'run_id': 7, 'error': 'OperationalError: could not "
+                    "connect to server'}]"
+                )
+            run_history.RecordTaskRun(
+                state=state,
+                postgres_conn_id=dsn_conn_id,
+                databricks_conn_id="databricks_default",  # not defined here: durations unknown
+                regions=REGIONS,
+            )(context)
+            if final_failure:
+                failed_ti = ti
+        if task_id == fail:
+            break
+    dag_run = SimpleNamespace(
+        dag_id="eod_risk",
+        run_id=run_id,
+        logical_date=logical,
+        start_date=logical + timedelta(seconds=1),
+        end_date=clock + timedelta(seconds=late_s),
+    )
+    state = "failed" if fail else "success"
+    run_history.RecordPipelineRun(
+        state=state, postgres_conn_id=dsn_conn_id, deadline_after=DEADLINE_AFTER
+    )({"dag_run": dag_run, "ti": failed_ti, "ds": day, "params": {}})
+
+
+@pytest.fixture
+def history(pg_dsn, monkeypatch):
+    apply_migrations(pg_dsn)
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_EODRISK", status.airflow_postgres_connection(pg_dsn))
+    return pg_dsn
+
+
+def run_status(dsn: str, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None, force_terminal=False)
+    code = status.main(["--dsn", dsn, *args], console=console)
+    return code, out.getvalue()
+
+
+def test_status_after_a_successful_night(history):
+    night("postgres_eodrisk", "2026-11-23")
+    night("postgres_eodrisk", "2026-11-24")
+    code, out = run_status(history)
+    assert code == 0, out
+    assert "2026-11-24" in out and "2026-11-23" in out
+    assert out.index("2026-11-24") < out.index("2026-11-23")  # newest first
+    assert "success" in out
+    assert "met (+" in out
+    assert "failed" not in out
+
+
+def test_status_after_a_failed_night_shows_the_failure_and_its_links(history):
+    night("postgres_eodrisk", "2026-11-23")
+    night("postgres_eodrisk", "2026-11-24", fail="load_reporting")
+    code, out = run_status(history)
+    assert code == status.EXIT_LAST_FAILED, out
+    assert "load_reporting (attempt 4)" in out
+    assert "OperationalError: could not connect to server" in out  # the Databricks error first
+    assert f"{EMULATOR}/jobs/3/runs/" in out
+    assert f"{AIRFLOW}/dags/eod_risk/runs/{run_id_of('2026-11-24')}/tasks/load_reporting" in out
+    assert "The last night (2026-11-24) failed: load_reporting" in out
+
+    code, out = run_status(history, "--json", "--nights", "1")
+    [last] = json.loads(out)
+    assert last["state"] == "failed"
+    assert last["sla_met"] is False
+    [task] = last["failed_tasks"]
+    assert task["task_id"] == "load_reporting" and task["attempt"] == 4
+    assert task["run_page_url"].startswith(EMULATOR)
+
+
+def test_history_rows_are_what_operations_reads(history):
+    import psycopg2
+
+    night("postgres_eodrisk", "2026-11-24", fail="firm_risk", late_s=9 * 3600)
+    with psycopg2.connect(history) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select state, latency_s, sla_met, sla_margin_s, failed_tasks from bi.pipeline_runs"
+        )
+        state, latency, sla_met, margin, failed = cur.fetchone()
+        cur.execute(
+            "select task_id, region, attempt, state, duration_s, databricks_run_id, run_page_url,"
+            " log_url, error from risk.task_runs where task_id = 'data_ingestion.ingest_apac'"
+        )
+        ingest = cur.fetchone()
+        cur.execute("select count(*), count(distinct attempt) from risk.task_runs"
+                    " where task_id = 'firm_risk'")  # fmt: skip
+        firm_attempts = cur.fetchone()
+    assert (state, sla_met, failed) == ("failed", False, ["firm_risk"])
+    assert latency > 9 * 3600 and margin < 0
+    assert ingest[:4] == ("data_ingestion.ingest_apac", "APAC", 1, "success")
+    assert ingest[4] == pytest.approx(24.0)
+    assert ingest[6].startswith(EMULATOR) and ingest[7].startswith(AIRFLOW)
+    assert ingest[8] is None
+    assert firm_attempts == (4, 4)  # three retries and the final failure
+
+
+def test_a_rerun_of_the_same_attempt_replaces_its_row(history):
+    night("postgres_eodrisk", "2026-11-24")
+    night("postgres_eodrisk", "2026-11-24")
+    code, out = run_status(history, "--json")
+    assert code == 0
+    assert len(json.loads(out)) == 1
+
+
+def test_metrics_from_the_recorded_night(history):
+    import psycopg2
+
+    night("postgres_eodrisk", "2026-11-24")
+    with psycopg2.connect(history) as conn, conn.cursor() as cur:
+        cur.execute(
+            "insert into risk.ingest_audit values ('2026-11-24', 'EMEA', 'trades_20261124.csv',"
+            " 'abc', 30000, 29990, 10, 'r1')"
+        )
+        cur.execute(
+            "insert into risk.var_summary (business_date, level, node, parent, region,"
+            " var_99_1d_usd, var_99_10d_usd, es_975_1d_usd, run_id) values"
+            " ('2026-11-24', 'firm', 'FIRM', '', 'FIRM', 4.1e6, 1.3e7, 4.6e6, 'r2')"
+        )
+    registry = metrics.build_registry(metrics.collect(history))
+    dag = {"dag_id": "eod_risk"}
+    assert registry.get_sample_value("eodrisk_pipeline_last_run_success", dag) == 1
+    assert registry.get_sample_value("eodrisk_pipeline_sla_met", dag) == 1
+    latency = registry.get_sample_value("eodrisk_pipeline_latency_seconds", dag)
+    assert 200 < latency < 600
+    assert registry.get_sample_value(
+        "eodrisk_task_duration_seconds",
+        {**dag, "task_id": "firm_risk", "stage": "firm", "region": "FIRM"},
+    ) == pytest.approx(29.0)
+    assert registry.get_sample_value("eodrisk_trades_quarantine_ratio", {"region": "EMEA"}) == (
+        pytest.approx(10 / 30000)
+    )
+    assert registry.get_sample_value("eodrisk_var_99_1d_usd", {"level": "firm", "node": "FIRM"})
+
+
+def test_status_without_history_or_database(pg_dsn):
+    apply_migrations(pg_dsn)
+    code, out = run_status(pg_dsn)
+    assert code == status.EXIT_NO_RUNS
+    assert "No run of eod_risk recorded yet" in out
+    code, out = run_status("postgresql://nobody@127.0.0.1:1/none")
+    assert code == status.EXIT_NO_DATABASE
+    assert "Cannot read the run history" in out
+
+
+def test_airflow_connection_json_for_socket_and_tcp_dsns():
+    tcp = json.loads(status.airflow_postgres_connection("postgresql://u:p%40ss@db:5433/risk"))
+    assert tcp == {
+        "conn_type": "postgres",
+        "host": "db",
+        "login": "u",
+        "password": "p@ss",
+        "schema": "risk",
+        "port": 5433,
+        "extra": {"connect_timeout": 5},
+    }
+    socket = json.loads(
+        status.airflow_postgres_connection("postgresql://postgres:@/postgres?host=/tmp/pg")
+    )
+    assert socket["extra"] == {"host": "/tmp/pg", "connect_timeout": 5}
