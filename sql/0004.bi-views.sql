@@ -148,6 +148,8 @@ where n.days_back < 250;
 
 comment on view bi.var_trend is
 'One row per hierarchy node and business date among the node''s 250 latest loaded dates: VaR 99% 1d, ES 97.5% 1d, and the realised hypothetical P&L against the forecast VaR with the exception flag (USD). For a window ending at another date, filter bi.var_daily.';
+comment on column bi.var_trend.level is 'Hierarchy level: firm, region, desk or book (key).';
+comment on column bi.var_trend.node is 'Node name; the firm node is FIRM (key).';
 comment on column bi.var_trend.business_date is 'Business date (key, with level and node).';
 comment on column bi.var_trend.days_back is 'Loaded dates between this row and the node''s latest (0 = latest, 249 = oldest shown).';
 comment on column bi.var_trend.hypothetical_pnl_usd is 'Realised hypothetical P&L on the date, USD (negative = loss); null without a backtest.';
@@ -178,6 +180,8 @@ left join risk.var_summary as v
 
 comment on view bi.top_contributors is
 'One row per business date, node (firm, region or desk) and book: the book''s component (Euler) VaR 99% 1d within the node, USD, its rank in the node (1 = largest) and its share of the node''s VaR (components add up to it; hedges are negative).';
+comment on column bi.top_contributors.business_date is 'Business date (key).';
+comment on column bi.top_contributors.level is 'Hierarchy level: firm, region, desk or book (key).';
 comment on column bi.top_contributors.node is 'The node whose VaR is attributed (key, with business_date, level and book).';
 comment on column bi.top_contributors.book is 'The contributing book (key).';
 comment on column bi.top_contributors.contributor_rank is '1 for the largest component VaR in the node; ties broken by book name.';
@@ -191,7 +195,7 @@ select
     s.region,
     s.observations,
     s.exceptions,
-    0.01 * s.observations as expected_exceptions,
+    (0.01 * s.observations)::double precision as expected_exceptions,
     s.exceptions::double precision / nullif(s.observations, 0) as exception_rate,
     s.zone,
     s.plus_factor,
@@ -217,6 +221,8 @@ from risk.backtest_summary as s;
 
 comment on view bi.backtest is
 'One row per business date and node: the VaR 99% 1d backtest over the observation window ending on the date: exceptions against expected, the Basel traffic-light zone (green, yellow, red) with plus factor and capital multiplier, the last exception, and Kupiec/Christoffersen statistics.';
+comment on column bi.backtest.level is 'Hierarchy level: firm, region, desk or book (key).';
+comment on column bi.backtest.node is 'Node name; the firm node is FIRM (key).';
 comment on column bi.backtest.business_date is 'Last date of the observation window (key, with level and node).';
 comment on column bi.backtest.zone is 'Basel traffic light: green, yellow or red.';
 comment on column bi.backtest.expected_exceptions is 'Exceptions expected at 99%: 1% of observations.';
@@ -281,6 +287,8 @@ left join risk.ingest_audit as a
 
 comment on view bi.data_quality_by_rule is
 'One row per business date, region, validation rule and field: trade rows quarantined for it and their share of the rows read and of all quarantined rows.';
+comment on column bi.data_quality_by_rule.business_date is 'Business date (key).';
+comment on column bi.data_quality_by_rule.region is 'Region (key).';
 comment on column bi.data_quality_by_rule.rule is 'Validation rule broken (key, with business_date, region and field).';
 comment on column bi.data_quality_by_rule.field is 'Trade-file field the rule checked (key).';
 

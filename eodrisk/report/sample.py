@@ -15,7 +15,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -145,8 +145,9 @@ def _run_id(d: date, region: str) -> str:
     return f"eod_risk__{d.isoformat()}__{region.lower()}__1"
 
 
-def _loaded_at(d: date) -> str:
-    return f"{(d + timedelta(days=1)).isoformat()} 02:{(d.toordinal() % 50) + 5:02d}:00+00"
+def _loaded_at(d: date) -> datetime:
+    """The next morning, a few minutes after two (UTC), like the nightly load."""
+    return datetime.combine(d + timedelta(days=1), time(2, d.toordinal() % 50 + 5), UTC)
 
 
 def build_history(end: date, days: int = 260, seed: int = 7) -> History:
