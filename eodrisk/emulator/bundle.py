@@ -38,7 +38,6 @@ BUNDLE_FILE_NAMES = ("databricks.yml", "databricks.yaml", "bundle.yml", "bundle.
 FIRST_JOB_ID = 541_276_309_180_001
 KEYED_LISTS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "parameters": "name"}
 BUNDLE_ONLY_KEYS = ("permissions",)
-SUPPORTED_TASK_TYPES = ("python_wheel_task", "spark_python_task")
 
 _INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
 _DYNAMIC_REFERENCE = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
@@ -212,17 +211,18 @@ def _merge_included(
 
 
 def _translate_paths(job: Mapping[str, Any], base: Path, root: Path) -> dict[str, Any]:
-    """Make ``spark_python_task.python_file`` relative to the bundle root.
+    """Make ``python_file`` / ``notebook_path`` of tasks relative to the bundle root.
 
     As in ``databricks bundle deploy``, a relative path is relative to the file that
     defines it; the emulator resolves the translated path against the bundle root.
     """
     job = copy.deepcopy(dict(job))
     for task in job.get("tasks") or []:
-        script = task.get("spark_python_task") or {}
-        python_file = script.get("python_file")
-        if isinstance(python_file, str) and not _is_absolute_or_remote(python_file):
-            script["python_file"] = os.path.relpath(base / python_file, root)
+        for kind, key in (("spark_python_task", "python_file"), ("notebook_task", "notebook_path")):
+            spec = task.get(kind) or {}
+            path = spec.get(key)
+            if isinstance(path, str) and not _is_absolute_or_remote(path):
+                spec[key] = os.path.relpath(base / path, root)
     return job
 
 

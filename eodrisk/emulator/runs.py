@@ -165,6 +165,7 @@ class TaskRun(StateFields):
     worker: str | None = None
     error: str | None = None
     error_trace: str | None = None
+    notebook_result: str | None = None
 
     @property
     def setup_duration(self) -> int:

@@ -263,6 +263,7 @@ class Scheduler:
                 task.execution_end_time = now_ms()
                 task.life_cycle_state = "TERMINATING"
                 task.error, task.error_trace = result.error, result.error_trace
+                task.notebook_result = result.notebook_result
                 self._store.save(run)
         finally:
             self._pool.release(worker, healthy=result.status in ("SUCCESS", "FAILED"))
@@ -292,13 +293,19 @@ class Scheduler:
             )  # fmt: skip
         elif "spark_python_task" in task.settings:
             script = resolve_dynamic_values(task.settings["spark_python_task"], references)
-            path = (self._root / script["python_file"]).resolve()
-            if not path.is_file():
-                return Outcome.invalid_configuration(
-                    f"Python file {script['python_file']} does not exist.", "RESOURCE_NOT_FOUND"
-                )
+            path = self._source_file(script["python_file"], "")
+            if isinstance(path, Outcome):
+                return path
             parameters = tuple(str(p) for p in script.get("parameters", []))
             spec = TaskSpec("spark_python_task", str(path), parameters, log_path)
+        elif "notebook_task" in task.settings:
+            notebook = resolve_dynamic_values(task.settings["notebook_task"], references)
+            path = self._source_file(notebook["notebook_path"], ".py")
+            if isinstance(path, Outcome):
+                return path
+            base = {str(k): str(v) for k, v in (notebook.get("base_parameters") or {}).items()}
+            widgets = {**run.job_parameters, **base}
+            spec = TaskSpec("notebook_task", str(path), (), log_path, widgets=widgets)
         else:
             kinds = sorted(k for k in task.settings if k.endswith("_task"))
             return Outcome.invalid_configuration(
@@ -307,6 +314,17 @@ class Scheduler:
         with self._store.lock:
             task.resolved_parameters = list(spec.parameters)
         return spec
+
+    def _source_file(self, relative: str, suffix: str) -> Path | Outcome:
+        """A task's file under the bundle root (a notebook path may omit ``.py``)."""
+        path = (self._root / relative).resolve()
+        if not path.is_file() and suffix and not path.suffix:
+            path = path.with_suffix(suffix)
+        if not path.is_file():
+            return Outcome.invalid_configuration(
+                f"File {relative} does not exist.", "RESOURCE_NOT_FOUND"
+            )
+        return path
 
     def _task_outcome(self, result: TaskResult, task: TaskRun, run: JobRun) -> Outcome:
         if self._stopping and result.status in ("CANCELED", "CRASHED"):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eodrisk.emulator.bundle import Bundle, JobDefinition
+from eodrisk.emulator.notebook import RESULT_MAX_BYTES
 from eodrisk.emulator.runs import JobRun, RunStore
 from eodrisk.emulator.scheduler import Scheduler
 
@@ -133,9 +134,11 @@ class JobsService:
             assert task is not None
             body: dict[str, Any] = {"metadata": self._task_run_json(run, run_id, False)}
             error, error_trace = task.error, task.error_trace
-        logs, truncated = self._store.read_log(run_id)
-        body["logs"] = logs
-        body["logs_truncated"] = truncated
+            is_notebook = "notebook_task" in task.settings
+            if is_notebook:
+                body["notebook_output"] = _notebook_output(task.notebook_result)
+        if not is_notebook:  # Databricks returns no logs for notebook tasks
+            body["logs"], body["logs_truncated"] = self._store.read_log(run_id)
         if error:
             body["error"] = error
         if error_trace:
@@ -258,6 +261,15 @@ class JobsService:
             "settings": settings,
             "has_more": False,
         }
+
+
+def _notebook_output(result: str | None) -> dict[str, Any]:
+    if result is None:
+        return {}
+    data = result.encode()
+    truncated = len(data) > RESULT_MAX_BYTES
+    text = data[:RESULT_MAX_BYTES].decode(errors="ignore") if truncated else result
+    return {"result": text, "truncated": truncated}
 
 
 def _int(params: Mapping[str, Any], name: str) -> int:

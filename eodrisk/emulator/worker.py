@@ -6,7 +6,8 @@ its file descriptors 1 and 2 at a pipe drained by a router thread, *then* starts
 JVM inherits those descriptors, so Python ``print``, ``logging`` and the JVM's own output
 all land in the log file of whichever task is running (between tasks, in the worker's own
 log). It then executes tasks one at a time: a ``python_wheel_task`` entry point (group
-``databricks_jobs``) or a ``spark_python_task`` file run as ``__main__``.
+``databricks_jobs``), a ``spark_python_task`` file run as ``__main__`` or a
+``notebook_task`` (see :mod:`eodrisk.emulator.notebook`).
 
 :class:`WorkerPool` hands out workers. In pool mode (the default) a worker is started on first
 demand and reused afterwards, like an instance pool: the first task's setup includes the Spark
@@ -36,6 +37,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from eodrisk.emulator.notebook import run_notebook
+
 ENTRY_POINT_GROUP = "databricks_jobs"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10.0
@@ -54,6 +57,7 @@ class TaskSpec:
     parameters: tuple[str, ...]
     log_path: str
     package_name: str | None = None
+    widgets: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class TaskResult:
     status: str
     error: str | None = None
     error_trace: str | None = None
+    notebook_result: str | None = None
 
 
 class WorkerStartError(RuntimeError):
@@ -354,6 +359,13 @@ def _execute(spec: TaskSpec) -> TaskResult:
             sys.argv = [spec.target, *spec.parameters]
             sys.path.insert(0, str(Path(spec.target).parent))
             runpy.run_path(spec.target, run_name="__main__")
+        elif spec.kind == "notebook_task":
+            from databricks_jobs.spark_session import get_spark
+
+            sys.argv = [spec.target]
+            sys.path.insert(0, str(Path(spec.target).parent))
+            result = run_notebook(Path(spec.target), spec.widgets or {}, get_spark())
+            return TaskResult("SUCCESS", notebook_result=result)
         else:
             main = _entry_point(spec.package_name, spec.target)
             sys.argv = [spec.target, *spec.parameters]

@@ -6,6 +6,7 @@ One emulator (two warm Spark workers) serves the fixture bundle in
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -119,6 +120,7 @@ def test_list_jobs_pages_through_every_job_with_limit_one(client, emulator):
         "fixture-chain",
         "fixture-fail",
         "fixture-flaky",
+        "fixture-notebook",
         "fixture-ok",
         "fixture-params",
         "fixture-sleep",
@@ -169,6 +171,21 @@ def test_python_wheel_task_gets_named_parameters_and_environment(client, job_ids
     assert "sys.argv=['--business-date=2026-11-24', '--task=main']" in logs
     assert "env=passed" in logs
     assert "token visible=False" in logs
+
+
+def test_notebook_task_returns_its_exit_value_as_notebook_output(client, job_ids):
+    run_id = client.jobs.run_now(job_ids["fixture-notebook"], job_parameters={"greeting": "hey"})
+    run = wait_for(client, run_id.run_id)
+    assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
+    output = client.jobs.get_run_output(run.tasks[0].run_id)
+    assert json.loads(output.notebook_output.result) == {
+        "greeting": "hey",
+        "suffix": "default-suffix",
+        "run_id": str(run.run_id),
+        "rows": 5,
+    }
+    assert output.notebook_output.truncated is False
+    assert output.logs is None  # as Databricks: no logs for notebook tasks
 
 
 def test_job_parameters_override_defaults(client, job_ids, emulator):
