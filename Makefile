@@ -14,9 +14,13 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/eodrisk demo $(ARGS)
 
+# The lint gates; CI (.github/workflows/ci.yml) and .pre-commit-config.yaml run the same
+# commands (tests/unit/test_workflows.py keeps them in step).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint sql/ --dialect postgres
+	$(BIN)/mypy risk_models
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

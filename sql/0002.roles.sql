@@ -13,5 +13,6 @@ $$;
 
 grant usage on schema risk to risk_loader;
 grant select, insert, update, delete on all tables in schema risk to risk_loader;
-alter default privileges in schema risk grant select, insert, update, delete on tables to risk_loader;
+alter default privileges in schema risk
+grant select, insert, update, delete on tables to risk_loader;
 revoke all on schema risk from risk_reader;

@@ -232,3 +232,135 @@ def test_business_date_param_accepts_only_iso_dates(dag):
     assert param.resolve(None) is None
     with pytest.raises(ParamValidationError):
         param.resolve("20261120")
+
+
+# ------------------------------------------------------------------- top-level I/O, XCom size
+# Helpers in tests/policy.py (shared with the integration tests: `assert_small_xcoms(run)`).
+
+
+def test_parse_does_no_top_level_io():
+    # The DAG processor re-parses the folder every 30 s on every scheduler: at import a DAG
+    # file may read its config, nothing more (no network, no subprocess, no file writes).
+    from tests.policy import io_blocked
+
+    with io_blocked():
+        again = airflow_env.dag_bag()
+    assert again.import_errors == {}
+    assert "eod_risk" in again.dags
+
+
+def test_top_level_io_guard_refuses_writes_connections_and_subprocesses(tmp_path):
+    from pathlib import Path
+
+    from tests.policy import io_blocked
+
+    offenders = {
+        "writes_a_file.py": "from pathlib import Path\nPath(__file__ + '.x').write_text('')",
+        "opens_for_append.py": "open(__file__ + '.log', 'a').close()",
+        "os_level_write.py": "import os\nos.open(__file__ + '.x', os.O_CREAT | os.O_WRONLY)",
+        "calls_an_api.py": "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9/')",
+        "runs_a_command.py": "import subprocess\nsubprocess.run(['databricks', 'jobs', 'list'])",
+    }
+    for name, body in offenders.items():
+        # DagBag skips files that mention neither "airflow" nor "dag" (safe mode).
+        (tmp_path / name).write_text(f"# airflow DAG\n{body}\n")
+    (tmp_path / "reads_only.py").write_text("# airflow DAG\nopen(__file__).read()\n")
+
+    with io_blocked():
+        bag = airflow_env.dag_bag(tmp_path)
+    errors = {Path(path).name: text for path, text in bag.import_errors.items()}
+    assert set(errors) == set(offenders)
+    assert all("TopLevelIOError" in text for text in errors.values()), errors
+    assert not list(tmp_path.glob("*.x")) and not list(tmp_path.glob("*.log"))
+
+
+def test_xcom_limit_is_48_kib_of_json():
+    from tests.policy import XCOM_LIMIT_BYTES, oversized
+
+    assert XCOM_LIMIT_BYTES == 48 * 1024
+    at_limit = "x" * (XCOM_LIMIT_BYTES - 2)  # + the two quotes of its JSON form
+    values = [
+        ("firm_risk.run_id", 123),
+        ("a.at_limit", at_limit),
+        ("b.over", at_limit + "x"),
+        ("c.rows", [{"book": "B1", "var": 1.0}] * 5000),
+    ]
+    assert oversized(values) == {"b.over": XCOM_LIMIT_BYTES + 1, "c.rows": 140_000}
+
+
+@pytest.mark.integration
+def test_assert_small_xcoms_reads_a_real_run_and_names_the_offender(tmp_path):
+    # A real dag.test() run against a real metadata DB, in a child process so this process's
+    # Airflow stays pointed at its own throw-away home.
+    import os
+    import subprocess
+    import sys
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "xcom_probe.py").write_text(XCOM_PROBE_DAG)
+    child = tmp_path / "child.py"
+    child.write_text(XCOM_PROBE_CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "EODRISK_"))}
+    env.update(airflow_env.prepare_airflow_home(tmp_path / "home", dags_folder=dags))
+    env["PYTHONPATH"] = str(REPO)
+    airflow_env.migrate_db(env)
+    done = subprocess.run(
+        [sys.executable, str(child), str(dags)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(
+        line.split(" ", 1)
+        for line in done.stdout.splitlines()
+        if line.startswith(("STATE ", "REFUSED ", "XCOMS "))
+    )
+    assert lines["STATE"] == "success"
+    assert "big.return_value = 61,442 bytes" in lines["REFUSED"]
+    assert "small" not in lines["REFUSED"]
+    assert lines["XCOMS"] == "['big.return_value', 'small.return_value']"
+
+
+XCOM_PROBE_DAG = '''\
+"""Two tasks: one returns a reference-sized XCom, one a 60 KiB payload."""
+import pendulum
+from airflow.sdk import DAG, task
+
+with DAG("xcom_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+
+    @task
+    def small():
+        return {"run_id": 1}
+
+    @task
+    def big():
+        return "x" * (60 * 1024)
+
+    small() >> big()
+'''
+
+XCOM_PROBE_CHILD = """\
+import sys
+from pathlib import Path
+
+import pendulum
+
+from eodrisk.airflow_local import load_dag, run_dag_test
+from tests.policy import assert_small_xcoms
+
+run = run_dag_test(
+    load_dag("xcom_probe", Path(sys.argv[1])),
+    logical_date=pendulum.datetime(2026, 1, 2, tz="UTC"),
+)
+print("STATE", run.state)
+try:
+    assert_small_xcoms(run)
+    print("REFUSED nothing")
+except AssertionError as error:
+    print("REFUSED", str(error).replace(chr(10), " "))
+print("XCOMS", sorted(assert_small_xcoms(run, limit_bytes=10**6)))
+"""
