@@ -100,10 +100,13 @@ select
     d.run_id,
     d.loaded_at
 from bi.var_daily as d
-where d.business_date = (
-    select max(v.business_date)
+where (d.level, d.node, d.business_date) in (
+    select
+        v.level,
+        v.node,
+        max(v.business_date) as business_date
     from risk.var_summary as v
-    where v.level = d.level and v.node = d.node
+    group by v.level, v.node
 );
 
 comment on view bi.var_latest is

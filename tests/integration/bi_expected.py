@@ -21,6 +21,20 @@ from eodrisk.report.sample import History
 Row = dict[str, Any]
 
 
+def _memo(method):
+    """Compute a view's expected rows once per Expected (the tests look them up often)."""
+    name = f"_memo_{method.__name__}"
+
+    def wrapper(self):
+        if name not in self.__dict__:
+            self.__dict__[name] = method(self)
+        return self.__dict__[name]
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 def _pct_change(now: float, before: float | None) -> float | None:
     if before is None or before == 0:
         return None
@@ -86,6 +100,7 @@ class Expected:
                 previous = r
         return out
 
+    @_memo
     def var_latest(self) -> dict[tuple[str, str], Row]:
         latest: dict[tuple[str, str], Row] = {}
         for r in self.var_daily:
@@ -94,6 +109,7 @@ class Expected:
                 latest[key] = r
         return latest
 
+    @_memo
     def var_trend(self) -> dict[tuple[date, str, str], Row]:
         by_node: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for r in self.var_daily:
@@ -106,6 +122,7 @@ class Expected:
         return out
 
     # bi.top_contributors -----------------------------------------------------------------
+    @_memo
     def top_contributors(self) -> dict[tuple[date, str, str, str], Row]:
         groups: dict[tuple[date, str, str], list[Row]] = defaultdict(list)
         for r in self.history.rows("risk.var_contributions"):
@@ -124,6 +141,7 @@ class Expected:
         return out
 
     # bi.backtest -------------------------------------------------------------------------
+    @_memo
     def backtest(self) -> dict[tuple[date, str, str], Row]:
         exception_dates: dict[tuple[str, str], list[date]] = defaultdict(list)
         for r in self.history.rows("risk.backtest"):
@@ -143,6 +161,7 @@ class Expected:
         return out
 
     # bi.data_quality, bi.data_quality_by_rule --------------------------------------------
+    @_memo
     def data_quality(self) -> dict[tuple[date, str], Row]:
         rules: dict[tuple[date, str], list[Row]] = defaultdict(list)
         for r in self.history.rows("risk.quarantine_summary"):
@@ -166,6 +185,7 @@ class Expected:
             }
         return out
 
+    @_memo
     def data_quality_by_rule(self) -> dict[tuple[date, str, str, str], Row]:
         audits = {
             (a["business_date"], a["region"]): a for a in self.history.rows("risk.ingest_audit")
@@ -184,6 +204,7 @@ class Expected:
         return out
 
     # bi.firm_daily -----------------------------------------------------------------------
+    @_memo
     def firm_daily(self) -> dict[date, Row]:
         summaries = self.backtest()
         audits: dict[date, list[Row]] = defaultdict(list)
