@@ -158,7 +158,7 @@ def waterfall_chart(
     sum_regions: float,
     benefit: float,
     firm_var: float,
-    width: int = 540,
+    width: int = 440,
 ) -> str:
     """Regional stand-alone VaR stacked up to their sum, less the benefit, equals firm VaR."""
     bars: list[tuple[str, float, float, str, str]] = []  # label, start, end, colour, testid
@@ -176,7 +176,7 @@ def waterfall_chart(
         "chart.waterfall.benefit": benefit,
         "chart.waterfall.firm": firm_var,
     } | {f"chart.waterfall.{r}": v for r, v in regions}
-    label_w, value_w, row_h, top = 118, 92, 30, 8
+    label_w, value_w, row_h, top = 112, 70, 30, 8
     plot_w = width - label_w - value_w
     high = max([sum_regions, firm_var, *(b[2] for b in bars)]) or 1.0
     height = top * 2 + row_h * len(bars)
