@@ -60,7 +60,7 @@ DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
-DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.run_id }}}}/deadline"  # = the late-run page's
+DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.dag_run_id }}}}/deadline"  # = the late-run page's
 
 
 def record_task(state: str) -> RecordTaskRun:
@@ -147,7 +147,8 @@ with DAG(
     on_success_callback=record_run("success"),
     on_failure_callback=record_run("failed"),
     # Evaluated by the scheduler; the callbacks run in the triggerer, so they are provider
-    # notifiers (importable there), not code of this folder.
+    # notifiers (importable there), not code of this folder. Their context is the REST API's
+    # DAG run (`dag_run.dag_run_id`, not `run_id`) and `deadline.deadline_time` (UTC).
     deadline=[
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
@@ -158,7 +159,7 @@ with DAG(
                     "slack_webhook_conn_id": CONFIG.slack_webhook_conn_id,
                     "text": (
                         f":alarm_clock: {DAG_ID} missed its deadline: run "
-                        "{{ dag_run.run_id }} was not done by {{ deadline.deadline_time }}"
+                        "{{ dag_run.dag_run_id }} was not done by {{ deadline.deadline_time }}"
                     ),
                 },
             ),
@@ -172,7 +173,7 @@ with DAG(
                 kwargs={
                     "pagerduty_events_conn_id": CONFIG.pagerduty_events_conn_id,
                     "summary": (
-                        f"{DAG_ID}: run {{{{ dag_run.run_id }}}} missed the business deadline "
+                        f"{DAG_ID}: run {{{{ dag_run.dag_run_id }}}} missed the business deadline "
                         "{{ deadline.deadline_time }}"
                     ),
                     "severity": "critical",

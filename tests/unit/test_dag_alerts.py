@@ -344,7 +344,7 @@ def test_deadline_alerts_slack_and_pagerduty_with_the_shared_dedup_key(dag):
     assert page.path == "airflow.providers.pagerduty.notifications.pagerduty.PagerdutyNotifier"
     assert page.kwargs["severity"] == "critical"
     assert page.kwargs["pagerduty_events_conn_id"] == "pagerduty_eodrisk"
-    rendered = page.kwargs["dedup_key"].replace("{{ dag_run.run_id }}", RUN_ID)
+    rendered = page.kwargs["dedup_key"].replace("{{ dag_run.dag_run_id }}", RUN_ID)
     assert rendered == f"eod_risk/{RUN_ID}/deadline"  # = PageMissedDeadline's
     for alert in dag.deadline:
         assert alert.interval == timedelta(hours=8)
