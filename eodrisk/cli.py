@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("emulator", help="serve the Databricks Jobs API emulator", add_help=False)
 
+    from eodrisk.report import add_arguments as add_report_arguments
+
+    add_report_arguments(sub.add_parser("report", help="write the daily HTML risk report"))
+
     query = sub.add_parser("query", help="run SQL against the demo's Postgres")
     query.add_argument("sql")
     query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote {len(night.trade_files)} trade files under {args.landing_root}")
         return 0
+    if args.command == "report":
+        from eodrisk.report import run as run_report
+
+        return run_report(args)
     if args.command == "query":
         return _query(args.sql, args.data_dir)
     raise AssertionError(args.command)

@@ -20,6 +20,7 @@ from rich.table import Table
 from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, describe, postgres
+from eodrisk.report import default_out_path, write_report
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
 
@@ -37,6 +38,7 @@ class DemoResult:
     firm_summary: dict[str, float] = field(default_factory=dict)
     trades: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     slack_messages: int = 0
+    report: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,6 +95,9 @@ def run_demo(
         result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
         if dag.succeeded:
             _read_postgres(dsn, business_date, result)
+            result.report = write_report(
+                dsn, business_date, default_out_path(data_dir, business_date)
+            )
         result.slack_messages = len(read_messages(sink.messages_file))
     print_summary(result, console)
     return result
@@ -181,6 +186,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
         f"{lake}/gold/{{positions,pnl_vectors,var_results,firm_summary}}\n"
         f"Postgres: {result.postgres} (data in {result.data_dir / 'postgres'} when embedded)\n"
         f"Slack messages ({result.slack_messages}): {result.data_dir / 'slack_messages.jsonl'}\n"
+        f"Risk report: {result.report or 'not written (the night did not complete)'}\n"
         "Query them:\n"
         f'  eodrisk query "select level, node, var_99_1d_usd from risk.var_summary '
         f"where business_date = '{d}' order by var_99_1d_usd desc limit 10\"\n"
