@@ -2,8 +2,10 @@
 
 Positions (trades netted by book and instrument) are fully revalued under the last 500
 daily market moves by ``risk_models.revaluation``, distributed by book over Spark; the book
-P&L vectors are rolled up to desks and the region. Writes the (business_date, region)
-partitions of ``gold.positions``, ``gold.pnl_vectors`` and ``gold.var_results``.
+P&L vectors are rolled up to desks and the region, and each book's Euler contribution to
+its desk's and the region's VaR is computed. Writes the (business_date, region) partitions
+of ``gold.positions``, ``gold.pnl_vectors``, ``gold.var_contributions`` and
+``gold.var_results``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ from pyspark.sql import functions as F
 from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.reference_data import read_instruments, read_market_history
-from databricks_jobs.risk_metrics import NodeRisk, rollup_region
+from databricks_jobs.risk_metrics import (
+    NodeRisk,
+    VarContribution,
+    region_contributions,
+    rollup_region,
+)
 from databricks_jobs.spark_session import get_spark
-from risk_models.revaluation import build_portfolio, revalue
+from databricks_jobs.valuation import DAYS_PER_YEAR, SCENARIO_WINDOW, is_log_factor, portfolio_of
+from risk_models.revaluation import revalue
 from risk_models.scenarios import apply_shocks, scenario_shocks
 
 log = logging.getLogger("eodrisk.compute_risk")
 
-SCENARIO_WINDOW = 500
-DAYS_PER_YEAR = 365.0
 BOOK_PNL_SCHEMA = "book string, desk string, n_positions long, pnl array<double>"
 NODE_COLUMNS = (
     "business_date date, region string, level string, node string, parent string, "
@@ -37,15 +43,14 @@ PNL_COLUMNS = (
     "business_date date, region string, level string, node string, parent string, "
     "scenario_start date, scenario_end date, pnl array<double>, run_id string"
 )
+CONTRIBUTION_COLUMNS = (
+    "business_date date, region string, level string, node string, book string, "
+    "component_var_99_1d_usd double, run_id string"
+)
 
 
 class RiskInputError(RuntimeError):
     """The stage's inputs are missing or inconsistent; nothing is written."""
-
-
-def is_log_factor(names: list[str]) -> np.ndarray:
-    """Log returns for prices and FX rates, absolute moves for rates and vols."""
-    return np.array([n.startswith(("EQ.", "FX.")) for n in names])
 
 
 def market_scenarios(
@@ -84,7 +89,14 @@ def positions_with_terms(
     positions = trades.groupBy("desk", "book", "instrument_id").agg(
         F.sum("signed_quantity").alias("quantity"), F.count("*").alias("n_trades")
     )
-    as_of = F.lit(business_date)
+    return with_terms(positions, instruments, business_date)
+
+
+def with_terms(positions: DataFrame, instruments: DataFrame, valuation_date: date) -> DataFrame:
+    """Positions (desk, book, instrument_id, quantity, ...) joined to their terms as of
+    ``valuation_date`` (year fractions ``days / 365``)."""
+    as_of = F.lit(valuation_date)
+    extra = [c for c in ("n_trades",) if c in positions.columns]
     return positions.join(F.broadcast(instruments), "instrument_id", "left").select(
         "desk",
         "book",
@@ -93,7 +105,7 @@ def positions_with_terms(
         "currency",
         "underlying",
         "quantity",
-        "n_trades",
+        *extra,
         "strike",
         (F.datediff("expiry_date", as_of) / DAYS_PER_YEAR).alias("expiry_years"),
         (F.col("option_type") == "CALL").alias("is_call"),
@@ -111,19 +123,7 @@ def book_pnl_vectors(
         # Spark hands a group's rows over in no fixed order; sorting makes the float sum,
         # and so a rerun, bit-for-bit reproducible.
         frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
-        portfolio = build_portfolio(
-            factors,
-            instrument_type=frame["instrument_type"].tolist(),
-            currency=frame["currency"].tolist(),
-            underlying=frame["underlying"].tolist(),
-            quantity=frame["quantity"].to_numpy(float),
-            strike=frame["strike"].to_numpy(float, na_value=np.nan),
-            expiry_years=frame["expiry_years"].to_numpy(float, na_value=np.nan),
-            is_call=frame["is_call"].eq(True).to_numpy(bool),
-            coupon_rate=frame["coupon_rate"].to_numpy(float, na_value=np.nan),
-            maturity_years=frame["maturity_years"].to_numpy(float, na_value=np.nan),
-        )
-        pnl = revalue(portfolio, base, scenarios).sum(axis=0)
+        pnl = revalue(portfolio_of(frame, factors), base, scenarios).sum(axis=0)
         return pd.DataFrame(
             {
                 "book": [frame["book"].iloc[0]],
@@ -160,7 +160,9 @@ def compute_region_risk(
     if not books:
         raise RiskInputError(f"no positions for {region} on {business_date}")
     book_pnl = np.array([row["pnl"] for row in books], dtype=np.float64)
-    nodes = rollup_region(region, [r["book"] for r in books], [r["desk"] for r in books], book_pnl)
+    book_names, desk_names = [r["book"] for r in books], [r["desk"] for r in books]
+    nodes = rollup_region(region, book_names, desk_names, book_pnl)
+    contributions = region_contributions(region, book_names, desk_names, book_pnl)
 
     partition = {"business_date": business_date, "region": region}
     store.replace_partition(
@@ -177,6 +179,7 @@ def compute_region_risk(
         "gold.positions",
         partition,
     )
+    write_contributions(spark, store, contributions, business_date, region, run_id)
     write_nodes(spark, store, nodes, business_date, region, run_id, scenario_dates)
     positions.unpersist()
     for node in nodes:
@@ -186,6 +189,27 @@ def compute_region_risk(
                 f"ES97.5 {node.es_975_1d_usd:,.0f} USD over {len(scenario_dates)} scenarios"
             )
     return nodes
+
+
+def write_contributions(
+    spark: SparkSession,
+    store: DeltaStore,
+    contributions: list[VarContribution],
+    business_date: date,
+    partition_region: str,
+    run_id: str,
+) -> None:
+    """Replace the partition's rows of ``gold.var_contributions``."""
+    day, region = business_date, partition_region
+    rows = [
+        (day, region, c.level, c.node, c.book, c.component_var_99_1d_usd, run_id)
+        for c in contributions
+    ]
+    store.replace_partition(
+        spark.createDataFrame(rows, CONTRIBUTION_COLUMNS),
+        "gold.var_contributions",
+        {"business_date": business_date, "region": partition_region},
+    )
 
 
 def write_nodes(

@@ -4,8 +4,10 @@ VaR is not additive: the firm figure comes from the scenario-by-scenario sum of 
 regions' P&L vectors, and the diversification benefit is the sum of the regions'
 stand-alone VaR minus the firm VaR. Refuses to produce a firm figure unless every
 expected region has results for the date, computed over the same scenarios.
-Writes the (business_date, FIRM) partitions of ``gold.var_results`` and
-``gold.pnl_vectors`` and the date's row of ``gold.firm_summary``; returns a small summary
+Each book's Euler contribution to the firm VaR comes from the books' P&L vectors of all
+regions. Writes the (business_date, FIRM) partitions of ``gold.var_results``,
+``gold.pnl_vectors`` and ``gold.var_contributions`` and the date's row of
+``gold.firm_summary``; returns a small summary
 (also the task's output on Databricks) for the Slack message.
 """
 
@@ -21,9 +23,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
-from databricks_jobs.compute_risk import RiskInputError, write_nodes
+from databricks_jobs.compute_risk import RiskInputError, write_contributions, write_nodes
 from databricks_jobs.delta_store import DeltaStore
-from databricks_jobs.risk_metrics import node_risk
+from databricks_jobs.risk_metrics import node_contributions, node_risk
 from databricks_jobs.spark_session import get_spark
 
 log = logging.getLogger("eodrisk.firm_risk")
@@ -39,11 +41,12 @@ def compute_firm_risk(
     spark: SparkSession, *, lake_root: str, business_date: date, regions: list[str], run_id: str
 ) -> dict[str, Any]:
     store = DeltaStore(spark, lake_root)
-    rows = (
-        store.read("gold.pnl_vectors", {"business_date": business_date})
-        .where((F.col("level") == "region") & F.col("region").isin(regions))
-        .collect()
+    vectors = store.read("gold.pnl_vectors", {"business_date": business_date}).where(
+        F.col("level").isin("region", "book") & F.col("region").isin(regions)
     )
+    all_rows = vectors.orderBy("region", "level", "node").collect()
+    rows = [r for r in all_rows if r["level"] == "region"]
+    book_rows = [r for r in all_rows if r["level"] == "book"]
     by_region = {row["region"]: row for row in rows}
     missing = [r for r in regions if r not in by_region]
     if missing:
@@ -62,6 +65,10 @@ def compute_firm_risk(
     sum_region_var = sum(n.var_99_1d_usd for n in region_figures.values())
     benefit = sum_region_var - firm.var_99_1d_usd
 
+    book_pnl = np.array([r["pnl"] for r in book_rows], dtype=np.float64)
+    contributions = node_contributions("firm", FIRM, [r["node"] for r in book_rows], book_pnl)
+
+    write_contributions(spark, store, contributions, business_date, FIRM, run_id)
     write_nodes(spark, store, [firm], business_date, FIRM, run_id, [scenario_start, scenario_end])
     summary_row = spark.createDataFrame(
         [(business_date, firm.var_99_1d_usd, sum_region_var, benefit, ",".join(regions), run_id)],

@@ -2,8 +2,10 @@
 
 Applies the ``sql/`` migrations (yoyo), then in ONE transaction, under an advisory lock
 for the date: replaces the date's rows of ``risk.var_summary``, ``risk.firm_summary``,
-``risk.ingest_audit`` and ``risk.quarantine_summary`` (COPY into staging + upsert).
-Nothing is loaded for a date without a firm figure.
+``risk.ingest_audit``, ``risk.quarantine_summary``, ``risk.var_contributions``,
+``risk.backtest`` and ``risk.backtest_summary`` (COPY into staging + upsert).
+Nothing is loaded for a date without a firm figure; a date without a backtest (the first
+night) loads no backtest rows.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
         .groupBy("region", "rule", "field")
         .agg(F.count("*").alias("rows_quarantined"), F.max("run_id").alias("run_id"))
     )
+    scope = F.col("region").isin(*regions, "FIRM")
+    contributions = _rows_if_exists(store, "gold.var_contributions", when, scope)
+    backtest = _rows_if_exists(store, "gold.backtest", when, scope)
+    backtest_summary = _rows_if_exists(store, "gold.backtest_summary", when, scope)
     d = business_date
     return {
         "risk.var_summary": [
@@ -104,9 +110,57 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
             (d, q["region"], q["rule"], q["field"], q["rows_quarantined"], q["run_id"])
             for q in quarantine.collect()
         ],
+        "risk.var_contributions": [
+            (
+                d,
+                c["level"],
+                c["node"],
+                c["book"],
+                c["region"],
+                c["component_var_99_1d_usd"],
+                c["run_id"],
+            )
+            for c in contributions
+        ],
+        "risk.backtest": [
+            (d, b["level"], b["node"], *(b[c] for c in BACKTEST_VALUES)) for b in backtest
+        ],
+        "risk.backtest_summary": [
+            (d, s["level"], s["node"], *(s[c] for c in BACKTEST_SUMMARY_VALUES))
+            for s in backtest_summary
+        ],
     }
 
 
+def _rows_if_exists(store: DeltaStore, table: str, when: dict, scope) -> list:
+    """The date's rows of an optional table (absent before its first write)."""
+    if not store.exists(table):
+        return []
+    return store.read(table, when).where(scope).collect()
+
+
+BACKTEST_VALUES = (
+    "region",
+    "forecast_date",
+    "var_forecast_99_1d_usd",
+    "hypothetical_pnl_usd",
+    "is_exception",
+    "run_id",
+)
+BACKTEST_SUMMARY_VALUES = (
+    "region",
+    "observations",
+    "exceptions",
+    "zone",
+    "plus_factor",
+    "kupiec_lr",
+    "kupiec_p_value",
+    "christoffersen_lr_ind",
+    "christoffersen_p_ind",
+    "christoffersen_lr_cc",
+    "christoffersen_p_cc",
+    "run_id",
+)
 TABLES = {
     "risk.var_summary": (
         ("business_date", "level", "node"),
@@ -130,6 +184,12 @@ TABLES = {
         ("business_date", "region", "rule", "field"),
         ("rows_quarantined", "run_id"),
     ),
+    "risk.var_contributions": (
+        ("business_date", "level", "node", "book"),
+        ("region", "component_var_99_1d_usd", "run_id"),
+    ),
+    "risk.backtest": (("business_date", "level", "node"), BACKTEST_VALUES),
+    "risk.backtest_summary": (("business_date", "level", "node"), BACKTEST_SUMMARY_VALUES),
 }
 
 

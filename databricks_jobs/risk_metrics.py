@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from risk_models.aggregate import aggregate_pnl
+from risk_models.attribution import component_var
 from risk_models.var import historical_es, historical_var, scale_to_horizon
 
 VAR_CONFIDENCE = 0.99
@@ -68,3 +69,42 @@ def rollup_region(
         *(node_risk("desk", d, region, desk_pnl[i]) for i, d in enumerate(desk_names)),
         node_risk("region", region, "FIRM", region_pnl),
     ]
+
+
+@dataclass(frozen=True)
+class VarContribution:
+    """A book's Euler contribution to the 99% 1-day VaR of a node that contains it."""
+
+    level: str
+    node: str
+    book: str
+    component_var_99_1d_usd: float
+
+
+def node_contributions(
+    level: str, node: str, books: Sequence[str], book_pnl: np.ndarray
+) -> list[VarContribution]:
+    """Component VaR of each book of ``node``; they add up to the node's VaR.
+
+    Parameters
+    ----------
+    books : (B,)
+    book_pnl : (B, S)
+        Scenario P&L of the node's books in USD; the node's P&L is their sum.
+    """
+    shares = component_var(book_pnl, VAR_CONFIDENCE)
+    return [
+        VarContribution(level, node, book, float(share))
+        for book, share in zip(books, shares, strict=True)
+    ]
+
+
+def region_contributions(
+    region: str, books: Sequence[str], desks: Sequence[str], book_pnl: np.ndarray
+) -> list[VarContribution]:
+    """Contributions of each book to its desk's VaR and to the region's VaR."""
+    out: list[VarContribution] = []
+    for desk in sorted(set(desks)):
+        rows = [i for i, d in enumerate(desks) if d == desk]
+        out += node_contributions("desk", desk, [books[i] for i in rows], book_pnl[rows])
+    return [*out, *node_contributions("region", region, books, book_pnl)]

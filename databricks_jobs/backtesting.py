@@ -1,0 +1,174 @@
+"""VaR backtesting of the hierarchy nodes: hypothetical P&L, exceptions, 250-day statistics.
+
+Pure pandas + numpy (no Spark), shared by the ``backtest`` job and the back-history fast
+path (``eodrisk.backfill``), so both produce the same rows from the same inputs.
+
+For business date D and the previous business day P: the hypothetical P&L of a node is
+the change in value of its positions as of P (valued as of P, the terms ``compute_risk``
+used) when the market moves from its closes of P to those of D. It is compared with the
+node's 99% 1-day VaR computed for P; an exception is a loss larger than that VaR.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from databricks_jobs.valuation import unit_pnl
+from risk_models.backtest import basel_traffic_light, christoffersen, count_exceptions, kupiec_pof
+
+log = logging.getLogger("eodrisk.backtest")
+
+FIRM = "FIRM"
+VAR_CONFIDENCE = 0.99
+WINDOW = 250
+SUMMARY_LEVELS = ("firm", "region")
+BACKTEST_COLUMNS = (
+    "level",
+    "node",
+    "region",
+    "var_forecast_99_1d_usd",
+    "hypothetical_pnl_usd",
+    "is_exception",
+)
+SUMMARY_COLUMNS = (
+    "level",
+    "node",
+    "region",
+    "observations",
+    "exceptions",
+    "zone",
+    "plus_factor",
+    "kupiec_lr",
+    "kupiec_p_value",
+    "christoffersen_lr_ind",
+    "christoffersen_p_ind",
+    "christoffersen_lr_cc",
+    "christoffersen_p_cc",
+)
+
+
+def hypothetical_pnl(
+    positions: pd.DataFrame,
+    terms: pd.DataFrame,
+    factors: list[str],
+    base: np.ndarray,
+    moved: np.ndarray,
+    *,
+    include_firm: bool,
+) -> pd.DataFrame:
+    """Hypothetical P&L in USD of every book, desk, region (and the firm).
+
+    Parameters
+    ----------
+    positions : DataFrame[region, desk, book, instrument_id, quantity]
+        Net positions as of P.
+    terms : DataFrame
+        ``valuation.instrument_terms(instruments, P)``: one row per instrument.
+    base, moved : (F,)
+        Factor levels at the close of P and of D.
+
+    Returns
+    -------
+    DataFrame[level, node, region, hypothetical_pnl_usd]
+    """
+    held = pd.Index(sorted(positions["instrument_id"].unique()))
+    known = terms.drop_duplicates("instrument_id").set_index("instrument_id")
+    missing = held.difference(known.index)
+    if len(missing):
+        raise ValueError(f"instrument {missing[0]} has no reference data")
+    unit = unit_pnl(known.loc[held].reset_index(), factors, base, moved[None, :])[:, 0]
+    pnl = positions["quantity"].to_numpy(float) * unit[held.get_indexer(positions["instrument_id"])]
+    frame = positions[["region", "desk", "book"]].assign(pnl=pnl)
+    parts = []
+    for level, keys in (("book", "book"), ("desk", "desk"), ("region", "region")):
+        sums = frame.groupby(["region", keys], sort=True)["pnl"].sum()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "level": level,
+                    "node": sums.index.get_level_values(1),
+                    "region": sums.index.get_level_values(0),
+                    "hypothetical_pnl_usd": sums.to_numpy(),
+                }
+            )
+        )
+    if include_firm:
+        region_sums = parts[-1]["hypothetical_pnl_usd"].to_numpy()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "level": ["firm"],
+                    "node": [FIRM],
+                    "region": [FIRM],
+                    "hypothetical_pnl_usd": [float(region_sums.sum())],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def backtest_rows(hypothetical: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """One row per node with both a VaR forecast and a hypothetical P&L.
+
+    ``forecasts``: DataFrame[level, node, var_99_1d_usd] of the previous business day.
+    """
+    merged = hypothetical.merge(
+        forecasts[["level", "node", "var_99_1d_usd"]], on=["level", "node"], how="inner"
+    ).rename(columns={"var_99_1d_usd": "var_forecast_99_1d_usd"})
+    unmatched = len(hypothetical) - len(merged)
+    if unmatched:
+        log.warning("%d nodes have a hypothetical P&L but no VaR forecast", unmatched)
+    merged["is_exception"] = count_exceptions(
+        merged["var_forecast_99_1d_usd"].to_numpy(float),
+        merged["hypothetical_pnl_usd"].to_numpy(float),
+    )
+    return merged[list(BACKTEST_COLUMNS)]
+
+
+def summary_rows(history: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
+    """Traffic light, Kupiec and Christoffersen over each node's last ``window`` observations.
+
+    ``history``: DataFrame[business_date, level, node, region, is_exception] of the
+    backtest up to and including the date summarised; only firm and region nodes observed
+    on the latest date are summarised. With fewer than 2 observations the Christoffersen
+    statistics are left empty (it needs a transition).
+
+    The traffic light is the Basel table for a 250-day window applied to the exceptions in
+    the window, also while it is still filling (the count can only grow): the binomial
+    zones of a short window are meaningless (0 exceptions in 1 day would be "yellow").
+    Kupiec and Christoffersen use the actual number of observations.
+    """
+    if history.empty:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    latest = history["business_date"].max()
+    nodes = history[history["level"].isin(SUMMARY_LEVELS)].sort_values(
+        "business_date", kind="stable"
+    )
+    rows = []
+    for (level, node), group in nodes.groupby(["level", "node"], sort=True):
+        if group["business_date"].iloc[-1] != latest:
+            continue
+        last = group.tail(window)
+        hits = last["is_exception"].to_numpy(bool)
+        n, x = int(hits.size), int(hits.sum())
+        light = basel_traffic_light(x, WINDOW, VAR_CONFIDENCE)
+        kupiec = kupiec_pof(x, n, VAR_CONFIDENCE)
+        chris = christoffersen(hits, VAR_CONFIDENCE) if n >= 2 else (None,) * 4
+        rows.append(
+            (
+                level,
+                node,
+                last["region"].iloc[-1],
+                n,
+                x,
+                light.zone,
+                light.plus_factor,
+                kupiec.lr,
+                kupiec.p_value,
+                *chris,
+            )
+        )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
