@@ -97,10 +97,16 @@ def prepare_airflow_home(
     databricks_token: str | None = None,
     slack_webhook_url: str | None = None,
     landing_root: Path | str | None = None,
+    postgres_dsn: str | None = None,
+    pagerduty_url: str | None = None,
     dag_config: Path | None = None,
     dags_folder: Path = DAGS_FOLDER,
 ) -> dict[str, str]:
     """Create ``airflow_home`` and return the environment variables of an isolated Airflow.
+
+    ``postgres_dsn`` is where the DAG's callbacks record run history (``risk.task_runs``,
+    ``risk.pipeline_runs``); ``pagerduty_url`` the Events API base URL critical alerts go to
+    (locally the sink's).
 
     Nothing is applied to ``os.environ``: pass the result to :func:`activate`, or to a
     subprocess (``env={**os.environ, **env}``).
@@ -116,6 +122,14 @@ def prepare_airflow_home(
         )
     if slack_webhook_url is not None:
         env["AIRFLOW_CONN_SLACK_EODRISK"] = slack_webhook_connection(slack_webhook_url)
+    if postgres_dsn is not None:
+        from eodrisk.status import airflow_postgres_connection
+
+        env["AIRFLOW_CONN_POSTGRES_EODRISK"] = airflow_postgres_connection(postgres_dsn)
+    if pagerduty_url is not None:
+        from eodrisk.slack_sink import pagerduty_events_connection
+
+        env["AIRFLOW_CONN_PAGERDUTY_EODRISK"] = pagerduty_events_connection(pagerduty_url)
     if landing_root is not None:
         env["AIRFLOW_VAR_EODRISK_LANDING_ROOT"] = str(Path(landing_root).resolve())
     if dag_config is not None:

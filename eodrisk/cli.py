@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None)
 
     sub.add_parser("emulator", help="serve the Databricks Jobs API emulator", add_help=False)
+    sub.add_parser(
+        "status", help="the last nights' runs (exit 1 if the last failed)", add_help=False
+    )
+    sub.add_parser("metrics", help="Prometheus metrics of the runs", add_help=False)
 
     from eodrisk.report import add_arguments as add_report_arguments
 
@@ -58,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         from eodrisk.emulator import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
+    if argv[:1] == ["status"]:
+        from eodrisk.status import main as status_main
+
+        return _with_demo_postgres(status_main, argv[1:])
+    if argv[:1] == ["metrics"]:
+        from eodrisk.metrics import main as metrics_main
+
+        return _with_demo_postgres(metrics_main, argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from eodrisk.demo import DEFAULT_BUSINESS_DATE, run_demo
@@ -85,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "query":
         return _query(args.sql, args.data_dir)
     raise AssertionError(args.command)
+
+
+def _with_demo_postgres(command, argv: list[str]) -> int:
+    """Run ``command(argv)`` against ``--dsn``, ``EODRISK_PG_DSN`` or the demo's Postgres."""
+    from eodrisk.postgres_server import DSN_ENV, postgres
+
+    pg_dir = DEFAULT_DATA_DIR / "postgres"
+    if "--dsn" in argv or os.environ.get(DSN_ENV) or not pg_dir.exists():
+        return command(argv)
+    with postgres(pg_dir) as dsn:
+        return command([*argv, "--dsn", dsn])
 
 
 def _query(sql: str, data_dir: Path) -> int:

@@ -17,6 +17,7 @@ import psycopg2
 from rich.console import Console
 from rich.table import Table
 
+from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, describe, postgres
@@ -87,7 +88,10 @@ def run_demo(
             databricks_token=token,
             slack_webhook_url=sink.url,
             landing_root=landing,
+            postgres_dsn=dsn,
+            pagerduty_url=sink.base_url,
         )
+        apply_migrations(dsn)  # the DAG's callbacks record run history from the first task
         started = time.perf_counter()
         with console.status(f"running the eod_risk DAG for {business_date}…"):
             dag = run_dag(env, business_date)

@@ -1,0 +1,209 @@
+"""The real ``eod_risk`` DAG end to end: dag.test() → Databricks emulator on Spark → Delta →
+Postgres, with Slack messages captured by the loopback webhook sink."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import date
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from databricks_jobs.postgres import apply_migrations
+from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
+from eodrisk.emulator import Emulator
+from eodrisk.sample_data import generate_night
+from eodrisk.slack_sink import SlackSink, read_messages
+from tests.airflow_env import write_dag_config
+from tests.reference_risk import region_pnl, var_es
+
+pytestmark = pytest.mark.integration
+
+GOOD_DAY = date(2026, 11, 24)
+BAD_DAY = date(2026, 11, 23)  # a Monday: its EMEA file will have a broken header
+REGIONS = ("EMEA", "APAC", "AMER")
+FAST_RETRIES = {"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, pg_server_dsn):
+    """Landing files for two dates, a fresh database, the sink, the emulator and Airflow."""
+    root = tmp_path_factory.mktemp("platform")
+    landing, lake = root / "landing", root / "lake"
+    generate_night(landing, [BAD_DAY, GOOD_DAY], regions=REGIONS, trades_per_region=800)
+    break_header(landing / "EMEA" / f"trades_{BAD_DAY:%Y%m%d}.csv")
+
+    dsn = create_database(pg_server_dsn, f"eodrisk_dag_{secrets.token_hex(4)}")
+    apply_migrations(dsn)
+    token = secrets.token_urlsafe(16)
+    with (
+        SlackSink(root / "slack.jsonl") as sink,
+        Emulator(
+            REPO_ROOT,
+            root / "emulator",
+            variables={"landing_root": str(landing), "lake_root": str(lake)},
+            token=token,
+            env={"EODRISK_PG_DSN": dsn},
+        ) as emulator,
+    ):
+        env = prepare_airflow_home(
+            root / "airflow",
+            databricks_url=emulator.url,
+            databricks_token=token,
+            slack_webhook_url=sink.url,
+            landing_root=landing,
+            postgres_dsn=dsn,
+            pagerduty_url=sink.base_url,
+            dag_config=write_dag_config(
+                root / "eod_risk.yml", retries=FAST_RETRIES, sensor={"timeout": "20s"}
+            ),
+        )
+        yield {
+            "env": env,
+            "dsn": dsn,
+            "sink": sink,
+            "emulator": emulator,
+            "landing": landing,
+            "lake": lake,
+            "token": token,
+        }
+
+
+def create_database(server_dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    admin = psycopg2.connect(server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"create database {name}")
+    admin.close()
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+
+
+def break_header(trade_file: Path) -> None:
+    """Rename a column, keeping the manifest consistent: a file-level error, not a partial file."""
+    data = trade_file.read_bytes().replace(b"instrument_id", b"instrument", 1)
+    trade_file.write_bytes(data)
+    marker = trade_file.with_name(f"_SUCCESS_{trade_file.stem.split('_')[1]}")
+    manifest = json.loads(marker.read_text())
+    manifest.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    marker.write_text(json.dumps(manifest))
+
+
+def query(dsn: str, sql: str, *args) -> list[tuple]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def var_summary(dsn: str, day: date) -> list[tuple]:
+    return query(
+        dsn,
+        "select level, node, parent, region, var_99_1d_usd, var_99_10d_usd, es_975_1d_usd, "
+        "run_id, loaded_at from risk.var_summary where business_date = %s order by 1, 2",
+        day,
+    )
+
+
+def delta_contents(lake: Path, day: date) -> dict[str, list]:
+    from deltalake import DeltaTable
+
+    out = {}
+    for layer in ("silver", "gold"):
+        for table in sorted((lake / layer).iterdir()):
+            frame = DeltaTable(table).to_pandas()
+            frame = frame[frame["business_date"].astype(str) == day.isoformat()]
+            frame = frame.drop(columns=[c for c in ("run_id",) if c in frame])
+            out[f"{layer}.{table.name}"] = sorted(map(repr, frame.to_dict("records")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def good_night(platform):
+    result = run_dag(platform["env"], GOOD_DAY)
+    return result
+
+
+def test_every_task_of_the_night_succeeds(good_night):
+    assert good_night.succeeded, [(t.task_id, t.state) for t in good_night.tasks]
+    states = {t.task_id: t.state for t in good_night.tasks}
+    expected = {
+        *(f"wait_for_trades_{r.lower()}" for r in REGIONS),
+        *(f"data_ingestion.ingest_{r.lower()}" for r in REGIONS),
+        *(f"risk_modelling.risk_{r.lower()}" for r in REGIONS),
+        "firm_risk",
+        "load_reporting",
+        "notify_summary",
+    }
+    assert expected <= set(states)
+    assert all(states[t] == "success" for t in expected)
+    runs = [t for t in good_night.tasks if t.task_id.startswith(("data_", "risk_", "firm"))]
+    assert all(t.run_page_url and "/runs/" in t.run_page_url for t in runs)
+
+
+def test_postgres_holds_the_independently_computed_figures(platform, good_night):
+    rows = var_summary(platform["dsn"], GOOD_DAY)
+    by_node = {(level, node): (v1, v10, es) for level, node, _, _, v1, v10, es, _, _ in rows}
+    firm_pnl = 0
+    for region in REGIONS:
+        nodes = region_pnl(platform["landing"], region, GOOD_DAY)
+        firm_pnl = firm_pnl + nodes[region]
+        var, es = var_es(nodes[region])
+        assert by_node[("region", region)][0] == pytest.approx(var, rel=1e-9)
+        assert by_node[("region", region)][2] == pytest.approx(es, rel=1e-9)
+    var, es = var_es(firm_pnl)
+    assert by_node[("firm", "FIRM")][0] == pytest.approx(var, rel=1e-9)
+    assert by_node[("firm", "FIRM")][2] == pytest.approx(es, rel=1e-9)
+    levels = {level for level, _ in by_node}
+    assert levels == {"firm", "region", "desk", "book"}
+    audit = query(
+        platform["dsn"],
+        "select region, rows_read, rows_accepted, rows_quarantined "
+        "from risk.ingest_audit where business_date = %s order by 1",
+        GOOD_DAY,
+    )
+    assert audit == sorted((r, 800, 800, 0) for r in REGIONS)
+
+
+def test_slack_hears_the_summary_with_the_firm_figure(platform, good_night):
+    messages = read_messages(platform["sink"].messages_file)
+    text = json.dumps(messages)
+    assert "2026-11-24" in text
+    firm_var = var_summary(platform["dsn"], GOOD_DAY)
+    firm = next(r for r in firm_var if r[0] == "firm")[4]
+    assert f"{firm:,.0f}" in text
+    assert platform["emulator"].url in text  # link to the firm run's page
+    assert platform["token"] not in text
+
+
+def test_running_the_same_date_again_changes_nothing(platform, good_night):
+    rows_before = var_summary(platform["dsn"], GOOD_DAY)
+    delta_before = delta_contents(platform["lake"], GOOD_DAY)
+    again = run_dag(platform["env"], GOOD_DAY)
+    assert again.succeeded
+    assert var_summary(platform["dsn"], GOOD_DAY) == rows_before  # run_id and loaded_at too
+    assert delta_contents(platform["lake"], GOOD_DAY) == delta_before
+
+
+def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(platform, good_night):
+    sent_before = len(read_messages(platform["sink"].messages_file))
+    result = run_dag(platform["env"], BAD_DAY)
+    assert not result.succeeded
+    states = {t.task_id: t.state for t in result.tasks}
+    assert states["data_ingestion.ingest_emea"] == "failed"
+    assert states["firm_risk"] == "upstream_failed"
+    assert states["load_reporting"] == "upstream_failed"
+    assert var_summary(platform["dsn"], BAD_DAY) == []
+
+    new = read_messages(platform["sink"].messages_file)[sent_before:]
+    failure = json.dumps([m for m in new if "ingest_emea" in json.dumps(m)])
+    assert "EMEA" in failure and "2026-11-23" in failure
+    assert "header" in failure  # the Databricks task's error
+    assert f"{platform['emulator'].url}/jobs/" in failure  # the run page
+    assert "log" in failure.lower()
+    assert platform["token"] not in json.dumps(new)
