@@ -194,22 +194,35 @@ def business_logical_date(business_date: date) -> datetime:
     )
 
 
-def run_dag(env: dict[str, str], business_date: date, *, timeout_s: float = 3600) -> DagResult:
-    """Migrate the metadata DB and run one DAG run for ``business_date`` in a child process."""
+def run_dag(
+    env: dict[str, str],
+    business_date: date,
+    *,
+    log_file: Path | None = None,
+    timeout_s: float = 3600,
+) -> DagResult:
+    """Migrate the metadata DB and run one DAG run for ``business_date`` in a child process.
+
+    The run's log (Airflow's and the operators') goes to ``log_file`` when given.
+    """
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     result_file = home / f"dag_result_{business_date:%Y%m%d}.json"
     result_file.unlink(missing_ok=True)
     migrate_db(env)
-    subprocess.run(
-        [sys.executable, "-m", __name__, business_date.isoformat(), str(result_file)],
-        env={**os.environ, **env},
-        check=False,
-        timeout=timeout_s,
-        cwd=REPO_ROOT,
-    )
+    with open(log_file, "w") if log_file else open(os.devnull, "w") as sink:
+        subprocess.run(
+            [sys.executable, "-m", __name__, business_date.isoformat(), str(result_file)],
+            env={**os.environ, **env},
+            check=False,
+            timeout=timeout_s,
+            cwd=REPO_ROOT,
+            stdout=sink if log_file else None,
+            stderr=subprocess.STDOUT if log_file else None,
+        )
     if not result_file.exists():
-        raise RuntimeError(f"the DAG run for {business_date} did not complete; see the log above")
+        where = log_file or "the output above"
+        raise RuntimeError(f"the DAG run for {business_date} did not complete; see {where}")
     data = json.loads(result_file.read_text())
     return DagResult(state=data["state"], tasks=[TaskResult(**t) for t in data["tasks"]])
 

@@ -92,9 +92,11 @@ def run_demo(
             pagerduty_url=sink.base_url,
         )
         apply_migrations(dsn)  # the DAG's callbacks record run history from the first task
+        dag_log = data_dir / "airflow" / f"dag_test_{business_date:%Y%m%d}.log"
+        console.print(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
         started = time.perf_counter()
         with console.status(f"running the eod_risk DAG for {business_date}…"):
-            dag = run_dag(env, business_date)
+            dag = run_dag(env, business_date, log_file=dag_log)
         timings["DAG run"] = time.perf_counter() - started
         result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
         if dag.succeeded:

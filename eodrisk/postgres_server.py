@@ -7,6 +7,7 @@ keeps its data under the demo's data directory, so the demo needs nothing instal
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,12 @@ def postgres(data_dir: Path) -> Iterator[str]:
     if configured:
         yield configured
         return
-    import pgserver
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" on servers
+        warnings.simplefilter("ignore")
+        import pgserver
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
