@@ -7,7 +7,9 @@ streamed into one Delta commit — the same table format and log, no ``collect()
 into the driver. Reads go back through Spark over the files of the current Delta snapshot.
 
 Every write replaces exactly one partition (``replaceWhere``), so rerunning a stage for a
-business date gives the same table contents.
+business date gives the same table contents — and so a write can be retried: transient I/O
+errors (an object store timing out, a Delta commit losing a race) are retried with bounded,
+jittered exponential backoff (:mod:`databricks_jobs.retry`), each retry logged.
 """
 
 from __future__ import annotations
@@ -26,16 +28,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+
 _TABLE_NAME = re.compile(r"^(silver|gold)\.[a-z][a-z0-9_]*$")
 
 
 class DeltaStore:
     """Named Delta tables under ``lake_root`` (``<lake_root>/<layer>/<table>``)."""
 
-    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+    def __init__(
+        self, spark: SparkSession, lake_root: str, *, retry_policy: RetryPolicy = DEFAULT_POLICY
+    ) -> None:
         self.spark = spark
         self.lake_root = lake_root
         self.native = _spark_has_delta(spark)
+        self.retry_policy = retry_policy
 
     def path(self, table: str) -> str:
         if not _TABLE_NAME.match(table):
@@ -44,6 +51,11 @@ class DeltaStore:
         return f"{self.lake_root.rstrip('/')}/{layer}/{name}"
 
     def exists(self, table: str) -> bool:
+        return call_with_retry(
+            lambda: self._exists(table), what=f"look up {table}", policy=self.retry_policy
+        )
+
+    def _exists(self, table: str) -> bool:
         if self.native:
             from delta.tables import DeltaTable as SparkDeltaTable  # type: ignore[import-not-found]
 
@@ -62,16 +74,22 @@ class DeltaStore:
         """
         partition_by = list(partition)
         predicate = " AND ".join(f"{col} = '{_literal(val)}'" for col, val in partition.items())
-        if self.native:
-            (
-                df.write.format("delta")
-                .mode("overwrite")
-                .option("replaceWhere", predicate)
-                .partitionBy(*partition_by)
-                .save(self.path(table))
-            )
-            return
-        self._replace_partition_local(df, table, partition_by, predicate)
+
+        def write() -> None:
+            # An overwrite of exactly this partition: a retry after a partial failure gives
+            # the same table, never duplicate rows.
+            if self.native:
+                (
+                    df.write.format("delta")
+                    .mode("overwrite")
+                    .option("replaceWhere", predicate)
+                    .partitionBy(*partition_by)
+                    .save(self.path(table))
+                )
+            else:
+                self._replace_partition_local(df, table, partition_by, predicate)
+
+        call_with_retry(write, what=f"write {table} where {predicate}", policy=self.retry_policy)
 
     def _replace_partition_local(
         self, df: DataFrame, table: str, partition_by: list[str], predicate: str
@@ -100,9 +118,17 @@ class DeltaStore:
         """The current snapshot of ``table``, filtered on partition columns."""
         where = dict(where or {})
         if self.native:
-            df = self.spark.read.format("delta").load(self.path(table))
+            df = call_with_retry(
+                lambda: self.spark.read.format("delta").load(self.path(table)),
+                what=f"read {table}",
+                policy=self.retry_policy,
+            )
         else:
-            df = self._read_local(table, where)
+            df = call_with_retry(
+                lambda: self._read_local(table, where),
+                what=f"read {table}",
+                policy=self.retry_policy,
+            )
         for col, val in where.items():
             df = df.where(F.col(col) == F.lit(val))
         return df

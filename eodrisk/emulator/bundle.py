@@ -11,6 +11,11 @@ globs name. Resolution follows ``databricks bundle validate``:
 * ``${var.NAME}``, ``${bundle.name}``, ``${bundle.target}`` and ``${workspace.host}`` are
   substituted; any other ``${...}`` reference is an error.
 
+Compute is not emulated: ``job_clusters``, ``new_cluster``, ``instance_pool_id`` and task
+retry settings are kept in the job settings (``jobs/get`` shows them, as deployed) but every
+task runs on the emulator's warm worker processes, which behave like one instance pool. A
+variable defined by ``lookup:`` (an instance pool by name) resolves to ``lookup:<kind>:<name>``.
+
 Development-mode name prefixing (``[dev user] name``) is deliberately NOT applied: the
 emulator's target ``local`` keeps every job's ``name:`` verbatim so the DAG finds
 ``eodrisk-ingest-trades`` by name exactly as it would in production.
@@ -134,8 +139,11 @@ def load_bundle(
         save_job_ids(job_ids_file, ids)
     created = int(time.time() * 1000)
     jobs: dict[int, JobDefinition] = {}
+    run_as = _run_as(_interpolate(target_doc.get("run_as") or {}, context))
     for key in sorted(raw_jobs):
         settings = _job_settings(key, _interpolate(raw_jobs[key], context), bundle_name, target)
+        if run_as:
+            settings["run_as"] = dict(run_as)
         jobs[ids[key]] = JobDefinition(ids[key], key, settings, created)
     return Bundle(bundle_name, target, root, resolved_vars, jobs)
 
@@ -249,6 +257,9 @@ def _resolve_variables(
     values: dict[str, str] = {}
     for name, spec in declared.items():
         default = spec.get("default") if isinstance(spec, Mapping) else spec
+        lookup = spec.get("lookup") if isinstance(spec, Mapping) else None
+        if default is None and isinstance(lookup, Mapping):
+            default = _lookup_placeholder(lookup)
         target_value = target_values.get(name)
         if isinstance(target_value, Mapping):
             target_value = target_value.get("default")
@@ -264,6 +275,16 @@ def _resolve_variables(
         else:
             raise BundleError(f"no value assigned to required variable {name!r}")
     return _resolve_variable_references(values)
+
+
+def _lookup_placeholder(lookup: Mapping[str, Any]) -> str:
+    """``lookup: {instance_pool: name}`` needs a workspace; locally it stands for itself.
+
+    ``databricks bundle deploy`` resolves it to the object's id; the emulator has no such
+    objects (cluster specs are ignored), so the value only has to be recognisable.
+    """
+    kind, name = next(iter(lookup.items()))
+    return f"lookup:{kind}:{name}"
 
 
 def _resolve_variable_references(values: dict[str, str]) -> dict[str, str]:
@@ -328,6 +349,16 @@ def _interpolate_string(text: str, context: Mapping[str, str], *, allow_unresolv
         raise BundleError(f"cannot resolve ${{{reference}}}: not a known variable or bundle field")
 
     return _INTERPOLATION.sub(replace, text)
+
+
+def _run_as(run_as: Mapping[str, Any]) -> dict[str, str]:
+    """The target's ``run_as`` identity, which deploy writes into every job's settings.
+
+    An identity whose value is still empty (``service_principal_name`` not supplied) is left
+    out, so a target can be inspected without it; ``databricks bundle validate`` refuses it.
+    """
+    identity = {k: str(v) for k, v in run_as.items()}
+    return identity if identity and all(v.strip() for v in identity.values()) else {}
 
 
 def _job_settings(key: str, raw: Mapping[str, Any], bundle: str, target: str) -> dict[str, Any]:
