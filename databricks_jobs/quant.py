@@ -1,0 +1,211 @@
+"""What the quant notebooks call: the lake's results read with ``deltalake`` (no Spark
+needed), VaR methods side by side, and a node's backtest — thin wrappers over
+``risk_models`` and the functions the jobs use, so a notebook shows the pipeline's numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from databricks_jobs.backtesting import FIRM, WINDOW, summary_rows
+from databricks_jobs.valuation import (
+    MarketLevels,
+    instrument_terms,
+    read_instruments_csv,
+    unit_pnl,
+)
+from risk_models.scenarios import apply_shocks
+from risk_models.var import (
+    filtered_historical_es,
+    filtered_historical_var,
+    historical_es,
+    historical_var,
+    monte_carlo,
+    parametric_es,
+    parametric_var,
+)
+
+LEVEL_ORDER = {"firm": 0, "region": 1, "desk": 2, "book": 3}
+VAR_CONFIDENCE, ES_CONFIDENCE = 0.99, 0.975
+#: Bump sizes for the delta-normal exposures, in shock units: log-returns for EQ/FX,
+#: absolute moves for rates (decimal) and vols (decimal).
+BUMP = {"EQ.": 1e-4, "FX.": 1e-4, "IR.": 1e-5, "VOL.": 1e-4}
+
+
+def read_table(lake_root: str, table: str, **equals: Any) -> pd.DataFrame:
+    """A Delta table of the lake (``gold.var_results``) filtered on column values."""
+    from deltalake import DeltaTable
+
+    layer, name = table.split(".")
+    delta = DeltaTable(str(Path(lake_root) / layer / name))
+    partitions = set(delta.metadata().partition_columns)
+    filters = [(c, "=", v) for c, v in equals.items() if c in partitions]
+    frame = delta.to_pandas(filters=filters or None)
+    for column, value in equals.items():
+        if column not in partitions:
+            frame = frame[frame[column] == value]
+    return frame.reset_index(drop=True)
+
+
+def parse_date(text: str) -> date:
+    """A widget's ``YYYY-MM-DD`` text as a date, with a message naming the expected format."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"business_date {text!r} is not a YYYY-MM-DD date") from None
+
+
+def latest_date(lake_root: str) -> date:
+    """The last business date with a firm figure."""
+    summary = read_table(lake_root, "gold.firm_summary")
+    return pd.Timestamp(summary["business_date"].max()).date()
+
+
+def var_by_node(lake_root: str, business_date: date) -> pd.DataFrame:
+    """VaR/ES of every node of the date, firm first, then regions, desks, books."""
+    frame = read_table(lake_root, "gold.var_results", business_date=business_date)
+    frame = frame.assign(order=frame["level"].map(LEVEL_ORDER))
+    columns = ["level", "node", "parent", "var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd"]
+    return frame.sort_values(["order", "parent", "node"])[columns].reset_index(drop=True)
+
+
+def top_contributors(
+    lake_root: str, business_date: date, level: str = "firm", node: str = FIRM, n: int = 10
+) -> pd.DataFrame:
+    """The ``n`` books with the largest component VaR in ``node`` and their share of it."""
+    parts = read_table(lake_root, "gold.var_contributions", business_date=business_date)
+    parts = parts[(parts["level"] == level) & (parts["node"] == node)]
+    total = parts["component_var_99_1d_usd"].sum()
+    ranked = parts.sort_values("component_var_99_1d_usd", ascending=False).head(n)
+    return ranked.assign(share_of_node_var=ranked["component_var_99_1d_usd"] / total)[
+        ["book", "component_var_99_1d_usd", "share_of_node_var"]
+    ].reset_index(drop=True)
+
+
+def node_pnl(lake_root: str, business_date: date, node: str) -> np.ndarray:
+    """The stored historical-scenario P&L vector of a region or the firm, oldest first."""
+    rows = read_table(lake_root, "gold.pnl_vectors", business_date=business_date)
+    match = rows[rows["node"] == node]
+    if match.empty:
+        raise ValueError(f"no P&L vector of {node} on {business_date}")
+    return np.asarray(match["pnl"].iloc[0], dtype=np.float64)
+
+
+def instrument_quantities(lake_root: str, business_date: date, node: str) -> pd.Series:
+    """Net quantity by instrument of a region (or of every region for the firm)."""
+    positions = read_table(lake_root, "gold.positions", business_date=business_date)
+    if node != FIRM:
+        positions = positions[positions["region"] == node]
+    return positions.groupby("instrument_id")["quantity"].sum().sort_index()
+
+
+def compare_methods(
+    lake_root: str,
+    landing_root: str,
+    business_date: date,
+    node: str = FIRM,
+    n_sims: int = 20_000,
+    seed: int = 20261124,
+    chunk: int = 2_000,
+) -> pd.DataFrame:
+    """VaR 99% 1-day and ES 97.5% 1-day of a region or the firm by five methods.
+
+    * historical simulation — the pipeline's figure, from the stored P&L vector;
+    * filtered HS — the same vector, EWMA(0.94) volatility-rescaled;
+    * parametric (normal fit) — the HS P&L's standard deviation times z;
+    * parametric delta-normal — bump-and-reprice factor exposures of today's positions
+      and the covariance of the 500 daily factor shocks;
+    * Monte Carlo — ``n_sims`` draws from that covariance, positions fully revalued.
+    """
+    pnl = node_pnl(lake_root, business_date, node)
+    quantities = instrument_quantities(lake_root, business_date, node)
+    market = MarketLevels.read_csv(str(Path(landing_root) / "market" / "market_data.csv"))
+    instruments = read_instruments_csv(str(Path(landing_root) / "reference" / "instruments.csv"))
+    terms = instrument_terms(instruments, business_date).set_index("instrument_id")
+    terms = terms.loc[quantities.index].reset_index()
+    base = market.levels[market.row(business_date)]
+    shocks = market.shocks(business_date)
+    covariance = np.cov(shocks, rowvar=False)
+    q = quantities.to_numpy(float)
+
+    def revalued(shock_rows: np.ndarray) -> np.ndarray:
+        out = np.empty(shock_rows.shape[0])
+        for start in range(0, shock_rows.shape[0], chunk):
+            block = shock_rows[start : start + chunk]
+            levels = apply_shocks(base, block, market.is_log)
+            out[start : start + block.shape[0]] = q @ unit_pnl(terms, market.factors, base, levels)
+        return out
+
+    exposures = delta_exposures(revalued, market.factors)
+    mc = monte_carlo(revalued, covariance, VAR_CONFIDENCE, ES_CONFIDENCE, n_sims, seed)
+    rows = [
+        ("historical", historical_var(pnl, VAR_CONFIDENCE), historical_es(pnl, ES_CONFIDENCE)),
+        (
+            "filtered historical (EWMA 0.94)",
+            filtered_historical_var(pnl, VAR_CONFIDENCE),
+            filtered_historical_es(pnl, ES_CONFIDENCE),
+        ),
+        (
+            "parametric (normal fit to HS P&L)",
+            parametric_var(pnl, confidence=VAR_CONFIDENCE),
+            parametric_es(pnl, confidence=ES_CONFIDENCE),
+        ),
+        (
+            "parametric delta-normal",
+            parametric_var(exposures, covariance, VAR_CONFIDENCE),
+            parametric_es(exposures, covariance, ES_CONFIDENCE),
+        ),
+        (f"Monte Carlo ({n_sims:,} full revaluations)", mc.var, mc.es),
+    ]
+    frame = pd.DataFrame(rows, columns=["method", "var_99_1d_usd", "es_975_1d_usd"])
+    frame[["var_99_1d_usd", "es_975_1d_usd"]] = frame[["var_99_1d_usd", "es_975_1d_usd"]].astype(
+        float
+    )
+    return frame.assign(node=node)
+
+
+def delta_exposures(revalued, factors: list[str]) -> np.ndarray:
+    """P&L per unit shock of each factor, by central differences of full revaluation."""
+    bumps = np.array([next(h for p, h in BUMP.items() if f.startswith(p)) for f in factors])
+    up = np.diag(bumps)
+    pnl = revalued(np.vstack([up, -up]))
+    n = len(factors)
+    return (pnl[:n] - pnl[n:]) / (2.0 * bumps)
+
+
+def node_backtest(
+    lake_root: str, node: str, up_to: date | None = None, window: int = WINDOW
+) -> dict[str, Any]:
+    """A node's backtest over its last ``window`` observations up to ``up_to``.
+
+    Returns the daily rows (forecast, hypothetical P&L, exception) and the statistics
+    (exceptions, Basel zone and plus factor, Kupiec, Christoffersen) recomputed with the
+    functions the backtest job uses.
+    """
+    rows = read_table(lake_root, "gold.backtest")
+    rows = rows[rows["node"] == node].sort_values("business_date")
+    rows["business_date"] = pd.to_datetime(rows["business_date"]).dt.date
+    if up_to is not None:
+        rows = rows[rows["business_date"] <= up_to]
+    if rows.empty:
+        raise ValueError(f"no backtest history of {node}")
+    rows = rows.tail(window).reset_index(drop=True)
+    stats = summary_rows(rows[["business_date", "level", "node", "region", "is_exception"]])
+    return {
+        "daily": rows[
+            [
+                "business_date",
+                "forecast_date",
+                "var_forecast_99_1d_usd",
+                "hypothetical_pnl_usd",
+                "is_exception",
+            ]
+        ],
+        "summary": stats.iloc[0].to_dict() if not stats.empty else {},
+        "exception_dates": rows.loc[rows["is_exception"], "business_date"].tolist(),
+    }
