@@ -357,9 +357,9 @@ def test_ci_run_is_make_test_and_make_test_is_lint_then_the_whole_suite():
     assert "set -euo pipefail" in commands
     assert any(c == "make test" or c.endswith(" make test") for c in commands), commands
     dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/bin/.installed", "test", "VENV=.venv"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "test", "VENV=.venv"],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "PYTEST_ARGS"},
+        env=clean_env(REPO),
         capture_output=True,
         text=True,
         check=True,

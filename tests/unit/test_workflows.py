@@ -12,6 +12,7 @@ references, expression contexts, matrix keys, pinned actions).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -64,11 +65,18 @@ def run_commands(job: dict) -> list[str]:
     return [" ".join(step["run"].split()) for step in job.get("steps", []) if "run" in step]
 
 
+def without_make_env() -> dict[str, str]:
+    """This environment without what a parent `make test` passes down (MAKEFLAGS, MAKELEVEL)."""
+    dropped = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "PYTEST_ARGS"}
+    return {k: v for k, v in os.environ.items() if k not in dropped}
+
+
 def make_lint_commands() -> list[str]:
     """The commands of `make lint`, as make expands them (dry run, no bootstrap)."""
     dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/bin/.installed", "lint", "VENV=.venv"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "lint", "VENV=.venv"],
         cwd=REPO,
+        env=without_make_env(),
         capture_output=True,
         text=True,
         check=True,
