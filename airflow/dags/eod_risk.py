@@ -50,6 +50,7 @@ from eodrisk_dag.callbacks import (
     trades_landed,
 )
 from eodrisk_dag.config import load_config
+from eodrisk_dag.idempotency import idempotency_token
 from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
 
 CONFIG = load_config(
@@ -60,6 +61,9 @@ DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
+IDEMPOTENCY_TOKEN = (
+    "{{{{ idempotency_token(dag.dag_id, run_id, '{task_id}', '{scope}', dag_run.clear_number) }}}}"
+)
 DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.dag_run_id }}}}/deadline"  # = the late-run page's
 
 
@@ -85,15 +89,26 @@ def landing_path(region: str, file_pattern: str) -> str:
     return f"{LANDING_ROOT}/{region}/{file_pattern.replace('{yyyymmdd}', YYYYMMDD)}"
 
 
-def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str]):
-    """Run a bundle job by name and wait for it; run_id and run_page_url go to XCom."""
+def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str], scope: str = ""):
+    """Run a bundle job by name and wait for it; run_id and run_page_url go to XCom.
+
+    Every try of the task asks for the same Databricks run (idempotency token of dag, run,
+    task and ``scope`` — the region): a worker lost mid-wait reattaches, a failed run is
+    repaired rather than started again, and killing the task cancels the run (on_kill).
+    """
+    options = CONFIG.databricks
     return DatabricksRunNowOperator(
         task_id=task_id,
         job_name=job_name,
         job_parameters=job_parameters,
         databricks_conn_id=CONFIG.databricks_conn_id,
         wait_for_termination=True,
-        polling_period_seconds=max(1, int(CONFIG.databricks_polling_period.total_seconds())),
+        polling_period_seconds=max(1, int(options.polling_period.total_seconds())),
+        deferrable=options.deferrable,
+        repair_run=options.repair_run,
+        idempotency_token=IDEMPOTENCY_TOKEN.format(task_id=task_id, scope=scope),
+        databricks_retry_limit=options.api_retry_limit,
+        databricks_retry_delay=options.api_retry_delay.total_seconds(),
         do_xcom_push=True,
         execution_timeout=CONFIG.execution_timeout.databricks_job,
     )
@@ -112,6 +127,7 @@ with DAG(
     ),
     catchup=False,
     max_active_runs=1,
+    user_defined_macros={"idempotency_token": idempotency_token},
     tags=list(CONFIG.tags),
     params={
         "business_date": Param(
@@ -226,7 +242,10 @@ with DAG(
     with TaskGroup("data_ingestion", tooltip="Trade files → silver.trades, per region"):
         ingest = {
             r.name: databricks_job(
-                f"ingest_{r.task_suffix}", CONFIG.jobs.ingest_trades, region_parameters(r.name)
+                f"ingest_{r.task_suffix}",
+                CONFIG.jobs.ingest_trades,
+                region_parameters(r.name),
+                r.name,
             )
             for r in CONFIG.regions
         }
@@ -234,7 +253,10 @@ with DAG(
     with TaskGroup("risk_modelling", tooltip="Positions × scenarios → VaR/ES, per region"):
         risk = {
             r.name: databricks_job(
-                f"risk_{r.task_suffix}", CONFIG.jobs.compute_risk, region_parameters(r.name)
+                f"risk_{r.task_suffix}",
+                CONFIG.jobs.compute_risk,
+                region_parameters(r.name),
+                r.name,
             )
             for r in CONFIG.regions
         }

@@ -1,15 +1,20 @@
-"""HTTP front end: routing, bearer-token authentication and JSON framing.
+"""HTTP front end: routing, the guard chain, the OAuth token endpoint and JSON framing.
 
 ``/api/2.1/jobs/...`` and ``/api/2.2/jobs/...`` share the handlers of
-:class:`~eodrisk.emulator.service.JobsService`. Requests pass a chain of *guards* before
-routing; authentication is the first. The chain is where later fidelity features plug in
-(HTTP 429 with ``Retry-After`` under a rate limit, injected 5xx, an OAuth M2M token
-authenticator) without touching the handlers.
+:class:`~eodrisk.emulator.service.JobsService`. API requests pass a chain of *guards* before
+routing, in the order of a real gateway: injected 5xx (:class:`~eodrisk.emulator.guards.
+FaultInjector`), the rate limit (``429`` + ``Retry-After``, :class:`~eodrisk.emulator.guards.
+RateLimiter`), then authentication (:class:`~eodrisk.emulator.auth.BearerAuth`: the PAT or an
+OAuth access token). ``POST /oidc/v1/token`` is the OAuth M2M token endpoint
+(:mod:`eodrisk.emulator.auth`) when a client id/secret is configured. With a TLS context the
+server speaks HTTPS (the handshake runs in the request's thread).
 
 Error bodies are ``{"error_code": ..., "message": ...}`` as Databricks sends them:
 
 * no or non-bearer credentials → ``401 UNAUTHENTICATED``;
-* a wrong token → ``403 PERMISSION_DENIED "Invalid access token."``;
+* a wrong token → ``403 PERMISSION_DENIED "Invalid access token."``; an expired OAuth token
+  → ``401 UNAUTHENTICATED``;
+* over the rate limit → ``429 REQUEST_LIMIT_EXCEEDED`` with ``Retry-After``;
 * unknown path or wrong HTTP method → ``404 ENDPOINT_NOT_FOUND "No API found for ..."``;
 * unparsable JSON body → ``400 MALFORMED_REQUEST``.
 
@@ -19,10 +24,10 @@ token: the server only listens on loopback and a browser cannot send a bearer he
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -30,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from eodrisk.emulator.auth import DISCOVERY_PATH, TOKEN_PATH, BearerAuth, OAuthError, TokenIssuer
 from eodrisk.emulator.pages import RunPages
 from eodrisk.emulator.service import ApiError, JobsService
 
@@ -66,25 +72,11 @@ class Guard(Protocol):
     def __call__(self, request: Request) -> ApiError | None: ...
 
 
-class BearerTokenAuth:
+def BearerTokenAuth(token: str) -> BearerAuth:  # noqa: N802 - the earlier class name
     """Personal-access-token authentication against one configured token."""
-
-    def __init__(self, token: str) -> None:
-        if not token:
-            raise ValueError("the emulator needs a non-empty bearer token")
-        self._token = token.encode()
-
-    def __call__(self, request: Request) -> ApiError | None:
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            return ApiError(
-                401,
-                "UNAUTHENTICATED",
-                "Credential was not sent or was of an unsupported type for this API.",
-            )
-        if not hmac.compare_digest(credential.strip().encode(), self._token):
-            return ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
-        return None
+    if not token:
+        raise ValueError("the emulator needs a non-empty bearer token")
+    return BearerAuth(token)
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -93,11 +85,32 @@ class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], guards: list[Guard]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        guards: list[Guard],
+        *,
+        after: list[Guard] | None = None,
+        issuer: TokenIssuer | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.guards = guards
+        self.after_guards = list(after or [])
+        self.issuer = issuer
+        self.tls = tls
         self.service: JobsService | None = None
         self.pages: RunPages | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the request's thread: the TLS handshake (if any), then HTTP."""
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                LOG.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+        super().finish_request(request, client_address)
 
     def attach(self, service: JobsService, pages: RunPages) -> None:
         """Bind the application once the port (hence the base URL) is known."""
@@ -140,13 +153,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"status": "ok"})
             elif url.path == "/" and method == "GET":
                 self._send_html(200, self.server.app()[1].index())
+            elif url.path.rstrip("/") == TOKEN_PATH and method == "POST":
+                self._token(body)
+            elif url.path == DISCOVERY_PATH and method == "GET" and self.server.issuer:
+                base = f"{'https' if self.server.tls else 'http'}://{self.headers.get('Host')}"
+                self._send_json(
+                    200,
+                    {
+                        "issuer": f"{base}/oidc",
+                        "authorization_endpoint": f"{base}/oidc/v1/authorize",
+                        "token_endpoint": f"{base}{TOKEN_PATH}",
+                    },
+                )
             elif (page := _RUN_PAGE_PATH.match(url.path)) and method == "GET":
                 pages = self.server.app()[1]
                 self._send_html(*pages.run_page(int(page["job_id"]), int(page["run_id"])))
             else:
                 self._send_json(200, self._api(method, url.path, url.query, body))
         except ApiError as error:
-            self._send_json(error.status, error.body())
+            self._send_json(error.status, error.body(), error.headers)
         except Exception:
             LOG.exception("unhandled error serving %s %s", method, url.path)
             self._send_json(500, {"error_code": "INTERNAL_ERROR", "message": "Internal error."})
@@ -165,7 +190,20 @@ class _Handler(BaseHTTPRequestHandler):
             shown = f"/{match['endpoint']}" if match else path
             raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {shown}'")
         params = self._query_params(query) if method == "GET" else _json_object(body)
-        return getattr(self.server.app()[0], route)(params)
+        response = getattr(self.server.app()[0], route)(params)
+        for guard in self.server.after_guards:  # e.g. a response lost after the handler ran
+            if (error := guard(request)) is not None:
+                raise error
+        return response
+
+    def _token(self, body: bytes) -> None:
+        issuer = self.server.issuer
+        if issuer is None:
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for 'POST {TOKEN_PATH}'")
+        try:
+            self._send_json(200, issuer.issue(dict(self.headers.items()), body))
+        except OAuthError as error:
+            self._send_json(error.status, error.body)
 
     @staticmethod
     def _query_params(query: str) -> dict[str, Any]:
@@ -180,15 +218,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "MALFORMED_REQUEST", "Request body is too large.")
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, body: Mapping[str, Any]) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json")
+    def _send_json(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", headers)
 
     def _send_html(self, status: int, html: str) -> None:
         self._send(status, html.encode(), "text/html; charset=utf-8")
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

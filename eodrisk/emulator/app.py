@@ -8,12 +8,15 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from eodrisk.emulator.api import ApiServer, BearerTokenAuth
+from eodrisk.emulator.api import ApiServer, Guard
+from eodrisk.emulator.auth import DEFAULT_TOKEN_TTL_S, BearerAuth, TokenIssuer
 from eodrisk.emulator.bundle import Bundle, load_bundle
+from eodrisk.emulator.guards import FaultInjector, RateLimiter, TaskFaults
 from eodrisk.emulator.pages import RunPages
 from eodrisk.emulator.runs import RunStore
 from eodrisk.emulator.scheduler import Scheduler
 from eodrisk.emulator.service import JobsService
+from eodrisk.emulator.tls import self_signed, server_context
 from eodrisk.emulator.worker import WorkerPool
 
 TOKEN_ENV = "EODRISK_EMULATOR_TOKEN"
@@ -31,6 +34,14 @@ class Emulator:
     processes (warm Spark sessions reused across runs, or one new worker per task run with
     ``fresh_cluster=True``), with the bundle root as working directory and the emulator's
     environment plus ``env``; the API token is never passed to tasks.
+
+    Production-like options: ``client_id``/``client_secret`` enable OAuth M2M
+    (``POST /oidc/v1/token``, tokens live ``token_ttl_s``; ``token`` may then be omitted, and
+    a PAT is refused); ``tls=True`` serves HTTPS with a self-signed certificate
+    (:attr:`ca_file` for ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``); ``rate_limit_per_s``
+    answers 429 with ``Retry-After`` over the limit; ``fault_probability``/``fault_seed``
+    inject transient 503s, and :attr:`faults` (``fail_next``) queues them. :attr:`task_faults`
+    makes chosen task attempts fail after running (a lost executor).
     """
 
     def __init__(
@@ -40,15 +51,34 @@ class Emulator:
         *,
         target: str = "local",
         variables: dict[str, str] | None = None,
-        token: str,
+        token: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         workers: int = 1,
         fresh_cluster: bool = False,
         env: dict[str, str] | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_ttl_s: float = DEFAULT_TOKEN_TTL_S,
+        tls: bool = False,
+        rate_limit_per_s: float | None = None,
+        rate_limit_burst: int | None = None,
+        fault_probability: float = 0.0,
+        fault_seed: int | None = None,
     ) -> None:
-        if not token:
-            raise ValueError("the emulator needs a non-empty token")
+        oauth = client_id is not None or client_secret is not None
+        if not token and not oauth:
+            raise ValueError("the emulator needs a non-empty token or an OAuth client id/secret")
+        self.issuer = (
+            TokenIssuer(client_id or "", client_secret or "", token_ttl_s) if oauth else None
+        )
+        self.rate_limiter = (
+            RateLimiter(rate_limit_per_s, rate_limit_burst) if rate_limit_per_s else None
+        )
+        self.faults = FaultInjector(fault_probability, fault_seed)
+        self.task_faults = TaskFaults()
+        self._tls = tls
+        self.ca_file: Path | None = None
         self._bundle_root = Path(bundle_root)
         self._state_dir = Path(state_dir)
         self._target = target
@@ -65,7 +95,7 @@ class Emulator:
         self.bundle: Bundle | None = None
 
     @property
-    def token(self) -> str:
+    def token(self) -> str | None:
         return self._token
 
     @property
@@ -76,7 +106,8 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     def start(self) -> Emulator:
         """Load the bundle, reload stored runs, bind the port and serve in a thread."""
@@ -90,7 +121,21 @@ class Emulator:
             job_ids_file=self._state_dir / JOB_IDS_FILE,
         )
         store = RunStore(self._state_dir)
-        server = ApiServer((self._host, self._requested_port), [BearerTokenAuth(self._token)])
+        guards: list[Guard] = [self.faults]
+        if self.rate_limiter is not None:
+            guards.append(self.rate_limiter)
+        guards.append(BearerAuth(self._token, self.issuer))
+        context = None
+        if self._tls:
+            cert, key = self_signed(self._state_dir / "tls", self._host)
+            context, self.ca_file = server_context(cert, key), cert
+        server = ApiServer(
+            (self._host, self._requested_port),
+            guards,
+            after=[self.faults.after],
+            issuer=self.issuer,
+            tls=context,
+        )
         pool = WorkerPool(
             self._workers,
             fresh=self._fresh_cluster,
@@ -98,7 +143,7 @@ class Emulator:
             cwd=bundle.root,
             log_dir=self._state_dir / "workers",
         )
-        scheduler = Scheduler(store, pool, bundle.root)
+        scheduler = Scheduler(store, pool, bundle.root, self.task_faults)
         self.bundle, self._server, self._scheduler = bundle, server, scheduler
         server.attach(
             JobsService(bundle, store, scheduler, lambda: self.url),

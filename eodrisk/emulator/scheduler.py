@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eodrisk.emulator.bundle import JobDefinition, resolve_dynamic_values, topological_order
 from eodrisk.emulator.runs import JobRun, Outcome, RunSegment, RunStore, TaskRun, now_ms
@@ -31,6 +31,9 @@ from eodrisk.emulator.worker import (
     WorkerStartError,
 )
 
+if TYPE_CHECKING:
+    from eodrisk.emulator.guards import TaskFaults
+
 SUCCESS_RESULTS = frozenset({"SUCCESS"})
 CANCEL_RESULTS = frozenset({"CANCELED", "UPSTREAM_CANCELED"})
 STOP_MESSAGE = "The Jobs API emulator was stopped while the run was active."
@@ -40,8 +43,15 @@ JOIN_TIMEOUT_S = 30.0
 class Scheduler:
     """Creates, drives, cancels and repairs runs; all state lives in the :class:`RunStore`."""
 
-    def __init__(self, store: RunStore, pool: WorkerPool, bundle_root: Path) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        pool: WorkerPool,
+        bundle_root: Path,
+        task_faults: TaskFaults | None = None,
+    ) -> None:
         self._store = store
+        self._task_faults = task_faults
         self._pool = pool
         self._root = bundle_root
         self._cancel: dict[int, threading.Event] = {}
@@ -259,6 +269,13 @@ class Scheduler:
                     segment.life_cycle_state = "RUNNING"
                 self._store.save(run)
             result = worker.run(spec, cancel, _task_deadline(task.settings, deadline))
+            injected = (
+                self._task_faults.take(run.run_name, task.task_key, task.run_id)
+                if self._task_faults is not None and result.status == "SUCCESS"
+                else None
+            )
+            if injected is not None:
+                result = TaskResult("FAILED", error=injected)
             with self._store.lock:
                 task.execution_end_time = now_ms()
                 task.life_cycle_state = "TERMINATING"

@@ -38,11 +38,18 @@ CREATOR = "emulator@localhost"
 class ApiError(Exception):
     """An error response: HTTP status, Databricks ``error_code`` and message."""
 
-    def __init__(self, status: int, error_code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, str]:
         return {"error_code": self.error_code, "message": self.message}
@@ -91,10 +98,15 @@ class JobsService:
             raise invalid(
                 f"idempotency_token must be at most {IDEMPOTENCY_TOKEN_MAX_LENGTH} characters."
             )
+        task_level = [f for f in TASK_LEVEL_PARAMETERS if params.get(f)]
+        if task_level and params.get("job_parameters"):
+            raise invalid(
+                "Job parameters cannot be used together with task-level parameters "
+                f"({', '.join(task_level)}). Pass all parameters as job_parameters."
+            )
         overriding = _job_parameters(job, params.get("job_parameters"))
-        for field_name in TASK_LEVEL_PARAMETERS:
-            if params.get(field_name):
-                raise invalid(_task_parameters_message(job, field_name))
+        for field_name in task_level:
+            raise invalid(_task_parameters_message(job, field_name))
         with self._store.lock:
             existing = self._store.by_idempotency_token(str(token)) if token else None
             if existing is not None:

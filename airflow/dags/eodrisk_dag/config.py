@@ -59,6 +59,17 @@ class Retries:
 
 
 @dataclass(frozen=True)
+class DatabricksOptions:
+    """How the Databricks tasks wait, retry API calls and recover a failed run."""
+
+    polling_period: timedelta
+    deferrable: bool = True
+    repair_run: bool = True
+    api_retry_limit: int = 3
+    api_retry_delay: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
 class ExecutionTimeouts:
     sensor: timedelta
     databricks_job: timedelta
@@ -88,6 +99,7 @@ class DagConfig:
     sensor_timeout: timedelta
     sensor_mode: str
     databricks_polling_period: timedelta
+    databricks: DatabricksOptions
     retries: Retries
     execution_timeout: ExecutionTimeouts
 
@@ -228,6 +240,11 @@ class _Reader:
             raise self.doc.error(path, f"expected an integer >= {minimum}, got {value!r}")
         return value
 
+    def boolean(self, value: Any, path: tuple[str | int, ...]) -> bool:
+        if not isinstance(value, bool):
+            raise self.doc.error(path, f"expected true or false, got {value!r}")
+        return value
+
     def number(self, value: Any, path: tuple[str | int, ...], minimum: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
             raise self.doc.error(path, f"expected a number >= {minimum}, got {value!r}")
@@ -339,7 +356,24 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
             f"expected 'reschedule' (holds no worker slot while waiting) or 'poke', "
             f"got {sensor['mode']!r}",
         )
-    databricks = r.mapping(top["databricks"], ("databricks",), {"polling_period"})
+    databricks = r.mapping(
+        top["databricks"],
+        ("databricks",),
+        {"polling_period"},
+        {"deferrable", "repair_run", "api_retry_limit", "api_retry_delay"},
+    )
+    polling_period = r.duration(databricks["polling_period"], ("databricks", "polling_period"))
+    databricks_options = DatabricksOptions(
+        polling_period=polling_period,
+        deferrable=r.boolean(databricks.get("deferrable", True), ("databricks", "deferrable")),
+        repair_run=r.boolean(databricks.get("repair_run", True), ("databricks", "repair_run")),
+        api_retry_limit=r.integer(
+            databricks.get("api_retry_limit", 3), ("databricks", "api_retry_limit"), minimum=1
+        ),
+        api_retry_delay=r.duration(
+            databricks.get("api_retry_delay", 1), ("databricks", "api_retry_delay")
+        ),
+    )
     retries = r.mapping(
         top["retries"],
         ("retries",),
@@ -398,9 +432,8 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         sensor_poke_interval=r.duration(sensor["poke_interval"], ("sensor", "poke_interval")),
         sensor_timeout=r.duration(sensor["timeout"], ("sensor", "timeout")),
         sensor_mode=sensor["mode"],
-        databricks_polling_period=r.duration(
-            databricks["polling_period"], ("databricks", "polling_period")
-        ),
+        databricks_polling_period=polling_period,
+        databricks=databricks_options,
         retries=retry_policy,
         execution_timeout=ExecutionTimeouts(
             **{k: r.duration(timeouts[k], ("execution_timeout", k)) for k in timeouts}
