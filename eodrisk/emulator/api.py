@@ -189,7 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             shown = f"/{match['endpoint']}" if match else path
             raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {shown}'")
-        params = self._query_params(query) if method == "GET" else _json_object(body)
+        if method == "GET":
+            # Databricks also reads a GET's JSON body: the provider's async hook (the
+            # deferrable trigger) sends runs/get parameters that way, not in the query.
+            params = {**_json_object(body), **self._query_params(query)}
+        else:
+            params = _json_object(body)
         response = getattr(self.server.app()[0], route)(params)
         for guard in self.server.after_guards:  # e.g. a response lost after the handler ran
             if (error := guard(request)) is not None:
