@@ -7,7 +7,8 @@ binary when it is installed, which fails wherever only the package registries ar
 GitHub's editors use (SchemaStore's ``github-workflow.json``) inside the package and runs
 offline, so it stands in for actionlint's syntax check; the checks of actionlint that matter
 here and that a schema cannot express are spelled out below (``needs`` and ``steps``
-references, expression contexts, matrix keys, pinned actions).
+references, expression contexts, matrix keys, shell syntax of ``run`` scripts, pinned
+actions).
 """
 
 from __future__ import annotations
@@ -131,6 +132,19 @@ def test_references_resolve_like_actionlint_checks(path):
             heads = re.findall(r"(?<![\w.-])([A-Za-z_][\w-]*)", expression)
             unknown = set(heads) - CONTEXTS - FUNCTIONS - LITERALS
             assert not unknown, f"{job_id}: unknown context or function {unknown} in {expression}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_run_scripts_are_valid_bash(path):
+    # GitHub runs `run:` with `bash -e {0}` on ubuntu runners; a syntax error would only
+    # show at deploy time. Expressions are substituted before the shell sees the script.
+    for job_id, job in load(path.name)["jobs"].items():
+        for step in job.get("steps", []):
+            if "run" not in step:
+                continue
+            script = EXPRESSION.sub("placeholder", step["run"])
+            done = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+            assert done.returncode == 0, f"{job_id} / {step.get('name', 'run')}: {done.stderr}"
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
