@@ -28,7 +28,6 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
 from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.sdk import (
@@ -51,6 +50,7 @@ from eodrisk_dag.callbacks import (
 )
 from eodrisk_dag.config import load_config
 from eodrisk_dag.idempotency import idempotency_token
+from eodrisk_dag.operators import RepairingRunNowOperator
 from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
 
 CONFIG = load_config(
@@ -97,7 +97,7 @@ def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str], 
     repaired rather than started again, and killing the task cancels the run (on_kill).
     """
     options = CONFIG.databricks
-    return DatabricksRunNowOperator(
+    return RepairingRunNowOperator(
         task_id=task_id,
         job_name=job_name,
         job_parameters=job_parameters,
