@@ -1,0 +1,1 @@
+"""Benchmarks of eodrisk (not tests): see benchmarks/README.md and `make bench`."""
