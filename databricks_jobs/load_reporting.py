@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from pyspark.sql import SparkSession
@@ -63,12 +65,38 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
         .where(F.col("region").isin(regions))
         .groupBy("region", "rule", "field")
         .agg(F.count("*").alias("rows_quarantined"), F.max("run_id").alias("run_id"))
+        .collect()
+        if store.exists("silver.trades_quarantine")
+        else []  # dates computed by the back-history fast path keep only the counts
     )
     scope = F.col("region").isin(*regions, "FIRM")
     contributions = _rows_if_exists(store, "gold.var_contributions", when, scope)
     backtest = _rows_if_exists(store, "gold.backtest", when, scope)
     backtest_summary = _rows_if_exists(store, "gold.backtest_summary", when, scope)
-    d = business_date
+    return rows_for_tables(
+        business_date,
+        firm=firm,
+        nodes=[n for n in nodes if n["region"] in (*regions, "FIRM")],
+        audits=audits.collect(),
+        quarantine=quarantine,
+        contributions=contributions,
+        backtest=backtest,
+        backtest_summary=backtest_summary,
+    )
+
+
+def rows_for_tables(
+    d: date,
+    *,
+    firm: Mapping[str, Any],
+    nodes: Sequence[Mapping[str, Any]],
+    audits: Sequence[Mapping[str, Any]],
+    quarantine: Sequence[Mapping[str, Any]],
+    contributions: Sequence[Mapping[str, Any]],
+    backtest: Sequence[Mapping[str, Any]],
+    backtest_summary: Sequence[Mapping[str, Any]],
+) -> dict[str, list[tuple]]:
+    """The date's rows of each Postgres table, from the Delta rows (Spark rows or dicts)."""
     return {
         "risk.var_summary": [
             (
@@ -81,7 +109,6 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
                 n["run_id"],
             )
             for n in nodes
-            if n["region"] in (*regions, "FIRM")
         ],
         "risk.firm_summary": [
             (
@@ -104,11 +131,11 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
                 a["rows_quarantined"],
                 a["run_id"],
             )
-            for a in audits.collect()
+            for a in audits
         ],
         "risk.quarantine_summary": [
             (d, q["region"], q["rule"], q["field"], q["rows_quarantined"], q["run_id"])
-            for q in quarantine.collect()
+            for q in quarantine
         ],
         "risk.var_contributions": [
             (

@@ -65,7 +65,7 @@ def _csv_value(value: Any) -> Any:
     if value is None:
         return "\\N"
     if isinstance(value, float):
-        return repr(value)
+        return repr(float(value))  # np.float64 too: its repr is "np.float64(…)"
     return value
 
 

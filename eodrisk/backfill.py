@@ -767,6 +767,61 @@ def trade_dates(landing: Path, regions: Sequence[str]) -> list[date]:
     return sorted(set.intersection(*per_region)) if per_region else []
 
 
+HISTORY_TABLES = {
+    "firm": "gold.firm_summary",
+    "nodes": "gold.var_results",
+    "audits": "silver.ingest_audit",
+    "contributions": "gold.var_contributions",
+    "backtest": "gold.backtest",
+    "backtest_summary": "gold.backtest_summary",
+}
+
+
+def load_history(dsn: str, lake_root: str | Path, dates: Sequence[date]) -> int:
+    """Load the back history's dates from Delta into Postgres; return the dates loaded.
+
+    The same rows and transaction as the ``load_reporting`` job (``rows_for_tables`` and
+    ``load``: one transaction a date), read with delta-rs instead of Spark.
+    """
+    from databricks_jobs.load_reporting import load, rows_for_tables
+
+    lake = Path(lake_root)
+    days = sorted(set(dates))
+    if not days:
+        return 0
+    span = [("business_date", ">=", days[0]), ("business_date", "<=", days[-1])]
+    frames = {}
+    for part, table in HISTORY_TABLES.items():
+        frame = _read_existing(lake, table, span)
+        frame = pd.DataFrame() if frame is None else frame
+        if not frame.empty:
+            frame["business_date"] = pd.to_datetime(frame["business_date"]).dt.date
+        frames[part] = (
+            {d: g.to_dict("records") for d, g in frame.groupby("business_date")}
+            if (not frame.empty)
+            else {}
+        )
+    loaded = 0
+    for day in days:
+        firm_rows = frames["firm"].get(day, [])
+        if len(firm_rows) != 1:
+            log.warning("no firm figure for %s in the lake; not loading it", day)
+            continue
+        rows = rows_for_tables(
+            day,
+            firm=firm_rows[0],
+            nodes=frames["nodes"].get(day, []),
+            audits=frames["audits"].get(day, []),
+            quarantine=[],
+            contributions=frames["contributions"].get(day, []),
+            backtest=frames["backtest"].get(day, []),
+            backtest_summary=frames["backtest_summary"].get(day, []),
+        )
+        load(dsn, day, rows)
+        loaded += 1
+    return loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     """``eodrisk backfill``: compute the back history of a landing root into a lake."""
     parser = argparse.ArgumentParser(prog="eodrisk backfill", description=__doc__.splitlines()[0])

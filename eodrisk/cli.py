@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     demo.add_argument("--trades", type=int, default=30_000, help="trades per region")
     demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument(
+        "--history-days",
+        type=int,
+        default=None,
+        help="nights of history computed first for the backtest and trends (default 250)",
+    )
 
     gen = sub.add_parser("generate", help="write sample landing files")
     gen.add_argument("--landing-root", type=Path, required=True)
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from eodrisk.emulator import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
+    if argv[:1] == ["backfill"]:
+        from eodrisk.backfill import main as backfill_main
+
+        return backfill_main(argv[1:])
     if argv[:1] == ["status"]:
         from eodrisk.status import main as status_main
 
@@ -72,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return _with_demo_postgres(metrics_main, argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from eodrisk.demo import DEFAULT_BUSINESS_DATE, run_demo
+        from eodrisk.demo import DEFAULT_BUSINESS_DATE, DEFAULT_HISTORY_DAYS, run_demo
 
         result = run_demo(
             args.data_dir,
             args.date or DEFAULT_BUSINESS_DATE,
             trades_per_region=args.trades,
+            history_days=DEFAULT_HISTORY_DAYS if args.history_days is None else args.history_days,
             seed=args.seed,
         )
         return 0 if result.dag.succeeded else 1

@@ -19,6 +19,8 @@ from rich.table import Table
 
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
+from eodrisk.backfill import backfill, load_history
+from eodrisk.calendar import business_days
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, describe, postgres
 from eodrisk.report import default_out_path, write_report
@@ -26,6 +28,9 @@ from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
+# Nights of history before the demo night, so the backtest (250 observations), the VaR
+# trend and the day-on-day changes are populated; computed by the fast path.
+DEFAULT_HISTORY_DAYS = 250
 
 
 @dataclass
@@ -38,6 +43,7 @@ class DemoResult:
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
     firm_summary: dict[str, float] = field(default_factory=dict)
     trades: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    backtest: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     slack_messages: int = 0
     report: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -48,6 +54,7 @@ def run_demo(
     business_date: date = DEFAULT_BUSINESS_DATE,
     *,
     trades_per_region: int = 30_000,
+    history_days: int = DEFAULT_HISTORY_DAYS,
     regions: tuple[str, ...] = DEFAULT_REGIONS,
     seed: int | None = None,
     console: Console | None = None,
@@ -57,17 +64,20 @@ def run_demo(
     landing, lake = data_dir / "landing", data_dir / "lake"
     timings: dict[str, float] = {}
 
+    nights = business_days(business_date, history_days + 1)
+    history = nights[:-1]
     started = time.perf_counter()
-    with console.status(f"generating the sample night {business_date}…"):
+    with console.status(f"generating {len(nights)} sample nights up to {business_date}…"):
         kwargs = {"seed": seed} if seed is not None else {}
         generate_night(
-            landing,
-            [business_date],
-            regions=regions,
-            trades_per_region=trades_per_region,
-            **kwargs,
+            landing, nights, regions=regions, trades_per_region=trades_per_region, **kwargs
         )
     timings["generate data"] = time.perf_counter() - started
+    if history:
+        started = time.perf_counter()
+        with console.status(f"computing {len(history)} nights of history (fast path)…"):
+            backfill(landing, lake, history, regions)
+        timings["back history (fast path)"] = time.perf_counter() - started
 
     token = secrets.token_urlsafe(24)
     with (
@@ -92,6 +102,11 @@ def run_demo(
             pagerduty_url=sink.base_url,
         )
         apply_migrations(dsn)  # the DAG's callbacks record run history from the first task
+        if history:
+            started = time.perf_counter()
+            with console.status(f"loading {len(history)} nights of history into Postgres…"):
+                load_history(dsn, lake, history)
+            timings["load history"] = time.perf_counter() - started
         dag_log = data_dir / "airflow" / f"dag_test_{business_date:%Y%m%d}.log"
         console.print(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
         started = time.perf_counter()
@@ -141,6 +156,12 @@ def _read_postgres(dsn: str, business_date: date, result: DemoResult) -> None:
             (business_date,),
         )
         result.trades = {r: (read, ok, bad) for r, read, ok, bad in cur.fetchall()}
+        cur.execute(
+            "select node, zone, exceptions, observations from risk.backtest_summary "
+            "where business_date = %s and level in ('firm', 'region') order by level, node",
+            (business_date,),
+        )
+        result.backtest = {node: (zone, exc, obs) for node, zone, exc, obs in cur.fetchall()}
     conn.close()
 
 
@@ -167,6 +188,14 @@ def print_summary(result: DemoResult, console: Console) -> None:
             f"{s['diversification_benefit_usd']:,.0f}"
         )
     console.print(risk)
+    if result.backtest:
+        console.print(
+            "Backtest (1-day VaR 99% vs hypothetical P&L, last observations): "
+            + ", ".join(
+                f"{node} {zone} ({exc} exceptions in {obs})"
+                for node, (zone, exc, obs) in result.backtest.items()
+            )
+        )
 
     trades = Table(title="Trades")
     for col in ("region", "read", "ingested", "quarantined"):
