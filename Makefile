@@ -25,5 +25,14 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Benchmarks (benchmarks/, not tests): `make bench` (full, ~30 min on 2 cores) or
+# `make bench ARGS=--quick` (< 5 min); tables are appended to benchmarks/RESULTS.md.
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
 clean:
 	rm -rf var build *.egg-info
