@@ -108,4 +108,5 @@ def activate(env: Mapping[str, str], monkeypatch: Any | None = None) -> None:
     settings = sys.modules.get("airflow.settings")
     if settings is not None and getattr(settings, "engine", None) is not None:
         settings.dispose_orm()
+        settings.configure_vars()  # SQL_ALCHEMY_CONN is read once at import; re-read it
         settings.configure_orm()
