@@ -11,8 +11,6 @@ night) loads no backtest rows.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -30,11 +28,11 @@ from databricks_jobs.postgres import (
     dsn_from_env,
     replace_scope,
 )
+from databricks_jobs.retry import call_with_retry
 from databricks_jobs.spark_session import get_spark
 
 log = logging.getLogger("eodrisk.load_reporting")
 
-CONNECT_ATTEMPTS = 4
 FIGURES = ("var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd")
 
 
@@ -221,22 +219,11 @@ TABLES = {
 
 
 def connect(dsn: str):
-    """Connect, retrying transient failures with bounded exponential backoff and jitter."""
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
-            return psycopg2.connect(dsn, connect_timeout=10, application_name="eodrisk-loader")
-        except psycopg2.OperationalError as exc:
-            if attempt == CONNECT_ATTEMPTS:
-                raise
-            delay = min(2.0**attempt, 20.0) * (0.5 + random.random() / 2)
-            log.warning(
-                "postgres connect attempt %d failed (%s); retry in %.1fs",
-                attempt,
-                str(exc).strip().splitlines()[0],
-                delay,
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    """Connect, retrying transient failures (refused, reset) with the jobs' retry policy."""
+    return call_with_retry(
+        lambda: psycopg2.connect(dsn, connect_timeout=10, application_name="eodrisk-loader"),
+        what="connect to Postgres",
+    )
 
 
 def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[str, int]:
