@@ -28,7 +28,7 @@ from databricks_jobs.postgres import (
     dsn_from_env,
     replace_scope,
 )
-from databricks_jobs.retry import call_with_retry
+from databricks_jobs.retry import RetryPolicy, call_with_retry
 from databricks_jobs.spark_session import get_spark
 
 log = logging.getLogger("eodrisk.load_reporting")
@@ -218,11 +218,19 @@ TABLES = {
 }
 
 
+# A failed connect (server down, restarting, refusing) is always worth retrying; nothing
+# has been written yet, and the load itself is one transaction.
+CONNECT_POLICY = RetryPolicy(
+    attempts=5, base_delay_s=1.0, retry_on=lambda e: isinstance(e, psycopg2.OperationalError)
+)
+
+
 def connect(dsn: str):
-    """Connect, retrying transient failures (refused, reset) with the jobs' retry policy."""
+    """Connect, retrying with bounded exponential backoff and jitter (databricks_jobs.retry)."""
     return call_with_retry(
         lambda: psycopg2.connect(dsn, connect_timeout=10, application_name="eodrisk-loader"),
         what="connect to Postgres",
+        policy=CONNECT_POLICY,
     )
 
 
