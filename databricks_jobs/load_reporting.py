@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
+from databricks_jobs.backtesting import SUMMARY_COLUMNS
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.postgres import (
     DEFAULT_MIGRATIONS,
@@ -172,20 +173,8 @@ BACKTEST_VALUES = (
     "is_exception",
     "run_id",
 )
-BACKTEST_SUMMARY_VALUES = (
-    "region",
-    "observations",
-    "exceptions",
-    "zone",
-    "plus_factor",
-    "kupiec_lr",
-    "kupiec_p_value",
-    "christoffersen_lr_ind",
-    "christoffersen_p_ind",
-    "christoffersen_lr_cc",
-    "christoffersen_p_cc",
-    "run_id",
-)
+# The summary's columns after its key (level, node), as the backtest job writes them.
+BACKTEST_SUMMARY_VALUES = (*SUMMARY_COLUMNS[2:], "run_id")
 TABLES = {
     "risk.var_summary": (
         ("business_date", "level", "node"),

@@ -5,6 +5,7 @@ needed), VaR methods side by side, and a node's backtest — thin wrappers over
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,15 @@ VAR_CONFIDENCE, ES_CONFIDENCE = 0.99, 0.975
 #: Bump sizes for the delta-normal exposures, in shock units: log-returns for EQ/FX,
 #: absolute moves for rates (decimal) and vols (decimal).
 BUMP = {"EQ.": 1e-4, "FX.": 1e-4, "IR.": 1e-5, "VOL.": 1e-4}
+
+
+def widget(dbutils: Any, name: str, default: str) -> str:
+    """A notebook widget's value; outside Databricks (``dbutils`` None) an ``EODRISK_<NAME>``
+    environment variable or ``default``."""
+    if dbutils is None:
+        return os.environ.get(f"EODRISK_{name.upper()}", default)
+    dbutils.widgets.text(name, default)
+    return dbutils.widgets.get(name) or default
 
 
 def read_table(lake_root: str, table: str, **equals: Any) -> pd.DataFrame:

@@ -9,24 +9,11 @@
 
 # COMMAND ----------
 
-import os
+from functools import partial
 
 from databricks_jobs import quant
 
-try:
-    dbutils  # Databricks provides it; a local run (or a test) may inject a stub
-except NameError:
-    dbutils = None
-
-
-def widget(name: str, default: str) -> str:
-    """A notebook widget's value; outside Databricks an EODRISK_<NAME> variable or default."""
-    if dbutils is None:
-        return os.environ.get(f"EODRISK_{name.upper()}", default)
-    dbutils.widgets.text(name, default)
-    return dbutils.widgets.get(name) or default
-
-
+widget = partial(quant.widget, globals().get("dbutils"))  # None outside Databricks
 show = globals().get("display", print)
 
 # COMMAND ----------
