@@ -1,8 +1,11 @@
 """Job ``ingest_trades``: one region's trade file for one business date → Delta.
 
-Checks the completion marker's manifest (size, checksum, rows), refuses a file whose header
-is not the contract's, validates every line, and replaces the (business_date, region)
-partition of ``silver.trades``, ``silver.trades_quarantine`` and ``silver.ingest_audit``.
+Checks the completion marker's manifest (size, checksum, rows), refuses a file that is not
+UTF-8 or whose header is not the contract's, validates every line, and replaces the
+(business_date, region) partition of ``silver.trades``, ``silver.trades_quarantine`` and
+``silver.ingest_audit``. The partition's audit row is removed first and written last, so a
+run killed part-way leaves no audit row and downstream jobs refuse the partition until the
+ingest is rerun (docs/faults.md).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from pyspark import StorageLevel
+from pyspark import RDD, StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -22,13 +25,23 @@ from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.reference_data import read_books, read_instruments
 from databricks_jobs.spark_session import get_spark
-from databricks_jobs.trade_validation import check_header, validate_trades
+from databricks_jobs.trade_validation import (
+    MAX_HEADER_BYTES,
+    check_file_start,
+    validate_trades,
+)
 
 log = logging.getLogger("eodrisk.ingest_trades")
 
 
 class IngestError(RuntimeError):
-    """The file as a whole cannot be ingested (missing, partial, wrong header)."""
+    """The file as a whole cannot be ingested (missing, partial, unknown region)."""
+
+
+AUDIT_SCHEMA = (
+    "business_date date, region string, source_file string, sha256 string, "
+    "rows_read long, rows_accepted long, rows_quarantined long, run_id string"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,38 @@ def verify_manifest(data_file: str, marker: str) -> dict:
     return {"rows": expected_rows, "sha256": expected_sha}
 
 
+def check_file(data_file: str) -> None:
+    """Refuse a file that is not UTF-8 or whose header is not the contract's
+    (``trade_validation.FileFormatError``, naming the file and what was expected)."""
+    with open(data_file, "rb") as fh:
+        check_file_start(fh.read(MAX_HEADER_BYTES), data_file)
+
+
+def numbered_lines(spark: SparkSession, data_file: str, min_partitions: int | None = None) -> RDD:
+    """``(line_number, raw_line)`` of every data line (header excluded), numbered from 2.
+
+    Lines are split as Hadoop's text reader splits them (LF, CRLF or CR), without the line
+    break, and decoded as UTF-8 with U+FFFD for undecodable bytes.
+    """
+    return (
+        spark.sparkContext.textFile(data_file, min_partitions)
+        .zipWithIndex()
+        .filter(lambda pair: pair[1] > 0)
+        .map(lambda pair: (pair[1] + 1, pair[0]))
+    )
+
+
+def check_region(spark: SparkSession, landing_root: str, region: str) -> None:
+    """Refuse a region that has no book in the reference data."""
+    books = read_books(spark, landing_root).select("region").distinct()
+    regions = {row["region"] for row in books.collect()}  # reference data, a few rows
+    if region not in regions:
+        raise IngestError(
+            f"unknown region {region!r}: no book of it in reference/books.csv "
+            f"(known regions: {', '.join(sorted(regions))})"
+        )
+
+
 def ingest(
     spark: SparkSession,
     *,
@@ -90,13 +135,11 @@ def ingest(
 ) -> IngestResult:
     data_file, marker = trade_file_paths(landing_root, region, business_date)
     manifest = verify_manifest(data_file, marker)
-    with open(data_file, encoding="utf-8", errors="replace", newline="") as fh:
-        check_header(fh.readline(), data_file)
+    check_file(data_file)
+    check_region(spark, landing_root, region)
 
-    numbered = spark.sparkContext.textFile(data_file).zipWithIndex()
     lines = (
-        numbered.filter(lambda pair: pair[1] > 0)
-        .map(lambda pair: (pair[1] + 1, pair[0]))
+        numbered_lines(spark, data_file)
         .toDF("line_number long, raw_line string")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
@@ -123,13 +166,20 @@ def ingest(
 
         partition = {"business_date": business_date, "region": region}
         store = DeltaStore(spark, lake_root)
+        if store.exists("silver.ingest_audit"):
+            # Until the new audit row is written, the partition is not trusted downstream.
+            store.replace_partition(
+                spark.createDataFrame([], AUDIT_SCHEMA), "silver.ingest_audit", partition
+            )
         store.replace_partition(valid, "silver.trades", partition)
         store.replace_partition(quarantine, "silver.trades_quarantine", partition)
+        written_trades = store.read("silver.trades", partition).count()
         written_quarantine = store.read("silver.trades_quarantine", partition).count()
-        if written_quarantine != rows_quarantined:
+        if (written_trades, written_quarantine) != (rows_accepted, rows_quarantined):
             raise IngestError(
-                f"{data_file}: reconciliation failed: read {rows_read} = accepted "
-                f"{rows_accepted} + quarantined {written_quarantine} does not hold"
+                f"{data_file}: reconciliation failed: read {rows_read}, accepted "
+                f"{rows_accepted} (written {written_trades}), quarantined {rows_quarantined} "
+                f"(written {written_quarantine})"
             )
         audit = spark.createDataFrame(
             [
@@ -144,8 +194,7 @@ def ingest(
                     run_id,
                 )
             ],
-            "business_date date, region string, source_file string, sha256 string, "
-            "rows_read long, rows_accepted long, rows_quarantined long, run_id string",
+            AUDIT_SCHEMA,
         )
         # The audit row is written last: downstream jobs trust a partition only when its
         # audit row agrees with the trades present.

@@ -3,10 +3,16 @@
 Pure ``DataFrame -> DataFrame`` transforms (no I/O). Each data line is parsed on its own;
 the first rule it breaks is recorded with the field and a message, and the raw text is
 kept, so ``rows_read = rows_accepted + rows_quarantined`` always holds.
+
+File-level checks (encoding, header) are pure functions of the file's first bytes and raise
+:class:`FileFormatError` naming the file and what was expected. The policy for each kind of
+bad input is in docs/faults.md.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -27,8 +33,36 @@ TRADE_COLUMNS = (
 EXPECTED_HEADER = ",".join(TRADE_COLUMNS)
 MAX_ABS_QUANTITY = 1e10
 MAX_PRICE = 1e9
+MIN_TRADE_DATE = date(1900, 1, 1)
+#: The longest header line read when checking a file (the contract's is 80 characters).
+MAX_HEADER_BYTES = 4096
 _EXTRA = "_extra_field"
 _CSV_SCHEMA = ", ".join(f"`{c}` STRING" for c in (*TRADE_COLUMNS, _EXTRA))
+# RFC 4180 quoting: a field may be quoted (commas inside it are data), a quote inside a
+# quoted field is doubled. A record is one physical line: see docs/faults.md.
+_CSV_OPTIONS = {"mode": "PERMISSIVE", "escape": '"'}
+# A whole quoted field; what is left of a line without them has no quote, and its commas
+# separate the fields. (The CSV parser would read an unterminated quote to the end of the
+# line, and a stray quote inside a field as data; and it turns a trailing empty field
+# into null, so the field count comes from here.)
+_QUOTED_FIELD = r'(?<=^|,)"(?:[^"]|"")*"(?=,|$)'
+# Plain decimal numbers only: Spark's cast also takes Java literals ("5d", "0x1p3", "Infinity").
+_NUMBER = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# U+FFFD marks bytes that were not UTF-8 (the line reader decodes with replacement). Control
+# characters (NUL, tab, ...) have no place in a trade file.
+_UNDECODABLE = "\ufffd"
+_CONTROL = "[\\x00-\\x1f\\x7f]"
+_UTF16_32_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32-LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+    (b"\xff\xfe", "UTF-16-LE"),
+    (b"\xfe\xff", "UTF-16-BE"),
+)
+
+
+class FileFormatError(ValueError):
+    """The file as a whole breaks the contract (encoding, header): nothing is ingested."""
 
 
 @dataclass(frozen=True)
@@ -37,19 +71,62 @@ class ValidatedTrades:
     quarantine: DataFrame
 
 
+def check_file_start(head: bytes, file_name: str) -> None:
+    """Refuse the whole file unless it starts with the contract's header line in UTF-8.
+
+    ``head`` is the file's first :data:`MAX_HEADER_BYTES` bytes (or all of a shorter file).
+    The header line ends at the first LF, CR or CRLF, as for Hadoop's line reader that splits
+    the data lines. A UTF-8 byte-order mark is accepted.
+    """
+    expected = f"expected UTF-8 text starting with the header line {EXPECTED_HEADER!r}"
+    if not head:
+        raise FileFormatError(f"{file_name}: the file is empty; {expected}")
+    for bom, encoding in _UTF16_32_BOMS:
+        if head.startswith(bom):
+            raise FileFormatError(
+                f"{file_name}: the file is {encoding} encoded (byte-order mark "
+                f"{bom.hex(' ')}); {expected} (docs/data.md, 'Trade files')"
+            )
+    first_line, *rest = re.split(rb"\r\n|\r|\n", head, maxsplit=1)
+    if b"\x00" in first_line:
+        raise FileFormatError(
+            f"{file_name} line 1: NUL bytes in the header (UTF-16 or binary data?); {expected}"
+        )
+    if not rest and len(head) >= MAX_HEADER_BYTES:
+        raise FileFormatError(
+            f"{file_name} line 1: no line break in the first {MAX_HEADER_BYTES} bytes; {expected}"
+        )
+    try:
+        text = first_line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            f"{file_name} line 1: the header is not valid UTF-8 ({exc.reason} at byte "
+            f"{exc.start}); {expected}"
+        ) from None
+    check_header(text, file_name)
+
+
 def check_header(first_line: str, file_name: str) -> None:
     """Refuse the whole file when its header is not exactly the contract's."""
-    header = first_line.lstrip("\ufeff").rstrip("\r\n")
+    header = first_line.removeprefix("\ufeff").removesuffix("\n").removesuffix("\r")
     if header != EXPECTED_HEADER:
-        raise ValueError(
+        raise FileFormatError(
             f"{file_name} line 1: header {header[:200]!r} does not match the expected "
             f"columns {EXPECTED_HEADER!r} (docs/data.md, 'Trade files')"
         )
 
 
 def _finite_double(name: str) -> Column:
+    """The field as a finite double, or null unless it is a plain decimal number."""
+    text = F.trim(F.col(name))
     value = F.expr(f"try_cast(trim(`{name}`) as double)")
-    return F.when(F.isnan(value) | (F.abs(value) == float("inf")), None).otherwise(value)
+    return F.when(text.rlike(_NUMBER) & ~F.isnan(value) & (F.abs(value) != float("inf")), value)
+
+
+def _iso_date(name: str) -> Column:
+    """The field as a date, or null unless it is exactly ``YYYY-MM-DD`` (a real day)."""
+    text = F.trim(F.col(name))
+    return F.when(text.rlike(_DATE), F.expr(f"try_to_date(trim(`{name}`), 'yyyy-MM-dd')"))
 
 
 def _rule(condition: Column, rule: str, field: str, message: Column | str) -> tuple:
@@ -62,27 +139,38 @@ def validate_trades(
     instruments: DataFrame,
     business_date: date,
     region: str,
+    *,
+    file_key: Sequence[str] = (),
 ) -> ValidatedTrades:
     """Split raw lines into valid trades and quarantined rows.
 
     Parameters
     ----------
-    lines : DataFrame[line_number: long, raw_line: string]
+    lines : DataFrame[line_number: long, raw_line: string, *file_key]
         The data lines of one file (header excluded), physical line numbers from 2.
     books, instruments : DataFrame
         Reference data (``reference_data.BOOKS_SCHEMA`` / ``INSTRUMENTS_SCHEMA``).
+    file_key : column names
+        When ``lines`` holds the lines of several files (of the same date and region), the
+        columns telling them apart: trade ids must be unique per key, and both outputs keep
+        the key columns first. The ingest job validates one file (no key).
     """
-    parsed = lines.withColumn(
-        "f", F.from_csv(F.col("raw_line"), _CSV_SCHEMA, {"mode": "PERMISSIVE"})
-    ).select("line_number", "raw_line", "f.*")
+    keys = list(file_key)
+    parsed = lines.withColumn("f", F.from_csv(F.col("raw_line"), _CSV_SCHEMA, _CSV_OPTIONS)).select(
+        *keys, "line_number", "raw_line", "f.*"
+    )
     stripped = {c: F.trim(F.col(c)) for c in TRADE_COLUMNS}
+    unquoted = F.regexp_replace(F.col("raw_line"), _QUOTED_FIELD, "")
     typed = parsed.select(
+        *keys,
         "line_number",
         "raw_line",
         F.col(_EXTRA),
+        unquoted.contains('"').alias("_stray_quote"),
+        F.size(F.split(unquoted, ",", -1)).alias("_n_fields"),
         *[stripped[c].alias(c) for c in TRADE_COLUMNS],
-        F.expr("try_to_date(trim(business_date), 'yyyy-MM-dd')").alias("_business_date"),
-        F.expr("try_to_date(trim(trade_date), 'yyyy-MM-dd')").alias("_trade_date"),
+        _iso_date("business_date").alias("_business_date"),
+        _iso_date("trade_date").alias("_trade_date"),
         _finite_double("quantity").alias("_quantity"),
         _finite_double("price").alias("_price"),
     )
@@ -100,17 +188,37 @@ def validate_trades(
         )
         .withColumn(
             "_occurrence",
-            F.row_number().over(Window.partitionBy("trade_id").orderBy("line_number")),
+            F.row_number().over(Window.partitionBy(*keys, "trade_id").orderBy("line_number")),
         )
     )
     bd = business_date.isoformat()
     rules = [
         _rule(F.trim(F.col("raw_line")) == "", "empty_line", "", "empty line"),
         _rule(
-            F.col(_EXTRA).isNotNull(),
+            F.col("raw_line").contains(_UNDECODABLE),
+            "invalid_encoding",
+            "",
+            "bytes that are not UTF-8 (shown as U+FFFD); the file must be UTF-8",
+        ),
+        _rule(
+            F.col("raw_line").rlike(_CONTROL),
+            "control_character",
+            "",
+            "a control character (tab, NUL, ...) in the line",
+        ),
+        _rule(
+            F.col("_stray_quote"),
+            "bad_quoting",
+            "",
+            'a quote outside a whole quoted field ("...", inner quotes doubled), or unterminated',
+        ),
+        _rule(
+            F.col(_EXTRA).isNotNull() | (F.col("_n_fields") > len(TRADE_COLUMNS)),
             "malformed_row",
             "",
-            f"more than {len(TRADE_COLUMNS)} fields",
+            F.concat(
+                F.col("_n_fields").cast("string"), F.lit(f" fields, expected {len(TRADE_COLUMNS)}")
+            ),
         ),
         *[
             _rule(
@@ -138,6 +246,12 @@ def validate_trades(
             "invalid_date",
             "trade_date",
             F.concat(F.lit("not a YYYY-MM-DD date: "), F.col("trade_date")),
+        ),
+        _rule(
+            F.col("_trade_date") < F.lit(MIN_TRADE_DATE),
+            "invalid_date",
+            "trade_date",
+            F.concat(F.col("trade_date"), F.lit(f" is before {MIN_TRADE_DATE.isoformat()}")),
         ),
         _rule(
             F.col("_trade_date") > F.lit(business_date),
@@ -232,6 +346,7 @@ def validate_trades(
     checked = joined.withColumn("_verdict", verdict)
 
     valid = checked.where(F.col("_verdict").isNull()).select(
+        *keys,
         "trade_id",
         F.col("_business_date").alias("business_date"),
         F.col("_trade_date").alias("trade_date"),
@@ -249,6 +364,7 @@ def validate_trades(
         F.col("line_number").alias("source_line"),
     )
     quarantine = checked.where(F.col("_verdict").isNotNull()).select(
+        *keys,
         F.lit(business_date).alias("business_date"),
         F.lit(region).alias("region"),
         "line_number",
