@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -119,7 +120,7 @@ def job_tasks(url: str, token: str, since_ms: int) -> list[JobTask]:
                     end_ms=t["end_time"],
                 )
             )
-    return out
+    return sorted(out, key=lambda t: t.start_ms)
 
 
 def dag_config_for(regions: tuple[str, ...], path: Path) -> Path | None:
@@ -204,9 +205,15 @@ class Platform:
             pagerduty_url=self.sink.base_url,
             dag_config=dag_config_for(self.regions, self.root / "eod_risk.yml"),
         )
+        # `airflow db migrate` once per platform (as a deployment does); each night gets a
+        # copy of the migrated metadata DB in its own AIRFLOW_HOME.
         started = time.perf_counter()
-        with redirect_fds(self.log):
-            migrate_db(env)
+        template = self.root / "airflow-template" / "airflow.db"
+        if not template.exists():
+            template_env = prepare_airflow_home(template.parent)
+            with redirect_fds(self.log):
+                migrate_db(template_env)
+        shutil.copyfile(template, home / "airflow.db")
         migrate_s = time.perf_counter() - started
         result_file = home / "result.json"
         since_ms = int(time.time() * 1000)
@@ -254,12 +261,17 @@ def run(quick: bool = False) -> tuple[Report, Report]:
     root = work_dir("night")
     nights: list[Night] = []
     with Platform(root / "pool", regions, fresh_cluster=False) as pool:
+        # Full run: the first night on the new emulator (its first task starts Spark) is the
+        # pool side of benchmark 6; the scaling nights then all run on the warm worker.
+        # Quick run: the cold night is also the 1x scaling night.
+        cold = None if quick else pool.night("cold-1x", base)
         for m in multiples:
             nights.append(pool.night(f"{m}x", base * m))
+        cold = cold or nights[0]
         pool_emulator_s = pool.emulator_start_s
     with Platform(root / "fresh", regions, fresh_cluster=True) as fresh_platform:
         fresh = fresh_platform.night("fresh-1x", base)
-    for n in [*nights, fresh]:
+    for n in [cold, *nights, fresh]:
         if n.state != "success":
             raise RuntimeError(f"night {n.label} ended {n.state}; see {root}/*/night.log")
     scaling_s = time.perf_counter() - started
@@ -284,8 +296,14 @@ def run(quick: bool = False) -> tuple[Report, Report]:
         )
     scaling.table(
         "Wall seconds of the DAG run (Airflow child process start to end), pool mode, one "
-        "worker. work = Σ task execution_duration, acquisition = Σ setup_duration (the 1× "
-        "night's first task starts Spark), orchestration = wall − time any task ran.",
+        "worker. work = Σ task execution_duration, acquisition = Σ setup_duration, "
+        "orchestration = wall − time any task ran. "
+        + (
+            "Quick: the 1× night is the emulator's first (cold JVM: Spark start in its "
+            "acquisition, JIT warm-up in its work)."
+            if quick
+            else "A cold night ran first, so all three run on the warm worker."
+        ),
         ["night", "trades", "wall s", "work s", "acquisition s", "orchestration s", "task runs"],
         rows,
     )
@@ -293,7 +311,7 @@ def run(quick: bool = False) -> tuple[Report, Report]:
     a_wall, b_wall, r2_wall = _fit(xs, [n.wall_s for n in nights])
     a_work, b_work, r2_work = _fit(xs, [n.work_s for n in nights])
     growth = nights[-1].work_s / nights[0].work_s
-    spark_start = nights[0].tasks[0].setup_s if nights[0].tasks else float("nan")
+    spark_start = cold.tasks[0].setup_s if cold.tasks else float("nan")
     scaling.table(
         "Fixed overhead vs work that grows with trades (least squares over the three nights).",
         ["quantity", "value"],
@@ -308,16 +326,22 @@ def run(quick: bool = False) -> tuple[Report, Report]:
                 "orchestration per night (Airflow start, parsing, polling, sensors), mean",
                 f"{sum(n.orchestration_s for n in nights) / len(nights):.1f} s",
             ],
-            ["Spark start (first task's setup_duration, cold pool)", f"{spark_start:.1f} s"],
+            ["Spark start (first task's setup_duration, cold pool night)", f"{spark_start:.1f} s"],
             ["emulator start (once)", f"{pool_emulator_s:.2f} s"],
             [
-                "Airflow metadata DB migrate (once per AIRFLOW_HOME, not per night)",
+                "Airflow metadata DB migrate (once per deployment, not per night)",
                 f"{nights[0].migrate_s:.1f} s",
             ],
             ["sample data generation at 4× (not in the night)", f"{nights[-1].generate_s:.1f} s"],
         ],
     )
-    scaling.check("Night work growth 4× size (linear: ≤ 4×, R² ≥ 0.9)", growth, "<=", 4.0)
+    scaling.check(
+        "Night work growth at 4× the trades (linear or better: ≤ 4×)",
+        growth,
+        "<=",
+        4.0,
+        f"R² of work ~ trades {r2_work:.2f}",
+    )
     plot = _plot(nights, a_wall, b_wall)
     scaling.note(f"Plot: `{plot.relative_to(plot.parents[1])}`.")
     scaling.note(
@@ -329,7 +353,6 @@ def run(quick: bool = False) -> tuple[Report, Report]:
 
     # ------------------------------------------------------------------ 6. pools
     pools = Report("6. Pools — warm driver reused (pool mode) vs a fresh cluster per task run")
-    cold = nights[0]
 
     def per_job(n: Night) -> tuple[float, float, float]:
         setups = [t.setup_s for t in sorted(n.tasks, key=lambda t: t.start_ms)]
@@ -364,11 +387,11 @@ def run(quick: bool = False) -> tuple[Report, Report]:
             ["night saved by the pool", f"{fresh.wall_s - cold.wall_s:.0f} s"],
         ],
     )
+    warm = nights[-1]
     pools.note(
         "A warm pool (a later night on the same emulator) pays no Spark start at all: the "
-        f"2× night's first task waited {nights[1].tasks[0].setup_s:.1f} s for its worker."
-        if len(nights) > 1 and nights[1].tasks
-        else "—"
+        f"{warm.label} night's tasks waited {warm.setup_s:.1f} s in total for their worker, "
+        f"and its wall time was {warm.wall_s:.0f} s at {warm.trades // cold.trades}× the trades."
     )
     pools.elapsed_s = time.perf_counter() - started - scaling_s
     return scaling, pools
