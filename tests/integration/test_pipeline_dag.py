@@ -207,3 +207,16 @@ def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(platfo
     assert f"{platform['emulator'].url}/jobs/" in failure  # the run page
     assert "log" in failure.lower()
     assert platform["token"] not in json.dumps(new)
+
+
+def test_no_xcom_of_the_night_is_big(platform, good_night):
+    """Nothing big in XCom: run ids and links only (the policy limit is 48 KiB)."""
+    import sqlite3
+
+    from tests.policy import XCOM_LIMIT_BYTES
+
+    db = Path(platform["env"]["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        sizes = conn.execute("select task_id, key, length(value) from xcom").fetchall()
+    assert {key for _, key, _ in sizes} >= {"run_id", "run_page_url"}
+    assert max(size for _, _, size in sizes) < XCOM_LIMIT_BYTES, sizes
