@@ -134,9 +134,9 @@ def ingest(
     run_id: str,
 ) -> IngestResult:
     data_file, marker = trade_file_paths(landing_root, region, business_date)
+    check_region(spark, landing_root, region)
     manifest = verify_manifest(data_file, marker)
     check_file(data_file)
-    check_region(spark, landing_root, region)
 
     lines = (
         numbered_lines(spark, data_file)
