@@ -242,15 +242,15 @@ def _same(name: str, got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray,
 def run(quick: bool = False, spark=None) -> Report:
     started = time.perf_counter()
     report = Report("1. VaR engine — hierarchical HS VaR 99% + ES 97.5%, every node")
-    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 300_000]
-    pandas_sizes = {10_000} if quick else {10_000, 100_000, 300_000}
-    spark_sizes = {10_000} if quick else {10_000, 100_000}
+    sizes = [5_000, 100_000] if quick else [10_000, 100_000, 300_000]
+    pandas_sizes = {5_000} if quick else {10_000, 100_000, 300_000}
+    spark_sizes = {5_000} if quick else {10_000, 100_000}
     folder = work_dir("var")
     rows = []
     engine_vs_stream, vs_pandas, vs_spark = [], [], []
     for n in sizes:
         pnl, h = make_case(n)
-        repeat = {10_000: 40, 100_000: 10}.get(n, 5)
+        repeat = {5_000: 40, 10_000: 40, 100_000: 10}.get(n, 5)
         expected = engine(pnl, h)
         shuffled = np.random.default_rng(1).permutation(n)
         pnl_u = pnl[shuffled]
@@ -329,11 +329,11 @@ def run(quick: bool = False, spark=None) -> Report:
         rows,
     )
     wide_rows, wide_ratios = [], []
-    for n in [10_000] if quick else [10_000, 100_000]:
+    for n in [5_000] if quick else [10_000, 100_000]:
         pnl, h = make_case(n, wide=True)
         best = best_interleaved(
             {"stream": lambda pnl=pnl: stream(pnl), "engine": lambda pnl=pnl, h=h: engine(pnl, h)},
-            {10_000: 40}.get(n, 10),
+            {5_000: 40, 10_000: 40}.get(n, 10),
         )
         wide_ratios.append(best["engine"].cpu / best["stream"].cpu)
         wide_rows.append(
