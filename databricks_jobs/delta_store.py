@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import date
@@ -97,7 +98,9 @@ class DeltaStore:
         from deltalake import DeltaTable, write_deltalake
 
         target = self.path(table)
-        staging = Path(self.lake_root) / "_staging" / f"{table}-{uuid.uuid4().hex}"
+        staging_root = Path(self.lake_root) / "_staging"
+        _sweep_stale_staging(staging_root, table)
+        staging = staging_root / f"{table}-{uuid.uuid4().hex}"
         try:
             df.write.mode("overwrite").parquet(str(staging))
             dataset = pads.dataset(str(staging), format="parquet")
@@ -155,6 +158,25 @@ class DeltaStore:
             raw = F.regexp_extract(F.input_file_name(), rf"/{col}=([^/]+)/", 1)
             df = df.withColumn(col, F.url_decode(raw).cast(schema[col].dataType))
         return df.select(*[f.name for f in schema.fields])
+
+
+# Longer than any job may run (bundle timeouts ≤ 1 h): a staging folder this old belongs to
+# a write whose process was killed before its ``finally`` could remove it.
+STALE_STAGING_S = 6 * 3600
+
+
+def _sweep_stale_staging(staging_root: Path, table: str) -> None:
+    """Remove ``table``'s staging folders left behind by killed writes (housekeeping only:
+    staging is outside every table, so readers never saw them)."""
+    if not staging_root.is_dir():
+        return
+    cutoff = time.time() - STALE_STAGING_S
+    for leftover in staging_root.glob(f"{table}-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except FileNotFoundError:  # another writer swept it first
+            continue
 
 
 def _literal(value: str | date) -> str:

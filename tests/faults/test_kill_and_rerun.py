@@ -208,7 +208,7 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
         },
     )
     assert where.startswith("gold.var_results: staged")
-    # the killed write's Parquet staging folder stays behind (see the xfail test below)
+    # the killed write's Parquet staging folder stays behind until a later write sweeps it
     assert [p.name for p in (lake / "_staging").iterdir() if "gold.var_results" in p.name]
     with pytest.raises(IncompleteNightError, match="no firm figure"):
         gather(spark, str(lake), DAY)
@@ -269,17 +269,9 @@ def test_an_ingest_rerun_dying_between_writes_leaves_no_stale_audit_row(
     assert store.read("silver.ingest_audit", part).count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delta_store crash-safety gap: a write killed by SIGKILL leaves its Parquet staging "
-    "folder <lake>/_staging/<table>-<uuid> behind (the `finally: rmtree` never runs), and no "
-    "later write or job removes it, so each crashed write leaks its full size on storage. "
-    "Readers are unaffected (staging is outside every table). Fix in delta_store: sweep "
-    "staging folders older than the longest job (or the run's own, by run id) before writing.",
-)
 def test_a_killed_writes_staging_folder_is_cleaned_up_by_the_next_write(spark, tmp_path):
     """A staging folder as a SIGKILLed write leaves it (the kill test above shows the leftover
-    appears); the next write to the store should not leave it there forever."""
+    appears) is removed by a later write once it is older than any job can run."""
     lake = tmp_path / "lake"
     store = DeltaStore(spark, str(lake))
     rows = spark.createDataFrame(
