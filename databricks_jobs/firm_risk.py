@@ -54,6 +54,19 @@ def compute_firm_risk(
             f"no risk results for {', '.join(missing)} on {business_date}: no firm figure "
             "is produced for an incomplete night"
         )
+    figures_run = {
+        r["region"]: r["run_id"]
+        for r in store.read("gold.var_results", {"business_date": business_date})
+        .where((F.col("level") == "region") & F.col("region").isin(regions))
+        .collect()
+    }
+    # compute_risk writes the vectors, then the figures: a run killed in between leaves
+    # vectors that no figure vouches for.
+    if stale := [r for r in regions if figures_run.get(r) != by_region[r]["run_id"]]:
+        raise RiskInputError(
+            f"P&L vectors and VaR figures of {', '.join(stale)} on {business_date} come from "
+            "different runs (a compute_risk run did not finish): rerun compute_risk"
+        )
     windows = {(r["scenario_start"], r["scenario_end"], len(r["pnl"])) for r in rows}
     if len(windows) != 1:
         raise RiskInputError(f"regions were computed over different scenario sets: {windows}")

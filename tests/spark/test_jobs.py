@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from pyspark.sql import functions as F
 
 from databricks_jobs.compute_risk import RiskInputError, compute_region_risk
 from databricks_jobs.delta_store import DeltaStore
@@ -296,3 +297,18 @@ def test_load_refuses_a_date_without_firm_figure(night, spark):
     _, lake, _ = night
     with pytest.raises(IncompleteNightError, match="no firm figure for 2026-11-25"):
         gather(spark, str(lake), date(2026, 11, 25))
+
+
+def test_no_firm_figure_from_vectors_no_figure_vouches_for(night, spark, tmp_path):
+    """A compute_risk run killed between its two writes: new vectors, old figures."""
+    _, lake, _ = night
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    store = DeltaStore(spark, str(copy))
+    part = {"business_date": DAY, "region": "APAC"}
+    vectors = store.read("gold.pnl_vectors", part)
+    store.replace_partition(vectors.withColumn("run_id", F.lit("killed")), "gold.pnl_vectors", part)
+    with pytest.raises(RiskInputError, match=r"APAC .* come from different runs"):
+        compute_firm_risk(
+            spark, lake_root=str(copy), business_date=DAY, regions=REGIONS, run_id="x"
+        )
