@@ -39,6 +39,12 @@ class RateLimiter:
         self.limited = 0
         self.allowed = 0
 
+    def configure(self, rate_per_s: float, burst: int) -> None:
+        """Change the limit and start from a full bucket."""
+        with self._lock:
+            self.rate_per_s, self.burst = float(rate_per_s), int(burst)
+            self._tokens, self._stamp = float(self.burst), time.monotonic()
+
     def __call__(self, request) -> ApiError | None:
         with self._lock:
             now = time.monotonic()

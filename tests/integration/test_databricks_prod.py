@@ -444,7 +444,8 @@ def test_429_carries_retry_after_and_mixed_parameters_are_refused(fixture_emulat
     headers = {"Authorization": f"Bearer {token}"}
     ca = str(emulator.ca_file)
     limiter = emulator.rate_limiter
-    limiter.rate_per_s, limiter.burst = 0.5, 2  # a tight limit for this test only
+    normal = limiter.rate_per_s, limiter.burst
+    limiter.configure(0.5, 2)  # a tight limit for this test only
     try:
         with requests.Session() as session:
             answers = [
@@ -453,7 +454,7 @@ def test_429_carries_retry_after_and_mixed_parameters_are_refused(fixture_emulat
                 for _ in range(4)
             ]  # fmt: skip
     finally:
-        limiter.rate_per_s, limiter.burst = 20.0, 20
+        limiter.configure(*normal)  # and a full bucket again for what follows
     limited = [a for a in answers if a.status_code == 429]
     assert limited, "4 requests at once never met a limit of 2"
     assert limited[0].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
