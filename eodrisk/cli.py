@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
@@ -131,13 +132,16 @@ def _query(sql: str, data_dir: Path) -> int:
     if not os.environ.get(DSN_ENV) and not (data_dir / "postgres").exists():
         print(f"no Postgres under {data_dir}: run `eodrisk demo` first", file=sys.stderr)
         return 2
-    with postgres(data_dir / "postgres") as dsn, psycopg2.connect(dsn) as conn:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            table = Table(*[c.name for c in cur.description or []])
-            for row in cur.fetchall() if cur.description else []:
-                table.add_row(*[str(v) for v in row])
-        conn.close()
+    with (
+        postgres(data_dir / "postgres") as dsn,
+        closing(psycopg2.connect(dsn)) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(sql)
+        table = Table(*[c.name for c in cur.description or []])
+        for row in cur.fetchall() if cur.description else []:
+            table.add_row(*[str(v) for v in row])
     Console().print(table)
     return 0
 
