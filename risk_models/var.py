@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import overload
 
 import numpy as np
@@ -65,8 +66,10 @@ def tail_count(n_scenarios: int, confidence: float) -> int:
     _check_confidence(confidence)
     if n_scenarios < 1:
         raise ValueError(f"need at least one scenario, got n_scenarios={n_scenarios}")
-    # round() first: 500 * (1 - 0.99) is 5.000000000000004 in binary floating point.
-    k = math.ceil(round(n_scenarios * (1.0 - confidence), 9))
+    # Exact decimal arithmetic on the confidence as written (its repr): 500 * (1 - 0.99) is
+    # 5.000000000000004 in binary floating point but exactly 5 in decimal, while rounding to
+    # a fixed number of digits would wrongly give 5 for 50_000 * (1 - 0.9998999999999999).
+    k = math.ceil(n_scenarios * (1 - Decimal(repr(float(confidence)))))
     return min(max(k, 1), n_scenarios)
 
 
