@@ -17,7 +17,7 @@ from risk_models._types import FloatArray
 __all__ = ["BlackScholes", "ZeroCurve", "black_scholes", "bond_cashflows", "bond_price"]
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_BLOCK_ELEMENTS = 1 << 17  # bond_price working-set size (floats) per block of bonds
+_BLOCK_ELEMENTS = 1 << 21  # bond_price floats per block (16 MiB): ~130 bonds at S=500, C=30
 
 
 @dataclass(frozen=True, eq=False)
