@@ -60,6 +60,7 @@ from databricks_jobs.risk_metrics import (
     region_contributions,
     rollup_region,
 )
+from databricks_jobs.trade_validation import EXPECTED_HEADER, MAX_ABS_QUANTITY, MAX_PRICE
 from databricks_jobs.valuation import (
     SCENARIO_WINDOW,
     MarketLevels,
@@ -72,19 +73,6 @@ from risk_models.aggregate import aggregate_pnl
 log = logging.getLogger("eodrisk.backfill")
 
 DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
-TRADE_COLUMNS = (
-    "trade_id",
-    "business_date",
-    "trade_date",
-    "book",
-    "instrument_id",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-)
-MAX_ABS_QUANTITY = 1e10
-MAX_PRICE = 1e9
 #: Below this many dates per worker, one process does it all (a pool costs ~2 s to start).
 MIN_DATES_PER_WORKER = 20
 
@@ -264,7 +252,7 @@ def read_trade_file(
     if len(data) != int(manifest["bytes"]) or sha != manifest["sha256"]:
         raise BackfillError(f"{path}: size or sha256 differs from {marker.name}; not ingesting")
     header = data.split(b"\n", 1)[0].decode("utf-8").lstrip("\ufeff").rstrip("\r")
-    if header != ",".join(TRADE_COLUMNS):
+    if header != EXPECTED_HEADER:
         raise BackfillError(f"{path} line 1: header {header!r} is not the contract's")
     frame = pd.read_csv(
         io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, engine="c"
