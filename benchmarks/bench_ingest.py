@@ -5,11 +5,9 @@ numbering, validation against reference data, Delta writes of trades / quarantin
 reconciliation) against ``spark.read.csv(file, header=True).count()`` of the same file in
 the same Spark session. Target: ingest <= 2x the raw read.
 
-Also measured, to say where the time goes: a parse-everything baseline (the CSV read with
-the contract's schema, written as Parquet: the least any ingest must do), and the two
-stages of the job that run outside Spark's JVM: the file's sha256 and the line numbering
-through a Python RDD (``textFile().zipWithIndex()``), next to a JVM-only prototype of the
-numbering (``spark.read.text`` + ``row_number`` over ``monotonically_increasing_id``).
+Also measured, to say where the time goes: parse-everything baselines (the CSV read with
+the contract's schema into Spark's ``noop`` sink, and written as Parquet: the least any
+ingest must do), the file's sha256 (driver) and the job's line reading and numbering.
 """
 
 from __future__ import annotations
@@ -31,32 +29,8 @@ def generate(root: Path, rows: int) -> Path:
     return night.trade_files[(BUSINESS_DATE, REGION)]
 
 
-def python_rdd_lines(spark, path: Path) -> int:
-    """The job's numbering step alone (ingest_trades.ingest, before validation)."""
-    numbered = spark.sparkContext.textFile(str(path)).zipWithIndex()
-    lines = (
-        numbered.filter(lambda pair: pair[1] > 0)
-        .map(lambda pair: (pair[1] + 1, pair[0]))
-        .toDF("line_number long, raw_line string")
-    )
-    return lines.count()
-
-
-def jvm_lines(spark, path: Path):
-    """Prototype: the same (line_number, raw_line) rows without leaving the JVM."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    order = Window.orderBy(F.monotonically_increasing_id())
-    return (
-        spark.read.text(str(path))
-        .select(F.row_number().over(order).alias("line_number"), F.col("value").alias("raw_line"))
-        .where(F.col("line_number") > 1)
-    )
-
-
 def run(quick: bool = False, spark=None) -> Report:
-    from databricks_jobs.ingest_trades import _sha256, ingest
+    from databricks_jobs.ingest_trades import _sha256, ingest, numbered_lines
     from databricks_jobs.trade_validation import TRADE_COLUMNS
 
     started = time.perf_counter()
@@ -68,15 +42,6 @@ def run(quick: bool = False, spark=None) -> Report:
     path = generate(landing, n_rows)
     t_generate = time.perf_counter() - t0
     size_mb = path.stat().st_size / 1e6
-
-    # Same numbering, both ways (checked equal on the first rows and the count).
-    want = python_rdd_lines(spark, path)
-    got = jvm_lines(spark, path)
-    if got.count() != want:
-        raise AssertionError("JVM line numbering disagrees with the job's on the row count")
-    first = spark.sparkContext.textFile(str(path)).take(3)
-    if [r["raw_line"] for r in got.orderBy("line_number").take(2)] != first[1:3]:
-        raise AssertionError("JVM line numbering disagrees with the job's on the first lines")
 
     runs = iter(range(100))
 
@@ -94,14 +59,23 @@ def run(quick: bool = False, spark=None) -> Report:
     def raw_count() -> None:
         assert spark.read.csv(str(path), header=True).count() == n_rows
 
+    schema = ", ".join(f"`{c}` string" for c in TRADE_COLUMNS)
+
+    def parse_all() -> None:  # every field of every row parsed, nothing written
+        spark.read.schema(schema).csv(str(path), header=True).write.format("noop").mode(
+            "overwrite"
+        ).save()
+
     def parse_write() -> None:
-        schema = ", ".join(f"`{c}` string" for c in TRADE_COLUMNS)
         (
             spark.read.schema(schema)
             .csv(str(path), header=True)
             .write.mode("overwrite")
             .parquet(str(root / "parse_write"))
         )
+
+    def numbering() -> None:  # the job's first step: every line read and numbered
+        numbered_lines(spark, str(path)).write.format("noop").mode("overwrite").save()
 
     raw_count()  # warm: JVM, file cache
     if not quick:
@@ -110,38 +84,40 @@ def run(quick: bool = False, spark=None) -> Report:
         {
             "raw": raw_count,
             "ingest": do_ingest,
+            "parse_all": parse_all,
             "parse_write": parse_write,
             "sha256": lambda: _sha256(path),
-            "rdd_lines": lambda: python_rdd_lines(spark, path),
-            "jvm_lines": lambda: jvm_lines(spark, path).count(),
+            "numbering": numbering,
         },
         1 if quick else 2,
     )
-    raw, ing = best["raw"].wall, best["ingest"].wall
+    raw, ing, floor = best["raw"].wall, best["ingest"].wall, best["parse_write"].wall
     rows = [
-        ["raw `spark.read.csv(header=True).count()`", raw, "1.00×"],
-        ["parse all columns + write Parquet", best["parse_write"].wall, None],
-        ["**ingest job**", ing, None],
-        ["— of which sha256 of the file (driver)", best["sha256"].wall, None],
-        ["— of which line numbering, Python RDD (job)", best["rdd_lines"].wall, None],
-        ["line numbering, JVM prototype", best["jvm_lines"].wall, None],
+        ["raw `spark.read.csv(header=True).count()`", raw],
+        ["parse every field (CSV read, `noop` sink)", best["parse_all"].wall],
+        ["parse every field + write Parquet", floor],
+        ["**ingest job**", ing],
+        ["— of which sha256 of the file (driver)", best["sha256"].wall],
+        ["— of which reading + numbering the lines (JVM)", best["numbering"].wall],
     ]
-    for r in rows:
-        r[2] = r[2] or f"{r[1] / raw:.2f}×"
-        r[1] = r[1]
     report.table(
         f"{n_rows:,} rows, {size_mb:.0f} MB CSV; wall seconds, best of "
         f"{1 if quick else 2} interleaved runs (Spark local[2]); "
         f"generating the file took {t_generate:.0f} s (not timed).",
-        ["step", "wall s", "vs raw read"],
-        rows,
+        ["step", "wall s", "vs raw read", "vs parse + write"],
+        [[name, t, f"{t / raw:.2f}×", f"{t / floor:.2f}×"] for name, t in rows],
     )
     report.check("Ingest vs raw Spark CSV read + count", ing / raw, "<=", 2)
-    saved = best["rdd_lines"].wall - best["jvm_lines"].wall
     report.note(
-        f"Replacing the Python-RDD numbering by the JVM prototype would save ~{saved:.1f} s "
-        f"of the job's {ing:.1f} s on this file (numbering is also computed again when "
-        "`lines` is read after `count()`, unless the persisted copy survives)."
+        "The raw `count()` parses no field: Spark's CSV reader prunes every column and counts "
+        "lines. Any ingest that reads the fields and writes them once is bounded below by "
+        f"'parse every field + write Parquet', {floor / raw:.1f}x the raw count here, so the "
+        "<= 2x target cannot be met by a job that writes its input. On top of that floor the "
+        "job numbers every line (quarantine rows name their line), applies ~30 rules with "
+        "the field and message of the first one broken, checks trade ids for duplicates (a "
+        "shuffle), joins reference data, caches the verdicts once for the two outputs, writes "
+        "three Delta tables (locally: Spark stages Parquet, delta-rs commits it) and reads "
+        "the counts back to reconcile."
     )
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from pyspark import RDD, StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
@@ -99,17 +98,30 @@ def check_file(data_file: str) -> None:
         check_file_start(fh.read(MAX_HEADER_BYTES), data_file)
 
 
-def numbered_lines(spark: SparkSession, data_file: str, min_partitions: int | None = None) -> RDD:
+def numbered_lines(spark: SparkSession, data_file: str) -> DataFrame:
     """``(line_number, raw_line)`` of every data line (header excluded), numbered from 2.
 
     Lines are split as Hadoop's text reader splits them (LF, CRLF or CR), without the line
-    break, and decoded as UTF-8 with U+FFFD for undecodable bytes.
+    break; bytes that are not UTF-8 become U+FFFD. Numbering stays in the JVM, as
+    ``zipWithIndex`` does it: one cheap pass counts the lines of each split of the file
+    (a split's rows carry consecutive ids), the next numbers every line from its split's
+    first line.
     """
+    text = spark.read.text(data_file).select(
+        F.input_file_block_start().alias("_split_start"),
+        F.monotonically_increasing_id().alias("_id"),
+        F.make_valid_utf8("value").alias("raw_line"),
+    )
+    splits = text.groupBy("_split_start").agg(F.min("_id").alias("_first_id"), F.count("*"))
+    first_line, starts = 1, []
+    for split_start, first_id, lines in sorted(splits.collect()):  # one row per split
+        starts.append((split_start, first_line - first_id))
+        first_line += lines
+    shift = spark.createDataFrame(starts, "_split_start long, _shift long")
     return (
-        spark.sparkContext.textFile(data_file, min_partitions)
-        .zipWithIndex()
-        .filter(lambda pair: pair[1] > 0)
-        .map(lambda pair: (pair[1] + 1, pair[0]))
+        text.join(F.broadcast(shift), "_split_start")
+        .select((F.col("_id") + F.col("_shift")).alias("line_number"), "raw_line")
+        .where(F.col("line_number") > 1)
     )
 
 
@@ -138,32 +150,23 @@ def ingest(
     manifest = verify_manifest(data_file, marker)
     check_file(data_file)
 
-    lines = (
-        numbered_lines(spark, data_file)
-        .toDF("line_number long, raw_line string")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    checked = validate_trades(
+        numbered_lines(spark, data_file),
+        read_books(spark, landing_root),
+        read_instruments(spark, landing_root),
+        business_date,
+        region,
+    ).persisted()
     try:
-        rows_read = lines.count()
+        rows_accepted, rows_quarantined = checked.counts()
+        rows_read = rows_accepted + rows_quarantined
         if rows_read != manifest["rows"]:
             raise IngestError(
                 f"{data_file}: {rows_read} data rows but the manifest says {manifest['rows']}; "
                 "not ingesting"
             )
-        checked = validate_trades(
-            lines,
-            read_books(spark, landing_root),
-            read_instruments(spark, landing_root),
-            business_date,
-            region,
-        )
         file_name = Path(data_file).name
         audit_cols = [F.lit(file_name).alias("source_file"), F.lit(run_id).alias("run_id")]
-        valid = checked.valid.select("*", *audit_cols).persist(StorageLevel.MEMORY_AND_DISK)
-        quarantine = checked.quarantine.select("*", *audit_cols)
-        rows_accepted = valid.count()
-        rows_quarantined = rows_read - rows_accepted
-
         partition = {"business_date": business_date, "region": region}
         store = DeltaStore(spark, lake_root)
         if store.exists("silver.ingest_audit"):
@@ -171,8 +174,10 @@ def ingest(
             store.replace_partition(
                 spark.createDataFrame([], AUDIT_SCHEMA), "silver.ingest_audit", partition
             )
-        store.replace_partition(valid, "silver.trades", partition)
-        store.replace_partition(quarantine, "silver.trades_quarantine", partition)
+        store.replace_partition(checked.valid.select("*", *audit_cols), "silver.trades", partition)
+        store.replace_partition(
+            checked.quarantine.select("*", *audit_cols), "silver.trades_quarantine", partition
+        )
         written_trades = store.read("silver.trades", partition).count()
         written_quarantine = store.read("silver.trades_quarantine", partition).count()
         if (written_trades, written_quarantine) != (rows_accepted, rows_quarantined):
@@ -199,9 +204,8 @@ def ingest(
         # The audit row is written last: downstream jobs trust a partition only when its
         # audit row agrees with the trades present.
         store.replace_partition(audit, "silver.ingest_audit", partition)
-        valid.unpersist()
     finally:
-        lines.unpersist()
+        checked.checked.unpersist()
     result = IngestResult(file_name, rows_read, rows_accepted, rows_quarantined)
     log.info("ingested %s", result)
     print(

@@ -1,7 +1,8 @@
 """Postgres access for the loader: migrations, and replace-by-key loads in one transaction.
 
-A load COPYs the rows into a temporary staging table and upserts them into the target in
-the same transaction, deleting the scope's rows that are no longer present: a crash leaves
+A first load of a scope (say, a business date) COPYs its rows straight into the target. A
+reload COPYs them into a temporary staging table and upserts them into the target in the
+same transaction, deleting the scope's rows that are no longer present: a crash leaves
 the previous state intact, and a rerun with the same figures changes nothing (rows whose
 values are unchanged keep their ``run_id`` and ``loaded_at``).
 """
@@ -83,6 +84,13 @@ def replace_scope(
     ``rows`` hold the ``key`` columns then the ``values`` columns (``run_id`` among them).
     """
     columns = [*key, *values]
+    scope_sql = " and ".join(f"t.{c} = %({c})s" for c in scope)
+    cursor.execute(f"select exists (select 1 from {table} t where {scope_sql})", scope)
+    if not cursor.fetchone()[0]:
+        # A first load of this scope: nothing to compare or delete, COPY straight in (the
+        # caller's advisory lock keeps a concurrent load of the same scope out).
+        copy_rows(cursor, table, columns, rows)
+        return
     stage = "stage_" + table.replace(".", "_")
     cursor.execute(
         f"create temporary table {stage} on commit drop as "
@@ -99,7 +107,6 @@ def replace_scope(
         f"where ({', '.join('t.' + c for c in compared)}) "
         f"is distinct from ({', '.join('excluded.' + c for c in compared)})"
     )
-    scope_sql = " and ".join(f"t.{c} = %({c})s" for c in scope)
     match = " and ".join(f"s.{c} = t.{c}" for c in key)
     cursor.execute(
         f"delete from {table} t where {scope_sql} "

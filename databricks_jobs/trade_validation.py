@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -67,8 +68,62 @@ class FileFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedTrades:
-    valid: DataFrame
-    quarantine: DataFrame
+    """Every line with its verdict (``_verdict``: null, or the first rule it breaks).
+
+    ``valid`` and ``quarantine`` are projections of ``checked``; persist it (``persisted``)
+    before using both, so the lines are parsed and joined once.
+    """
+
+    checked: DataFrame
+    business_date: date
+    region: str
+    keys: tuple[str, ...] = ()
+
+    def persisted(self) -> ValidatedTrades:
+        return replace(self, checked=self.checked.persist(StorageLevel.MEMORY_AND_DISK))
+
+    def counts(self) -> tuple[int, int]:
+        """``(rows_accepted, rows_quarantined)``, from one aggregation over ``checked``."""
+        is_valid = F.col("_verdict").isNull()
+        row = self.checked.agg(
+            F.count(F.when(is_valid, 1)).alias("valid"),
+            F.count(F.when(~is_valid, 1)).alias("quarantined"),
+        ).first()
+        return int(row["valid"]), int(row["quarantined"])
+
+    @property
+    def valid(self) -> DataFrame:
+        return self.checked.where(F.col("_verdict").isNull()).select(
+            *self.keys,
+            "trade_id",
+            F.col("_business_date").alias("business_date"),
+            F.col("_trade_date").alias("trade_date"),
+            F.lit(self.region).alias("region"),
+            F.col("_desk").alias("desk"),
+            "book",
+            "instrument_id",
+            "side",
+            F.col("_quantity").alias("quantity"),
+            F.when(F.col("side") == "BUY", F.col("_quantity"))
+            .otherwise(-F.col("_quantity"))
+            .alias("signed_quantity"),
+            F.col("_price").alias("price"),
+            "currency",
+            F.col("line_number").alias("source_line"),
+        )
+
+    @property
+    def quarantine(self) -> DataFrame:
+        return self.checked.where(F.col("_verdict").isNotNull()).select(
+            *self.keys,
+            F.lit(self.business_date).alias("business_date"),
+            F.lit(self.region).alias("region"),
+            "line_number",
+            "raw_line",
+            F.col("_verdict.rule").alias("rule"),
+            F.col("_verdict.field").alias("field"),
+            F.col("_verdict.message").alias("message"),
+        )
 
 
 def check_file_start(head: bytes, file_name: str) -> None:
@@ -126,7 +181,7 @@ def _finite_double(name: str) -> Column:
 def _iso_date(name: str) -> Column:
     """The field as a date, or null unless it is exactly ``YYYY-MM-DD`` (a real day)."""
     text = F.trim(F.col(name))
-    return F.when(text.rlike(_DATE), F.expr(f"try_to_date(trim(`{name}`), 'yyyy-MM-dd')"))
+    return F.when(text.rlike(_DATE), F.expr(f"try_cast(trim(`{name}`) as date)"))
 
 
 def _rule(condition: Column, rule: str, field: str, message: Column | str) -> tuple:
@@ -160,14 +215,18 @@ def validate_trades(
         *keys, "line_number", "raw_line", "f.*"
     )
     stripped = {c: F.trim(F.col(c)) for c in TRADE_COLUMNS}
-    unquoted = F.regexp_replace(F.col("raw_line"), _QUOTED_FIELD, "")
+    raw = F.col("raw_line")
+    # The quoted-field regex is costly; most lines have no quote at all.
+    unquoted = F.when(raw.contains('"'), F.regexp_replace(raw, _QUOTED_FIELD, "")).otherwise(raw)
     typed = parsed.select(
         *keys,
         "line_number",
         "raw_line",
         F.col(_EXTRA),
         unquoted.contains('"').alias("_stray_quote"),
-        F.size(F.split(unquoted, ",", -1)).alias("_n_fields"),
+        (F.length(unquoted) - F.length(F.replace(unquoted, F.lit(","), F.lit(""))) + 1).alias(
+            "_n_fields"
+        ),
         *[stripped[c].alias(c) for c in TRADE_COLUMNS],
         _iso_date("business_date").alias("_business_date"),
         _iso_date("trade_date").alias("_trade_date"),
@@ -343,34 +402,21 @@ def validate_trades(
                 F.lit(rule).alias("rule"), F.lit(field).alias("field"), message.alias("message")
             ),
         ).otherwise(verdict)
-    checked = joined.withColumn("_verdict", verdict)
-
-    valid = checked.where(F.col("_verdict").isNull()).select(
+    # Only what the two outputs need: the raw text is kept for quarantined lines alone.
+    checked = joined.withColumn("_verdict", verdict).select(
         *keys,
+        "line_number",
+        F.when(F.col("_verdict").isNotNull(), F.col("raw_line")).alias("raw_line"),
         "trade_id",
-        F.col("_business_date").alias("business_date"),
-        F.col("_trade_date").alias("trade_date"),
-        F.lit(region).alias("region"),
-        F.col("_desk").alias("desk"),
         "book",
         "instrument_id",
         "side",
-        F.col("_quantity").alias("quantity"),
-        F.when(F.col("side") == "BUY", F.col("_quantity"))
-        .otherwise(-F.col("_quantity"))
-        .alias("signed_quantity"),
-        F.col("_price").alias("price"),
         "currency",
-        F.col("line_number").alias("source_line"),
+        "_business_date",
+        "_trade_date",
+        "_desk",
+        "_quantity",
+        "_price",
+        "_verdict",
     )
-    quarantine = checked.where(F.col("_verdict").isNotNull()).select(
-        *keys,
-        F.lit(business_date).alias("business_date"),
-        F.lit(region).alias("region"),
-        "line_number",
-        "raw_line",
-        F.col("_verdict.rule").alias("rule"),
-        F.col("_verdict.field").alias("field"),
-        F.col("_verdict.message").alias("message"),
-    )
-    return ValidatedTrades(valid=valid, quarantine=quarantine)
+    return ValidatedTrades(checked, business_date, region, tuple(keys))

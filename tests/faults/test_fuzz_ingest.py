@@ -4,8 +4,9 @@ Where each part runs (honestly):
 
 * every file: the file-level check the ingest runs first (``ingest_trades.check_file``:
   encoding, header), in Python;
-* every file that passes it: its lines read by the line reader the ingest uses (Spark's
-  ``textFile``: Hadoop's LineRecordReader, ``Text`` decoded as UTF-8 with replacement) — all
+* every file that passes it: its lines split by the line reader the ingest uses (Hadoop's
+  LineRecordReader, under both ``textFile`` and the job's ``spark.read.text``; ``Text``
+  decoded as UTF-8 with replacement, as the job's ``make_valid_utf8`` does) — all
   files through ONE ``textFile`` (one partition per file, numbered by position in it, as
   ``zipWithIndex`` numbers a file's lines), in ONE DataFrame keyed by file number, validated
   by ``trade_validation.validate_trades`` with ``file_key`` (trade ids unique per file) —
