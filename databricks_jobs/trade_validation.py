@@ -37,6 +37,32 @@ MAX_PRICE = 1e9
 MIN_TRADE_DATE = date(1900, 1, 1)
 #: The longest header line read when checking a file (the contract's is 80 characters).
 MAX_HEADER_BYTES = 4096
+#: Every rule a data line can break, as (rule, field) in the order they are checked: the
+#: names loaded into ``risk.quarantine_summary`` and shown in BI. ``validate_trades`` builds
+#: exactly these (it refuses to run otherwise), so this is the list to read or reuse.
+QUARANTINE_RULES: tuple[tuple[str, str], ...] = (
+    ("empty_line", ""),
+    ("invalid_encoding", ""),
+    ("control_character", ""),
+    ("bad_quoting", ""),
+    ("malformed_row", ""),
+    *(("missing_field", c) for c in TRADE_COLUMNS),
+    ("invalid_date", "business_date"),
+    ("business_date_mismatch", "business_date"),
+    ("invalid_date", "trade_date"),
+    ("trade_date_after_business_date", "trade_date"),
+    ("invalid_side", "side"),
+    ("invalid_number", "quantity"),
+    ("non_positive_quantity", "quantity"),
+    ("quantity_out_of_range", "quantity"),
+    ("invalid_number", "price"),
+    ("price_out_of_range", "price"),
+    ("unknown_book", "book"),
+    ("book_not_in_region", "book"),
+    ("unknown_instrument", "instrument_id"),
+    ("currency_mismatch", "currency"),
+    ("duplicate_trade_id", "trade_id"),
+)
 _EXTRA = "_extra_field"
 _CSV_SCHEMA = ", ".join(f"`{c}` STRING" for c in (*TRADE_COLUMNS, _EXTRA))
 # RFC 4180 quoting: a field may be quoted (commas inside it are data), a quote inside a
@@ -394,6 +420,9 @@ def validate_trades(
             F.concat(F.lit("trade_id seen on an earlier line: "), F.col("trade_id")),
         ),
     ]
+    built = tuple(dict.fromkeys((rule, field) for _, rule, field, _ in rules))
+    if built != QUARANTINE_RULES:
+        raise AssertionError(f"rules {built} differ from QUARANTINE_RULES: update it with them")
     verdict = F.lit(None).cast("struct<rule:string,field:string,message:string>")
     for condition, rule, field, message in reversed(rules):
         verdict = F.when(

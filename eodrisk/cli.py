@@ -3,7 +3,7 @@
 eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
 eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
-eodrisk query "SQL" [--data-dir DIR]                      query the demo's Postgres
+eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
 """
 
 from __future__ import annotations
@@ -57,9 +57,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_report_arguments(sub.add_parser("report", help="write the daily HTML risk report"))
 
+    from eodrisk.export import FORMATS as EXPORT_FORMATS
+
     query = sub.add_parser("query", help="run SQL against the demo's Postgres")
     query.add_argument("sql")
     query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    query.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default=None,
+        help="write the rows to --out in this format (default: from --out's suffix, else a table)",
+    )
+    query.add_argument("--out", type=Path, default=None, help="file to write (csv/parquet/xlsx)")
     return parser
 
 
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_report(args)
     if args.command == "query":
-        return _query(args.sql, args.data_dir)
+        return _query(args.sql, args.data_dir, args.format, args.out)
     raise AssertionError(args.command)
 
 
@@ -122,13 +131,21 @@ def _with_demo_postgres(command, argv: list[str]) -> int:
         return command([*argv, "--dsn", dsn])
 
 
-def _query(sql: str, data_dir: Path) -> int:
+def _query(sql: str, data_dir: Path, fmt: str | None, out: Path | None) -> int:
     import psycopg2
     from rich.console import Console
     from rich.table import Table
 
+    from eodrisk import export
     from eodrisk.postgres_server import DSN_ENV, postgres
 
+    fmt = fmt or (out.suffix.lstrip(".").lower() if out else "table")
+    if (fmt == "table") != (out is None):
+        print("eodrisk query: --out FILE goes with --format csv|parquet|xlsx", file=sys.stderr)
+        return 2
+    if fmt not in export.FORMATS:
+        print(f"eodrisk query: cannot tell the format of {out}: add --format", file=sys.stderr)
+        return 2
     if not os.environ.get(DSN_ENV) and not (data_dir / "postgres").exists():
         print(f"no Postgres under {data_dir}: run `eodrisk demo` first", file=sys.stderr)
         return 2
@@ -139,9 +156,19 @@ def _query(sql: str, data_dir: Path) -> int:
         conn.cursor() as cur,
     ):
         cur.execute(sql)
-        table = Table(*[c.name for c in cur.description or []])
-        for row in cur.fetchall() if cur.description else []:
-            table.add_row(*[str(v) for v in row])
+        columns = [c.name for c in cur.description or []]
+        rows = cur.fetchall() if cur.description else []
+    if out is not None:
+        try:
+            export.write(columns, rows, fmt, out)
+        except export.ExportError as exc:
+            print(f"eodrisk query: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(rows)} rows to {out}", file=sys.stderr)
+        return 0
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
     Console().print(table)
     return 0
 

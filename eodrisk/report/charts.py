@@ -25,6 +25,31 @@ GRID = "#e4e7eb"
 MUTED = "#616e7c"
 
 
+# Advance widths of DejaVu Sans (the charts' font, see html.py) in em, rounded up per class
+# of character, so a label's room is computed rather than guessed: nothing is cut.
+_EM_WIDTH = {"upper": 0.78, "lower": 0.62, "digit": 0.64, " ": 0.32, "_": 0.5, ".": 0.32}
+
+
+def text_width(text: str, font_size: float) -> float:
+    """An upper bound of ``text``'s width in px, set in DejaVu Sans at ``font_size`` px."""
+    em = 0.0
+    for ch in text:
+        if ch.isupper():
+            em += _EM_WIDTH["upper"]
+        elif ch.islower():
+            em += _EM_WIDTH["lower"]
+        elif ch.isdigit():
+            em += _EM_WIDTH["digit"]
+        else:
+            em += _EM_WIDTH.get(ch, 0.7)
+    return em * font_size
+
+
+def label_room(labels: Sequence[str], font_size: float, least: float) -> int:
+    """Width for a column of labels: the widest label and a margin, at least ``least``."""
+    return math.ceil(max([least, *(text_width(t, font_size) + 12 for t in labels)]))
+
+
 def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     """Round tick values covering [low, high] (1, 2, 2.5, 5 x 10^k steps)."""
     if not math.isfinite(low) or not math.isfinite(high) or high <= low:
@@ -176,7 +201,11 @@ def waterfall_chart(
         "chart.waterfall.benefit": benefit,
         "chart.waterfall.firm": firm_var,
     } | {f"chart.waterfall.{r}": v for r, v in regions}
-    label_w, value_w, row_h, top = 112, 70, 30, 8
+    label_w = label_room([b[0] for b in bars], 12, 112)
+    shown_values = [*(v for _, v in regions), sum_regions, -benefit, firm_var]
+    value_w = label_room([musd(v) for v in shown_values], 12, 70)
+    row_h, top = 30, 8
+    width = max(width, label_w + value_w + 120)
     plot_w = width - label_w - value_w
     high = max([sum_regions, firm_var, *(b[2] for b in bars)]) or 1.0
     height = top * 2 + row_h * len(bars)
@@ -207,7 +236,10 @@ def contributions_chart(rows: Sequence[dict[str, Any]], width: int = 540) -> str
     """Top books by component VaR within the firm; hedges (negative) extend left."""
     if not rows:
         return '<p class="empty">No component VaR loaded for this date.</p>'
-    label_w, value_w, row_h, top = 130, 120, 26, 8
+    label_w = label_room([r["book"] for r in rows], 12, 130)
+    value_w = label_room([_contribution_text(r) for r in rows], 12, 120)
+    row_h, top = 26, 8
+    width = max(width, label_w + value_w + 160)
     plot_w = width - label_w - value_w
     low = min(0.0, *(r["component_var_99_1d_usd"] for r in rows))
     high = max(0.0, *(r["component_var_99_1d_usd"] for r in rows)) or 1.0
@@ -240,7 +272,7 @@ def contributions_chart(rows: Sequence[dict[str, Any]], width: int = 540) -> str
             _text(
                 max(x1, x(0.0)) + 6,
                 y + row_h * 0.65,
-                f"{musd(v)} · {pct(r['share_of_node_var'])}",
+                _contribution_text(r),
                 "start",
                 fill=MUTED,
                 font_size=12,
@@ -248,3 +280,7 @@ def contributions_chart(rows: Sequence[dict[str, Any]], width: int = 540) -> str
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _contribution_text(row: dict[str, Any]) -> str:
+    return f"{musd(row['component_var_99_1d_usd'])} · {pct(row['share_of_node_var'])}"

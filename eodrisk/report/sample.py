@@ -1,11 +1,13 @@
 """A seeded, realistic history of ``risk`` rows for previews of the report and for tests.
 
-``build_history`` returns the rows of every ``risk`` table (firm → 3 regions → 3 desks →
-2 books, 260 business days): VaR that drifts like a real book, desk/region/firm VaR below
-the sum of their children (diversification), component VaR that adds up to each node's
-VaR, hypothetical P&L with a handful of exceptions, backtest summaries computed with
-``risk_models.backtest``, and trade-file audits with quarantined rows by rule. One book is
-missing on one date and another starts halfway, so "previous loaded date for the node"
+``build_history`` returns the rows of every ``risk`` table (firm → 3 regions → the desks and
+books of the sample night, ``sample_data.universe.books_of``; 260 business days): VaR that
+drifts like a real book, desk/region/firm VaR below the sum of their children
+(diversification), component VaR that adds up to each node's VaR, hypothetical P&L with a
+handful of exceptions, backtest summaries computed with ``risk_models.backtest``, and
+trade-file audits with quarantined rows by the ingest's own rules (``QUARANTINE_RULES``),
+in the columns the load writes (``load_reporting.TABLES``). One book is missing on one date
+and another starts halfway, so "previous loaded date for the node"
 differs from "previous business day". ``insert_history`` writes them with COPY.
 """
 
@@ -20,103 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from databricks_jobs.backtesting import SUMMARY_LEVELS
+from databricks_jobs.load_reporting import TABLES as LOADED_TABLES
+from databricks_jobs.trade_validation import QUARANTINE_RULES
+from eodrisk.sample_data.universe import books_of
 from risk_models.backtest import basel_traffic_light, christoffersen, kupiec_pof
 
 REGIONS = ("AMER", "APAC", "EMEA")
-DESKS = ("RATES", "EQUITY", "FX")
-BOOKS_PER_DESK = 2
 WINDOW = 250
-SUMMARY_LEVELS = ("firm", "region")  # risk.backtest_summary holds these
-RULES = (
-    ("not_null", "price"),
-    ("positive", "quantity"),
-    ("known_instrument", "instrument_id"),
-    ("iso_date", "trade_date"),
-)
-
+# The preview uses the producers' own contracts: the rules the ingest can quarantine a line
+# for, and the columns the load writes (its key and value columns, then ``loaded_at``).
+RULES = QUARANTINE_RULES
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "risk.var_summary": (
-        "business_date",
-        "level",
-        "node",
-        "parent",
-        "region",
-        "var_99_1d_usd",
-        "var_99_10d_usd",
-        "es_975_1d_usd",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.firm_summary": (
-        "business_date",
-        "firm_var_99_1d_usd",
-        "sum_region_var_99_1d_usd",
-        "diversification_benefit_usd",
-        "regions",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.ingest_audit": (
-        "business_date",
-        "region",
-        "source_file",
-        "sha256",
-        "rows_read",
-        "rows_accepted",
-        "rows_quarantined",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.quarantine_summary": (
-        "business_date",
-        "region",
-        "rule",
-        "field",
-        "rows_quarantined",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.var_contributions": (
-        "business_date",
-        "level",
-        "node",
-        "book",
-        "region",
-        "component_var_99_1d_usd",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.backtest": (
-        "business_date",
-        "level",
-        "node",
-        "region",
-        "forecast_date",
-        "var_forecast_99_1d_usd",
-        "hypothetical_pnl_usd",
-        "is_exception",
-        "run_id",
-        "loaded_at",
-    ),
-    "risk.backtest_summary": (
-        "business_date",
-        "level",
-        "node",
-        "region",
-        "observations",
-        "exceptions",
-        "zone",
-        "plus_factor",
-        "kupiec_lr",
-        "kupiec_p_value",
-        "christoffersen_lr_ind",
-        "christoffersen_p_ind",
-        "christoffersen_lr_cc",
-        "christoffersen_p_cc",
-        "run_id",
-        "loaded_at",
-    ),
+    table: (*key, *values, "loaded_at") for table, (key, values) in LOADED_TABLES.items()
 }
+#: How many distinct rules a region's file breaks on a preview night, at most.
+RULES_PER_NIGHT = 4
 
 
 @dataclass
@@ -154,11 +75,10 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
     rng = np.random.default_rng(seed)
     dates = business_days(end, days)
     history = History(dates)
-    books = {
-        (region, desk): [f"{region}_{desk}_{i:02d}" for i in range(1, BOOKS_PER_DESK + 1)]
-        for region in REGIONS
-        for desk in DESKS
-    }
+    books: dict[tuple[str, str], list[str]] = {}
+    for region in REGIONS:
+        for book, desk, _ in books_of(region):  # the sample night's own book hierarchy
+            books.setdefault((region, desk), []).append(book)
     # Slowly drifting book VaR (log random walk) around a per-book level.
     all_books = [b for bs in books.values() for b in bs]
     level = {b: float(rng.uniform(0.4e6, 3.0e6)) for b in all_books}
@@ -182,10 +102,10 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
         for (region, desk), bs in books.items():
             present = [b for b in bs if b in book_var]
             for b in present:
-                nodes.append(("book", b, f"{region}_{desk}", region, book_var[b], [b]))
+                nodes.append(("book", b, desk, region, book_var[b], [b]))
             if present:
                 desk_var = 0.86 * sum(book_var[b] for b in present)
-                nodes.append(("desk", f"{region}_{desk}", region, region, desk_var, present))
+                nodes.append(("desk", desk, region, region, desk_var, present))
         for region in REGIONS:
             desks = [n for n in nodes if n[0] == "desk" and n[3] == region]
             region_books = [b for n in desks for b in n[5]]
@@ -306,7 +226,8 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
         for region in REGIONS:
             read = int(rng.integers(28_000, 32_000))
             quarantined = 0
-            rules = [r for r in RULES if rng.random() < 0.45]
+            picked = rng.choice(len(RULES), size=int(rng.integers(0, RULES_PER_NIGHT + 1)))
+            rules = [RULES[i] for i in sorted(set(picked.tolist()))]
             for rule, fieldname in rules:
                 count = int(rng.integers(1, 40))
                 quarantined += count

@@ -486,8 +486,23 @@ class DevTools:
         os.close(self._from_chrome)
 
 
-def load_in_chromium(chromium: Path, url: str, profile: Path) -> dict[str, Any]:
-    """Open ``url``; return console errors, uncaught exceptions, requests and the DOM text."""
+# Every chart label whose box Chromium lays out outside its SVG's viewBox (cut on screen).
+CUT_LABELS_JS = """
+JSON.stringify([...document.querySelectorAll('svg.chart')].flatMap(svg => {
+  const box = svg.viewBox.baseVal;
+  return [...svg.querySelectorAll('text')].map(t => [t.textContent, t.getBBox()])
+    .filter(([, b]) => b.x < box.x - 0.5 || b.x + b.width > box.x + box.width + 0.5)
+    .map(([text, b]) => `${svg.dataset.testid}: ${text} x=${b.x.toFixed(1)}..`
+                        + `${(b.x + b.width).toFixed(1)} of ${box.width}`);
+}))
+"""
+
+
+def load_in_chromium(
+    chromium: Path, url: str, profile: Path, evaluate: str = "1"
+) -> dict[str, Any]:
+    """Open ``url``; return console errors, uncaught exceptions, requests and the DOM text,
+    and the value of the ``evaluate`` expression in the loaded page."""
     tools = DevTools(chromium, profile)
     try:
         target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -499,9 +514,12 @@ def load_in_chromium(chromium: Path, url: str, profile: Path) -> dict[str, Any]:
         tools.send("Page.navigate", {"url": url}, session=session)
         tools.wait_for("Page.loadEventFired")
         time.sleep(0.3)  # late console messages
-        tools.send("Runtime.evaluate", {"expression": "1"}, session=session)
+        value = tools.send(
+            "Runtime.evaluate", {"expression": evaluate, "returnByValue": True}, session=session
+        )["result"].get("value")
         events = tools.events
         return {
+            "value": value,
             "console_errors": [
                 e["params"]
                 for e in events
@@ -548,7 +566,8 @@ def test_report_in_headless_chromium(loaded_dsn, expected, tmp_path):
     url = report.as_uri()
 
     # 1. No console error, no exception, no request but the file itself.
-    seen = load_in_chromium(chromium, url, tmp_path / "profile-devtools")
+    seen = load_in_chromium(chromium, url, tmp_path / "profile-devtools", CUT_LABELS_JS)
+    assert json.loads(seen["value"]) == []  # no chart label cut (EMEA_EQ_DERIVATIVES_02…)
     assert not seen["console_errors"], seen["console_errors"]
     assert not seen["exceptions"], seen["exceptions"]
     assert not seen["failed"], seen["failed"]
