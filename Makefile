@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# Two distributions, both editable: the jobs artifact (pyproject.toml, what the bundle deploys)
+# and the local platform (local-platform/pyproject.toml: CLI, emulator, demo, report).
+$(BIN)/.installed: pyproject.toml local-platform/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e . -e "./local-platform[dev]"
 	touch $@
 
 demo: $(BIN)/.installed
@@ -27,12 +29,12 @@ test: lint
 
 # Benchmarks (benchmarks/, not tests): `make bench` (full, ~30 min on 2 cores) or
 # `make bench ARGS=--quick` (< 5 min); tables are appended to benchmarks/RESULTS.md.
-$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+$(BIN)/.bench-installed: $(BIN)/.installed local-platform/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e . -e "./local-platform[bench]"
 	touch $@
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
-	rm -rf var build *.egg-info
+	rm -rf var build dist *.egg-info local-platform/build local-platform/*.egg-info

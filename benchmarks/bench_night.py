@@ -156,7 +156,7 @@ class Platform:
         from databricks_jobs.postgres import apply_migrations
         from eodrisk.airflow_local import REPO_ROOT
         from eodrisk.emulator import Emulator
-        from eodrisk.postgres_server import DSN_ENV
+        from eodrisk.postgres_server import DSN_ENV, loader_dsn
         from eodrisk.slack_sink import SlackSink
 
         self._stack = contextlib.ExitStack()
@@ -170,7 +170,7 @@ class Platform:
                 self.root / "emulator",
                 variables={"landing_root": str(self.landing), "lake_root": str(self.lake)},
                 token=self.token,
-                env={DSN_ENV: self.dsn},
+                env={DSN_ENV: loader_dsn(self.dsn)},
                 workers=1,
                 fresh_cluster=self.fresh_cluster,
             )

@@ -1,7 +1,9 @@
 """Job ``load_reporting``: a business date's results from Delta into Postgres for BI.
 
-Applies the ``sql/`` migrations (yoyo), then in ONE transaction, under an advisory lock
-for the date: replaces the date's rows of ``risk.var_summary``, ``risk.firm_summary``,
+Runs as ``risk_loader`` (DML rights only). Refuses to load into a schema that lacks a
+migration this artifact ships (migrations are a deploy step: the ``migrate`` job, ``eodrisk
+db upgrade`` locally), then in ONE transaction, under an advisory lock for the date:
+replaces the date's rows of ``risk.var_summary``, ``risk.firm_summary``,
 ``risk.ingest_audit``, ``risk.quarantine_summary``, ``risk.var_contributions``,
 ``risk.backtest`` and ``risk.backtest_summary`` (COPY into staging + upsert).
 Nothing is loaded for a date without a firm figure; a date without a backtest (the first
@@ -13,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -23,12 +24,7 @@ from pyspark.sql import functions as F
 from databricks_jobs import job_args
 from databricks_jobs.backtesting import SUMMARY_COLUMNS
 from databricks_jobs.delta_store import DeltaStore
-from databricks_jobs.postgres import (
-    DEFAULT_MIGRATIONS,
-    apply_migrations,
-    dsn_from_env,
-    replace_scope,
-)
+from databricks_jobs.postgres import dsn_from_env, replace_scope, require_migrations
 from databricks_jobs.retry import RetryPolicy, call_with_retry
 from databricks_jobs.spark_session import get_spark
 
@@ -228,6 +224,7 @@ def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[
     conn = connect(dsn)
     try:
         with conn, conn.cursor() as cur:
+            require_migrations(cur)
             cur.execute(
                 "select pg_advisory_xact_lock(hashtext('eodrisk.load_reporting'), "
                 "%s::date - date '2000-01-01')",
@@ -249,14 +246,11 @@ def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = job_args.parser(__doc__.splitlines()[0])
-    parser.add_argument("--migrations-dir", type=Path, default=DEFAULT_MIGRATIONS)
-    args = parser.parse_args(argv)
+    args = job_args.parser(__doc__.splitlines()[0]).parse_args(argv)
     dsn = dsn_from_env()
     tables = gather(get_spark(), args.lake_root, args.business_date)
-    applied = apply_migrations(dsn, args.migrations_dir)
     counts = load(dsn, args.business_date, tables)
-    print(f"applied {applied} migrations; loaded {args.business_date}: {counts}")
+    print(f"loaded {args.business_date}: {counts}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Postgres access for the loader: migrations, and replace-by-key loads in one transaction.
+"""Postgres access for the jobs: migrations, and replace-by-key loads in one transaction.
+
+Migrations are a deploy step, run with the owner role (the bundle's ``migrate`` job,
+``eodrisk db upgrade`` locally): :func:`apply_migrations`. The nightly loader runs as
+``risk_loader`` (DML only) and calls :func:`require_migrations`, which refuses to load into
+a schema older than the migrations this artifact ships and says which are missing.
 
 A first load of a scope (say, a business date) COPYs its rows straight into the target. A
 reload COPYs them into a temporary staging table and upserts them into the target in the
@@ -14,13 +19,26 @@ import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("eodrisk.postgres")
 
 DSN_ENV = "EODRISK_PG_DSN"
-DEFAULT_MIGRATIONS = Path(__file__).resolve().parents[1] / "sql"
+# sql/ ships inside the artifact as package data (databricks_jobs/sql links to ../sql); an
+# installed wheel is unpacked on disk, so the resource is a real folder yoyo can read.
+MIGRATIONS = Path(str(resources.files("databricks_jobs").joinpath("sql")))
+# yoyo's record of applied migrations; sql/0009 lets risk_loader read it.
+MIGRATION_LOG = "_yoyo_migration"
+UPGRADE_HINT = (
+    "apply them with the owner role: on Databricks run the bundle's migrate job "
+    "(`databricks bundle run -t <target> migrate`), locally `eodrisk db upgrade`"
+)
+
+
+class SchemaBehindError(RuntimeError):
+    """The database lacks migrations that the running artifact ships; nothing is loaded."""
 
 
 def dsn_from_env() -> str:
@@ -33,7 +51,7 @@ def dsn_from_env() -> str:
     return dsn
 
 
-def apply_migrations(dsn: str, migrations_dir: Path = DEFAULT_MIGRATIONS) -> int:
+def apply_migrations(dsn: str, migrations_dir: Path = MIGRATIONS) -> int:
     """Apply the pending ``sql/`` migrations with yoyo; return how many were applied."""
     from yoyo import get_backend, read_migrations
 
@@ -43,6 +61,41 @@ def apply_migrations(dsn: str, migrations_dir: Path = DEFAULT_MIGRATIONS) -> int
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return len(pending)
+
+
+def shipped_migrations(migrations_dir: Path = MIGRATIONS) -> list[str]:
+    """The ids of the migrations in ``migrations_dir`` (``0001.risk-schema``, ...), in order."""
+    from yoyo import read_migrations
+
+    return [m.id for m in read_migrations(str(migrations_dir))]
+
+
+def require_migrations(cursor: Any, migrations_dir: Path = MIGRATIONS) -> None:
+    """Raise :class:`SchemaBehindError` naming every shipped migration the database lacks.
+
+    Reads yoyo's log only (no lock, no DDL), so it works with the loader's DML rights.
+    """
+    import psycopg2.errors
+
+    shipped = shipped_migrations(migrations_dir)
+    cursor.execute("savepoint require_migrations")
+    try:
+        cursor.execute(f"select migration_id from {MIGRATION_LOG}")
+        applied = {row[0] for row in cursor.fetchall()}
+    except psycopg2.errors.UndefinedTable:  # a database no migration has touched
+        cursor.execute("rollback to savepoint require_migrations")
+        applied = set()
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        raise SchemaBehindError(
+            f"the loader may not read the migration log {MIGRATION_LOG}: the grant of "
+            f"sql/0009.loader-login.sql is not applied; {UPGRADE_HINT}"
+        ) from exc
+    cursor.execute("release savepoint require_migrations")
+    if missing := [m for m in shipped if m not in applied]:
+        raise SchemaBehindError(
+            f"the Postgres schema is behind this artifact: migration(s) {', '.join(missing)} "
+            f"not applied; {UPGRADE_HINT}. The loader never migrates: it has DML rights only."
+        )
 
 
 def _yoyo_uri(dsn: str) -> str:

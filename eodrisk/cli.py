@@ -4,6 +4,7 @@ eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
 eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
 eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
+eodrisk db upgrade [--dsn DSN]                            apply sql/ (owner role; a deploy step)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from contextlib import closing
+from contextlib import closing, nullcontext
 from datetime import date
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     from eodrisk.report import add_arguments as add_report_arguments
 
     add_report_arguments(sub.add_parser("report", help="write the daily HTML risk report"))
+
+    db = sub.add_parser("db", help="the Postgres schema (migrations are a deploy step)")
+    upgrade = db.add_subparsers(dest="db_command", required=True).add_parser(
+        "upgrade", help="apply the pending sql/ migrations with the owner role"
+    )
+    upgrade.add_argument(
+        "--dsn",
+        default=None,
+        help="the schema owner's postgresql:// DSN (default: $EODRISK_PG_DSN, else the demo's)",
+    )
+    upgrade.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
     from eodrisk.export import FORMATS as EXPORT_FORMATS
 
@@ -117,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_report(args)
     if args.command == "query":
         return _query(args.sql, args.data_dir, args.format, args.out)
+    if args.command == "db":
+        return _db_upgrade(args.dsn, args.data_dir)
     raise AssertionError(args.command)
 
 
@@ -129,6 +143,18 @@ def _with_demo_postgres(command, argv: list[str]) -> int:
         return command(argv)
     with postgres(pg_dir) as dsn:
         return command([*argv, "--dsn", dsn])
+
+
+def _db_upgrade(dsn: str | None, data_dir: Path) -> int:
+    """What the bundle's ``migrate`` job does on Databricks, against a local Postgres."""
+    from databricks_jobs.postgres import apply_migrations, shipped_migrations
+    from eodrisk.postgres_server import describe, postgres
+
+    with nullcontext(dsn) if dsn else postgres(data_dir / "postgres") as owner_dsn:
+        applied = apply_migrations(owner_dsn)
+        schema = f"{describe(owner_dsn)} is at {shipped_migrations()[-1]}"
+    print(f"applied {applied} migration(s): {schema}")
+    return 0
 
 
 def _query(sql: str, data_dir: Path, fmt: str | None, out: Path | None) -> int:

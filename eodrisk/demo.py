@@ -22,7 +22,7 @@ from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, ru
 from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_days
 from eodrisk.emulator import Emulator
-from eodrisk.postgres_server import DSN_ENV, describe, postgres
+from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
 from eodrisk.report import default_out_path, write_report
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
@@ -88,7 +88,7 @@ def run_demo(
             data_dir / "emulator",
             variables={"landing_root": str(landing), "lake_root": str(lake)},
             token=token,
-            env={DSN_ENV: dsn},
+            env={DSN_ENV: loader_dsn(dsn)},  # the jobs load as risk_loader
         ) as emulator,
     ):
         console.print(f"Databricks emulator at {emulator.url}, Slack sink at {sink.url}")
@@ -101,7 +101,7 @@ def run_demo(
             postgres_dsn=dsn,
             pagerduty_url=sink.base_url,
         )
-        apply_migrations(dsn)  # the DAG's callbacks record run history from the first task
+        apply_migrations(dsn)  # `eodrisk db upgrade`: the deploy step, before the first task
         if history:
             started = time.perf_counter()
             with console.status(f"loading {len(history)} nights of history into Postgres…"):

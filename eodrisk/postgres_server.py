@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DSN_ENV = "EODRISK_PG_DSN"
+# The role the nightly load_reporting job connects as: DML on `risk` only (sql/0002, 0009).
+LOADER_ROLE = "risk_loader"
 
 
 @contextmanager
@@ -42,3 +44,15 @@ def describe(dsn: str) -> str:
     host = parts.get("host", "localhost")
     port = parts.get("port", "5432")
     return f"postgresql://{parts.get('user', '')}@{host}:{port}/{parts.get('dbname', '')}"
+
+
+def loader_dsn(owner_dsn: str) -> str:
+    """The same server and database as ``owner_dsn``, as :data:`LOADER_ROLE`, no password.
+
+    Locally (trust auth) this is the DSN the emulator hands the jobs, as Databricks hands them
+    ``{{secrets/eodrisk/pg_dsn}}``: the loader's, never the owner's that migrates.
+    """
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    parts = {k: v for k, v in parse_dsn(owner_dsn).items() if k != "password"}
+    return make_dsn(**{**parts, "user": LOADER_ROLE})

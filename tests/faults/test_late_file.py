@@ -19,6 +19,7 @@ import pytest
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
 from eodrisk.emulator import Emulator
+from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
 from tests.airflow_env import write_dag_config
@@ -57,7 +58,7 @@ def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(
             tmp_path / "emulator",
             variables={"landing_root": str(landing), "lake_root": str(lake)},
             token=token,
-            env={"EODRISK_PG_DSN": dsn},
+            env={"EODRISK_PG_DSN": loader_dsn(dsn)},
         ) as emulator,
     ):
         env = prepare_airflow_home(

@@ -45,6 +45,7 @@ from eodrisk.airflow_local import (  # noqa: E402
     slack_webhook_connection,
 )
 from eodrisk.emulator import Emulator  # noqa: E402
+from eodrisk.postgres_server import loader_dsn  # noqa: E402
 from eodrisk.sample_data import generate_night  # noqa: E402
 from eodrisk.slack_sink import SlackSink, pagerduty_events_connection  # noqa: E402
 from eodrisk.status import airflow_postgres_connection  # noqa: E402
@@ -125,7 +126,7 @@ def platform(tmp_path_factory, pg_server_dsn):
         rate_limit_burst=3,
         fault_probability=0.04,
         fault_seed=20261124,
-        env={"EODRISK_PG_DSN": dsn},
+        env={"EODRISK_PG_DSN": loader_dsn(dsn)},
     )
     with SlackSink(root / "slack.jsonl") as sink, emulator:
         emulator.task_faults.fail_next(INGEST_JOB, "ingest_trades")

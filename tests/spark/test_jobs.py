@@ -18,7 +18,9 @@ from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.firm_risk import compute_firm_risk
 from databricks_jobs.ingest_trades import IngestError, ingest
 from databricks_jobs.load_reporting import IncompleteNightError, gather, load
-from databricks_jobs.postgres import apply_migrations
+from databricks_jobs.postgres import SchemaBehindError, apply_migrations, shipped_migrations
+from eodrisk.cli import main as eodrisk_cli
+from eodrisk.postgres_server import LOADER_ROLE, loader_dsn
 from eodrisk.sample_data import generate_night
 from tests.reference_risk import region_pnl, var_es
 
@@ -266,7 +268,7 @@ def test_load_reporting_replaces_the_date_in_one_transaction(night, spark, pg_ds
     _, lake, summary = night
     assert apply_migrations(pg_dsn) >= 2
     tables = gather(spark, str(lake), DAY)
-    counts = load(pg_dsn, DAY, tables)
+    counts = load(loader_dsn(pg_dsn), DAY, tables)
     delta_nodes = DeltaStore(spark, str(lake)).read("gold.var_results", {"business_date": DAY})
     assert counts["risk.var_summary"] == delta_nodes.count()
 
@@ -289,8 +291,41 @@ def test_load_reporting_replaces_the_date_in_one_transaction(night, spark, pg_ds
         match = [x for x in loaded if (x[0], x[1]) == (r["level"], r["node"])]
         assert match and match[0][2] == r["var_99_1d_usd"]
     assert apply_migrations(pg_dsn) == 0
-    load(pg_dsn, DAY, gather(spark, str(lake), DAY))
+    load(loader_dsn(pg_dsn), DAY, gather(spark, str(lake), DAY))
     assert rows() == loaded  # unchanged figures keep their run_id and loaded_at
+
+
+def test_the_loader_refuses_an_unmigrated_schema_until_db_upgrade(night, spark, pg_dsn, capsys):
+    """load_reporting runs as risk_loader (DML only): it names what is missing, never migrates."""
+    _, lake, _ = night
+    # The loader's login is provisioned with the server (roles are cluster-wide); the
+    # database itself has never been migrated.
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"do $$ begin if not exists (select from pg_roles where rolname = '{LOADER_ROLE}') "
+            f"then create role {LOADER_ROLE} login; end if; end $$; "
+            f"alter role {LOADER_ROLE} login"
+        )
+    conn.close()
+    tables = gather(spark, str(lake), DAY)
+    shipped = shipped_migrations()
+    with pytest.raises(SchemaBehindError) as refused:
+        load(loader_dsn(pg_dsn), DAY, tables)
+    message = str(refused.value)
+    assert all(m in message for m in shipped), message
+    assert "eodrisk db upgrade" in message and "migrate" in message
+
+    assert eodrisk_cli(["db", "upgrade", "--dsn", pg_dsn]) == 0
+    assert f"applied {len(shipped)} migration(s)" in capsys.readouterr().out
+    counts = load(loader_dsn(pg_dsn), DAY, tables)
+    assert counts["risk.firm_summary"] == 1
+    with (
+        psycopg2.connect(loader_dsn(pg_dsn)) as conn,
+        conn.cursor() as cur,
+        pytest.raises(psycopg2.errors.InsufficientPrivilege),
+    ):
+        cur.execute("create table risk.not_a_loader_job (x int)")
+    conn.close()
 
 
 def test_load_refuses_a_date_without_firm_figure(night, spark):

@@ -22,6 +22,7 @@ PIPELINE_JOBS = {
     "eodrisk-compute-risk",
     "eodrisk-firm-risk",
     "eodrisk-load-reporting",
+    "eodrisk-migrate",
 }
 
 

@@ -17,7 +17,7 @@ from eodrisk.emulator.bundle import load_bundle
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("local", "dev", "staging", "prod")
 SP = "6f1c2a9e-0b7d-4c55-9a1e-000000000001"
-JOBS = ("ingest_trades", "compute_risk", "firm_risk", "load_reporting")
+JOBS = ("ingest_trades", "compute_risk", "firm_risk", "load_reporting", "migrate")
 
 
 def lost_keys(sent, kept, path=""):
@@ -131,3 +131,33 @@ def test_the_local_target_still_serves_through_the_emulator_without_a_workspace(
         == "local-emulator-pool"
     )
     assert "run_as" not in ingest.settings
+
+
+def test_every_wheel_task_is_an_entry_point_of_the_jobs_artifact():
+    """The bundle deploys eodrisk_jobs (pyproject.toml); each task names one of its entry points."""
+    from importlib.metadata import distribution
+
+    jobs_artifact = distribution("eodrisk-jobs")
+    entry_points = {ep.name for ep in jobs_artifact.entry_points if ep.group == "databricks_jobs"}
+    wheel_tasks = [
+        t["python_wheel_task"]
+        for job in raw_jobs().values()
+        for t in job["tasks"]
+        if "python_wheel_task" in t
+    ]
+    assert {t["package_name"] for t in wheel_tasks} == {"eodrisk_jobs"}
+    assert {t["entry_point"] for t in wheel_tasks} <= entry_points
+    assert "migrate" in entry_points
+
+
+def test_migrations_are_a_deploy_step_with_the_owner_and_the_night_loads_as_the_loader():
+    env = {
+        key: job["job_clusters"][0]["new_cluster"]["spark_env_vars"]["EODRISK_PG_DSN"]
+        for key, job in raw_jobs().items()
+        if key in ("migrate", "load_reporting")
+    }
+    assert env == {
+        "migrate": "{{secrets/eodrisk/pg_owner_dsn}}",
+        "load_reporting": "{{secrets/eodrisk/pg_dsn}}",
+    }
+    assert raw_jobs()["migrate"]["tasks"][0]["max_retries"] == 0

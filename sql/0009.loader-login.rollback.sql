@@ -1,0 +1,2 @@
+revoke select on table _yoyo_migration from risk_loader;
+alter role risk_loader nologin;
