@@ -5,6 +5,7 @@ eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
 eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
 eodrisk db upgrade [--dsn DSN]                            apply sql/ (owner role; a deploy step)
+eodrisk monitoring up [--data-dir DIR]                    Prometheus + Alertmanager, live metrics
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="the last nights' runs (exit 1 if the last failed)", add_help=False
     )
     sub.add_parser("metrics", help="Prometheus metrics of the runs", add_help=False)
+    sub.add_parser("monitoring", help="Prometheus + Alertmanager on this machine", add_help=False)
 
     from eodrisk.report import add_arguments as add_report_arguments
 
@@ -102,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         from eodrisk.metrics import main as metrics_main
 
         return _with_demo_postgres(metrics_main, argv[1:])
+    if argv[:1] == ["monitoring"]:
+        from eodrisk.monitoring import main as monitoring_main
+
+        return _with_demo_postgres(monitoring_main, argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from eodrisk.demo import DEFAULT_BUSINESS_DATE, DEFAULT_HISTORY_DAYS, run_demo

@@ -1,34 +1,47 @@
-"""Prometheus metrics of the nightly run, computed from the run history the pipeline writes.
+"""Prometheus metrics of the nightly run, read live from the run history the pipeline writes.
 
 The source is Postgres: ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's
 callbacks), ``risk.var_summary``, ``risk.ingest_audit`` and ``risk.backtest_summary``
-(written by ``load_reporting``). :func:`collect` reads the latest night into a
-:class:`RunSnapshot`; :func:`build_registry` turns it into a fresh ``CollectorRegistry``
-of gauges; :func:`write_textfile` writes it for node-exporter's textfile collector and
-:func:`serve` exposes it over HTTP for a direct scrape.
+(written by ``load_reporting``). :func:`collect` reads the latest night (and the previous
+loaded date's VaR and backtest zone, for the day-on-day alerts) into a :class:`RunSnapshot`;
+:func:`build_registry` turns it into a fresh ``CollectorRegistry`` of gauges.
+
+The exporter is live: :class:`LiveCollector` answers every scrape from the current state of
+Postgres, re-reading it at most every ``max_age_s`` seconds (several Prometheus servers
+scraping do not multiply the queries), and :func:`serve` exposes it on ``/metrics``. Nothing
+has to run after a night: the scrape after the DAG's last callback sees it. When Postgres
+cannot be read the exporter keeps answering with the last snapshot it read, whose
+``eodrisk_metrics_generated_timestamp_seconds`` then ages (alert ``EodRiskMetricsStale``).
 
 All series are gauges describing the *latest* night: Prometheus keeps the history (VaR
 trend, latency per night) by scraping them over time. Labels are bounded (task, stage,
 region, node, level), never a date or a run id, so cardinality stays constant::
 
-    python -m eodrisk.metrics --dsn postgresql://... --textfile var/metrics/eodrisk.prom
-    python -m eodrisk.metrics --dsn postgresql://... --serve 9464
+    eodrisk metrics --dsn postgresql://... --serve 9464 [--dags-folder airflow/dags]
+    eodrisk metrics --dsn postgresql://...              # print one scrape and exit
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 DAG_ID = "eod_risk"
 NAMESPACE = "eodrisk"
@@ -85,6 +98,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Duration of the last attempt of a task in the latest run (task instance end - start).",
         ("dag_id", "task_id", "stage", "region"),
     ),
+    "eodrisk_task_failed": (
+        "1 when the last attempt of the task in the latest run failed for good, else 0.",
+        ("dag_id", "task_id", "stage", "region"),
+    ),
     "eodrisk_task_attempts": (
         "Attempts a task took in the latest run (1 = no retry).",
         ("dag_id", "task_id", "stage", "region"),
@@ -111,6 +128,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("level", "node"),
     ),
     "eodrisk_es_975_1d_usd": ("Expected shortfall 97.5% 1-day, USD.", ("level", "node")),
+    "eodrisk_var_99_1d_previous_usd": (
+        "VaR 99% 1-day of the previous loaded business date, USD (day-on-day comparison).",
+        ("level", "node"),
+    ),
     "eodrisk_backtest_exceptions": (
         "VaR 99% 1d backtest exceptions over the window (at most 250 days).",
         ("level", "node"),
@@ -119,12 +140,16 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Basel traffic-light zone of the backtest: 1 for the current zone's series.",
         ("level", "node", "zone"),
     ),
+    "eodrisk_backtest_zone_previous": (
+        "Backtest zone of the previous loaded business date: 1 for that zone's series.",
+        ("level", "node", "zone"),
+    ),
     "eodrisk_dag_parse_seconds": (
         "Time to parse the DAG file, as the DAG processor does (DagBag file stats).",
         ("dag_file",),
     ),
     "eodrisk_metrics_generated_timestamp_seconds": (
-        "When these metrics were computed (Unix time); staleness check for the textfile.",
+        "When the exporter last read these metrics from Postgres (Unix time).",
         (),
     ),
 }
@@ -139,6 +164,8 @@ class RunSnapshot:
     var_rows: list[dict[str, Any]] = field(default_factory=list)
     ingest_rows: list[dict[str, Any]] = field(default_factory=list)
     backtest_rows: list[dict[str, Any]] = field(default_factory=list)
+    previous_var_rows: list[dict[str, Any]] = field(default_factory=list)
+    previous_backtest_rows: list[dict[str, Any]] = field(default_factory=list)
     recent_states: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -168,7 +195,7 @@ def collect(dsn: str, *, dag_id: str = DAG_ID, nights: int = 30) -> RunSnapshot:
     """Read the latest recorded night of ``dag_id`` (and its results) from Postgres."""
     import psycopg2
 
-    conn = psycopg2.connect(dsn, connect_timeout=10)
+    conn = psycopg2.connect(dsn, connect_timeout=5)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
@@ -193,27 +220,16 @@ def collect(dsn: str, *, dag_id: str = DAG_ID, nights: int = 30) -> RunSnapshot:
             )
             task_runs = _rows(cur)
             day = pipeline["business_date"]
-            cur.execute(
-                "select level, node, var_99_1d_usd, var_99_10d_usd, es_975_1d_usd "
-                "from risk.var_summary where business_date = %s and level in ('firm', 'region')",
-                (day,),
-            )
-            var_rows = _rows(cur)
+            var_rows = _var_rows(cur, day)
+            previous_var_rows = _var_rows(cur, day, previous=True)
             cur.execute(
                 "select region, rows_read, rows_accepted, rows_quarantined "
                 "from risk.ingest_audit where business_date = %s",
                 (day,),
             )
             ingest_rows = _rows(cur)
-            cur.execute("select to_regclass('risk.backtest_summary') is not null")
-            backtest_rows: list[dict[str, Any]] = []
-            if cur.fetchone()[0]:
-                cur.execute(
-                    "select level, node, exceptions, zone from risk.backtest_summary "
-                    "where business_date = %s",
-                    (day,),
-                )
-                backtest_rows = _rows(cur)
+            backtest_rows = _backtest_rows(cur, day)
+            previous_backtest_rows = _backtest_rows(cur, day, previous=True)
     finally:
         conn.close()
     return RunSnapshot(
@@ -222,8 +238,36 @@ def collect(dsn: str, *, dag_id: str = DAG_ID, nights: int = 30) -> RunSnapshot:
         var_rows=var_rows,
         ingest_rows=ingest_rows,
         backtest_rows=backtest_rows,
+        previous_var_rows=previous_var_rows,
+        previous_backtest_rows=previous_backtest_rows,
         recent_states=recent,
     )
+
+
+_ON_DAY = "business_date = %(day)s"
+_DAY_BEFORE = (
+    "business_date = (select max(business_date) from {table} where business_date < %(day)s)"
+)
+
+
+def _var_rows(cur: Any, day: date, *, previous: bool = False) -> list[dict[str, Any]]:
+    """Firm and region VaR rows of ``day``, or of the latest loaded date before it."""
+    on = _DAY_BEFORE.format(table="risk.var_summary") if previous else _ON_DAY
+    cur.execute(
+        "select level, node, var_99_1d_usd, var_99_10d_usd, es_975_1d_usd from risk.var_summary "
+        f"where level in ('firm', 'region') and {on}",
+        {"day": day},
+    )
+    return _rows(cur)
+
+
+def _backtest_rows(cur: Any, day: date, *, previous: bool = False) -> list[dict[str, Any]]:
+    """Backtest summary rows of ``day``, or of the latest loaded date before it."""
+    on = _DAY_BEFORE.format(table="risk.backtest_summary") if previous else _ON_DAY
+    cur.execute(
+        f"select level, node, exceptions, zone from risk.backtest_summary where {on}", {"day": day}
+    )
+    return _rows(cur)
 
 
 # ------------------------------------------------------------------------------- registry
@@ -302,6 +346,7 @@ def build_registry(
             "region": row.get("region") or "FIRM",
         }
         put("eodrisk_task_duration_seconds", row.get("duration_s"), **labels)
+        put("eodrisk_task_failed", 1 if row["state"] == "failed" else 0, **labels)
         put("eodrisk_task_attempts", row.get("attempt"), **labels)
         put("eodrisk_task_failed_attempts", failed_attempts.get(task_id, 0), **labels)
         put("eodrisk_databricks_setup_seconds", row.get("setup_duration_s"), **labels)
@@ -323,11 +368,20 @@ def build_registry(
         put("eodrisk_var_99_10d_usd", row.get("var_99_10d_usd"), **labels)
         put("eodrisk_es_975_1d_usd", row.get("es_975_1d_usd"), **labels)
 
-    for row in snapshot.backtest_rows:
+    for row in snapshot.previous_var_rows:
         labels = {"level": str(row["level"]), "node": str(row["node"])}
-        put("eodrisk_backtest_exceptions", row.get("exceptions"), **labels)
-        for zone in ("green", "yellow", "red"):
-            put("eodrisk_backtest_zone", 1 if row.get("zone") == zone else 0, zone=zone, **labels)
+        put("eodrisk_var_99_1d_previous_usd", row.get("var_99_1d_usd"), **labels)
+
+    for name, rows in (
+        ("eodrisk_backtest_zone", snapshot.backtest_rows),
+        ("eodrisk_backtest_zone_previous", snapshot.previous_backtest_rows),
+    ):
+        for row in rows:
+            labels = {"level": str(row["level"]), "node": str(row["node"])}
+            if name == "eodrisk_backtest_zone":
+                put("eodrisk_backtest_exceptions", row.get("exceptions"), **labels)
+            for zone in ("green", "yellow", "red"):
+                put(name, 1 if row.get("zone") == zone else 0, zone=zone, **labels)
     return registry
 
 
@@ -338,31 +392,69 @@ def exported_metric_names(registry: CollectorRegistry) -> set[str]:
     }
 
 
-def write_textfile(path: Path | str, registry: CollectorRegistry) -> Path:
-    """Write ``registry`` for node-exporter's textfile collector (atomically, via rename).
-
-    Point ``--collector.textfile.directory`` at the file's folder; the name must end .prom.
-    """
-    path = Path(path)
-    if path.suffix != ".prom":
-        raise ValueError(f"{path}: node-exporter's textfile collector reads only *.prom files")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
-    return path
-
-
 def render(registry: CollectorRegistry) -> str:
     """The Prometheus text exposition of ``registry``."""
     return generate_latest(registry).decode()
 
 
-def serve(registry: CollectorRegistry, port: int = 9464, addr: str = "127.0.0.1"):
-    """Serve ``registry`` at ``http://addr:port/metrics`` from a daemon thread.
+class LiveCollector(Collector):
+    """Answers every scrape from Postgres, re-reading it at most every ``max_age_s`` seconds.
 
-    Returns ``(server, thread)``; ``server.shutdown()`` stops it.
+    A failed read keeps the previous snapshot (its generation time tells its age) and is
+    retried after ``max_age_s``; before any successful read a scrape returns no series.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        dag_id: str = DAG_ID,
+        max_age_s: float = 10.0,
+        dag_parse_s: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.dsn = dsn
+        self.dag_id = dag_id
+        self.max_age_s = max_age_s
+        self.dag_parse_s = dict(dag_parse_s or {})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: RunSnapshot | None = None
+        self._read_at: float | None = None
+        self._tried_at: float | None = None
+
+    def snapshot(self) -> tuple[RunSnapshot | None, float | None]:
+        """The current snapshot and when it was read (Unix time), re-read when too old."""
+        import psycopg2
+
+        with self._lock:
+            now = self._clock()
+            if self._tried_at is None or now - self._tried_at >= self.max_age_s:
+                self._tried_at = now
+                try:
+                    self._snapshot, self._read_at = collect(self.dsn, dag_id=self.dag_id), now
+                except psycopg2.Error as exc:
+                    log.warning("cannot read the run history (%s); serving the last snapshot", exc)
+            return self._snapshot, self._read_at
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot, read_at = self.snapshot()
+        if snapshot is None or read_at is None:
+            return
+        generated_at = datetime.fromtimestamp(read_at, UTC)
+        registry = build_registry(snapshot, dag_parse_s=self.dag_parse_s, generated_at=generated_at)
+        yield from registry.collect()
+
+
+def serve(collector: Collector, port: int = 9464, addr: str = "127.0.0.1"):
+    """Serve ``collector`` (every scrape calls it) at ``http://addr:port/metrics``.
+
+    Returns ``(server, thread)`` of a daemon thread; ``server.shutdown()`` stops it.
     """
     from prometheus_client import start_http_server
 
+    registry = CollectorRegistry()
+    registry.register(collector)
     return start_http_server(port, addr=addr, registry=registry)
 
 
@@ -402,34 +494,36 @@ def dag_parse_seconds(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="eodrisk-metrics", description="Prometheus metrics of the latest nightly run"
+        prog="eodrisk metrics", description="Prometheus metrics of the latest nightly run"
     )
     parser.add_argument("--dsn", default=os.environ.get("EODRISK_PG_DSN"), help="postgresql:// DSN")
     parser.add_argument("--dag-id", default=DAG_ID)
-    parser.add_argument("--textfile", type=Path, help="write a node-exporter .prom file here")
-    parser.add_argument("--serve", type=int, metavar="PORT", help="serve /metrics on this port")
+    parser.add_argument(
+        "--serve", type=int, metavar="PORT", help="serve live /metrics on this port (else print)"
+    )
     parser.add_argument("--addr", default="127.0.0.1")
-    parser.add_argument("--dags-folder", type=Path, help="also measure the DAG parse time")
+    parser.add_argument(
+        "--max-age", type=float, default=10.0, help="seconds a Postgres read is reused (10)"
+    )
+    parser.add_argument("--dags-folder", type=Path, help="also measure the DAG parse time, once")
     args = parser.parse_args(argv)
     if not args.dsn:
         parser.error("no database: pass --dsn or set EODRISK_PG_DSN")
     parse = dag_parse_seconds(args.dags_folder) if args.dags_folder else None
-    registry = build_registry(
-        collect(args.dsn, dag_id=args.dag_id),
-        dag_parse_s=parse,
-        generated_at=datetime.now(UTC),
+    collector = LiveCollector(
+        args.dsn, dag_id=args.dag_id, max_age_s=args.max_age, dag_parse_s=parse
     )
-    if args.textfile:
-        print(f"wrote {write_textfile(args.textfile, registry)}")
-    if args.serve:
-        server, thread = serve(registry, args.serve, args.addr)
-        print(f"serving http://{args.addr}:{args.serve}/metrics (Ctrl-C to stop)")
-        try:
-            thread.join()
-        except KeyboardInterrupt:
-            server.shutdown()
-    if not (args.textfile or args.serve):
+    if not args.serve:
+        registry = CollectorRegistry()
+        registry.register(collector)
         print(render(registry), end="")
+        return 0
+    server, thread = serve(collector, args.serve, args.addr)
+    try:
+        print(f"serving http://{args.addr}:{args.serve}/metrics (Ctrl-C to stop)", flush=True)
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
     return 0
 
 

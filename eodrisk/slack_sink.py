@@ -11,8 +11,10 @@ assert on exactly what was sent::
         ...
         messages = read_messages(tmp_path / "slack.jsonl")
 
-Like Slack, it answers ``200 ok`` to a valid JSON payload, ``400 invalid_payload`` to a
-body that is not a JSON object, and ``404 no_service`` to a path outside ``/services/``.
+Like Slack, it answers ``200 ok`` to a JSON object with ``text``, ``blocks`` or
+``attachments`` (what Alertmanager's Slack receiver sends), ``400 invalid_payload`` to a body
+that is not JSON, ``400 no_text`` to one without any of the three, and ``404 no_service`` to
+a path outside ``/services/``.
 
 It also stands in for the PagerDuty Events API v2 at ``POST /v2/enqueue`` (point the
 ``pagerduty_events`` connection's host at :attr:`SlackSink.base_url`, see
@@ -61,7 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._reply(400, "invalid_payload")
             return
-        if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")):
+        if not isinstance(payload, dict) or not any(
+            payload.get(key) for key in ("text", "blocks", "attachments")
+        ):
             self._reply(400, "no_text")
             return
         self.server.record(self.path, payload)

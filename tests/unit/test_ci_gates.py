@@ -356,6 +356,16 @@ def test_ci_run_is_make_test_and_make_test_is_lint_then_the_whole_suite():
     ]
     assert "set -euo pipefail" in commands
     assert any(c == "make test" or c.endswith(" make test") for c in commands), commands
+    # Debian's chromium and Prometheus/Alertmanager are installed first, and their tests
+    # are required (a skip would be a failure), then make test.
+    make_test = commands.index("make test")
+    for installer, required in (
+        (".ci/install-chromium", "export EODRISK_REQUIRE_CHROMIUM=1"),
+        (".ci/install-prometheus", "export EODRISK_REQUIRE_PROMETHEUS=1"),
+    ):
+        assert commands.index(installer) < make_test, commands
+        assert commands.index(required) < make_test, commands
+        assert os.access(REPO / installer, os.X_OK), installer
     dry = subprocess.run(
         ["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "test", "VENV=.venv"],
         cwd=REPO,

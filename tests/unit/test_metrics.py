@@ -6,7 +6,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 
 from eodrisk import metrics
 
@@ -95,6 +95,13 @@ def realistic_snapshot() -> metrics.RunSnapshot:
             for r, q in zip(REGIONS, (12, 0, 31), strict=True)
         ],
         backtest_rows=[{"level": "firm", "node": "FIRM", "exceptions": 3, "zone": "green"}],
+        previous_var_rows=[
+            {"level": "firm", "node": "FIRM", "var_99_1d_usd": 3.9e6},
+            {"level": "region", "node": "EMEA", "var_99_1d_usd": 2.0e6},
+        ],
+        previous_backtest_rows=[
+            {"level": "firm", "node": "FIRM", "exceptions": 5, "zone": "yellow"}
+        ],
         recent_states={"success": 6, "failed": 1},
     )
 
@@ -144,6 +151,7 @@ def test_task_series_per_task_stage_and_region(registry):
     assert value(registry, "eodrisk_task_duration_seconds", **ingest_apac) == 47.5  # last try
     assert value(registry, "eodrisk_task_attempts", **ingest_apac) == 2
     assert value(registry, "eodrisk_task_failed_attempts", **ingest_apac) == 1
+    assert value(registry, "eodrisk_task_failed", **ingest_apac) == 0  # retried, then succeeded
     assert value(registry, "eodrisk_databricks_setup_seconds", **ingest_apac) == 4.1
     assert value(registry, "eodrisk_databricks_execution_seconds", **ingest_apac) == 41.5
     firm = {"dag_id": "eod_risk", "task_id": "firm_risk", "stage": "firm", "region": "FIRM"}
@@ -176,6 +184,33 @@ def test_rows_quarantine_and_risk_figures(registry):
     assert value(registry, "eodrisk_backtest_zone", level="firm", node="FIRM", zone="red") == 0
 
 
+def test_previous_business_date_series_for_the_day_on_day_alerts(registry):
+    firm = {"level": "firm", "node": "FIRM"}
+    assert value(registry, "eodrisk_var_99_1d_previous_usd", **firm) == 3.9e6
+    assert value(registry, "eodrisk_var_99_1d_previous_usd", level="region", node="AMER") is None
+    zones = {
+        zone: value(registry, "eodrisk_backtest_zone_previous", zone=zone, **firm)
+        for zone in ("green", "yellow", "red")
+    }
+    assert zones == {"green": 0, "yellow": 1, "red": 0}
+
+
+def test_a_task_failed_for_good_is_flagged():
+    snapshot = realistic_snapshot()
+    load = next(t for t in snapshot.task_runs if t["task_id"] == "load_reporting")
+    load["state"] = "failed"
+    registry = metrics.build_registry(snapshot)
+    labels = {"dag_id": "eod_risk", "task_id": "load_reporting", "stage": "load", "region": "FIRM"}
+    assert value(registry, "eodrisk_task_failed", **labels) == 1
+    failed = [
+        s.labels["task_id"]
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "eodrisk_task_failed" and s.value == 1
+    ]
+    assert failed == ["load_reporting"]
+
+
 def test_no_run_recorded_yet_exports_only_the_generation_time():
     registry = metrics.build_registry(
         metrics.RunSnapshot(pipeline=None), generated_at=datetime(2026, 1, 1, tzinfo=UTC)
@@ -199,24 +234,89 @@ def test_stage_of(task_id, stage):
     assert metrics.stage_of(task_id) == stage
 
 
-def test_textfile_for_node_exporter(tmp_path, registry):
-    path = metrics.write_textfile(tmp_path / "textfile" / "eodrisk.prom", registry)
-    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
-    assert "eodrisk_pipeline_latency_seconds" in families
-    assert families["eodrisk_var_99_1d_usd"].type == "gauge"
-    assert not list(path.parent.glob("*.tmp*")), "written atomically, no temp file left"
-    with pytest.raises(ValueError, match=r"\.prom"):
-        metrics.write_textfile(tmp_path / "eodrisk.txt", registry)
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_http_endpoint(registry):
-    server, thread = metrics.serve(registry, port=0)
+@pytest.fixture
+def reads(monkeypatch):
+    """Postgres reads of the collector: each call of ``metrics.collect`` is recorded."""
+    calls: list[str] = []
+    failing = {"on": False}
+
+    def collect(dsn, *, dag_id):
+        import psycopg2
+
+        calls.append(dsn)
+        if failing["on"]:
+            raise psycopg2.OperationalError("could not connect to server")
+        return realistic_snapshot()
+
+    monkeypatch.setattr(metrics, "collect", collect)
+    return calls, failing
+
+
+def scrape(collector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def test_live_collector_reads_postgres_at_most_once_per_max_age(reads):
+    calls, _ = reads
+    clock = FakeClock()
+    collector = metrics.LiveCollector("postgresql://x/db", max_age_s=10, clock=clock)
+    registry = scrape(collector)
+    assert calls == []  # registering reads nothing
+    assert value(registry, "eodrisk_pipeline_last_run_success", dag_id="eod_risk") == 1
+    clock.now += 9.9
+    registry.get_sample_value("eodrisk_pipeline_last_run_success", {"dag_id": "eod_risk"})
+    assert len(calls) == 1  # cached
+    clock.now += 0.1
+    assert value(registry, "eodrisk_metrics_generated_timestamp_seconds") == clock.now
+    assert len(calls) == 2
+
+
+def test_live_collector_serves_the_last_snapshot_when_postgres_fails(reads):
+    calls, failing = reads
+    clock = FakeClock()
+    registry = scrape(metrics.LiveCollector("postgresql://x/db", max_age_s=10, clock=clock))
+    read_at = clock.now
+    assert value(registry, "eodrisk_metrics_generated_timestamp_seconds") == read_at
+    failing["on"] = True
+    clock.now += 60
+    # The old snapshot, with its old generation time: EodRiskMetricsStale sees it age.
+    assert value(registry, "eodrisk_metrics_generated_timestamp_seconds") == read_at
+    assert value(registry, "eodrisk_pipeline_last_run_success", dag_id="eod_risk") == 1
+    assert len(calls) == 2
+    value(registry, "eodrisk_pipeline_last_run_success", dag_id="eod_risk")
+    assert len(calls) == 2  # a failed read is retried after max_age too, not every scrape
+
+
+def test_live_collector_without_any_read_exports_nothing(reads):
+    _, failing = reads
+    failing["on"] = True
+    registry = scrape(metrics.LiveCollector("postgresql://x/db"))
+    assert [s for m in registry.collect() for s in m.samples] == []
+
+
+def test_http_endpoint_answers_each_scrape_from_the_collector(reads):
+    calls, _ = reads
+    collector = metrics.LiveCollector("postgresql://x/db", max_age_s=0)
+    server, thread = metrics.serve(collector, port=0)
     try:
         port = server.server_address[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            body = response.read().decode()
+        bodies = []
+        for _ in range(2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                bodies.append(response.read().decode())
     finally:
         server.shutdown()
         thread.join(5)
-    assert 'eodrisk_task_attempts{dag_id="eod_risk"' in body
-    assert metrics.render(registry).count("# TYPE") == len(metrics.METRICS)
+    assert len(calls) == 2  # max_age 0: every scrape reads
+    assert 'eodrisk_task_attempts{dag_id="eod_risk"' in bodies[-1]
+    assert metrics.render(scrape(collector)).count("# TYPE") == len(metrics.METRICS)

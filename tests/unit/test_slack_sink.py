@@ -72,7 +72,15 @@ def test_rejects_like_slack(sink):
     assert post(sink.url, b"not json") == (400, "invalid_payload")
     assert post(sink.url, b"[1, 2]") == (400, "no_text")
     assert post(sink.url, b"{}") == (400, "no_text")
+    assert post(sink.url, b'{"attachments": []}') == (400, "no_text")
     assert read_messages(sink.messages_file) == []
+
+
+def test_accepts_an_attachments_only_message_like_alertmanagers(sink):
+    # Alertmanager's Slack receiver posts channel, username and one attachment, no text.
+    message = {"channel": "#ops", "attachments": [{"title": "[FIRING:1] X", "text": "y"}]}
+    assert post(sink.url, json.dumps(message).encode()) == (200, "ok")
+    assert [m["payload"] for m in read_messages(sink.messages_file)] == [message]
 
 
 def test_concurrent_posts_are_all_recorded_once(sink):
