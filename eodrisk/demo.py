@@ -222,6 +222,8 @@ def print_summary(result: DemoResult, console: Console) -> None:
         f"Postgres: {result.postgres} (data in {result.data_dir / 'postgres'} when embedded)\n"
         f"Slack messages ({result.slack_messages}): {result.data_dir / 'slack_messages.jsonl'}\n"
         f"Risk report: {result.report or 'not written (the night did not complete)'}\n"
+        f"Monitoring: eodrisk monitoring up --data-dir {result.data_dir} "
+        "(live metrics, Prometheus, Alertmanager to the Slack sink)\n"
         "Query them:\n"
         f'  eodrisk query "select level, node, var_99_1d_usd from risk.var_summary '
         f"where business_date = '{d}' order by var_99_1d_usd desc limit 10\"\n"

@@ -307,6 +307,10 @@ class MonitoringStack:
         """The active scrape targets (``/api/v1/targets``)."""
         return _get_json(f"{self.prometheus_url}/api/v1/targets")["data"]["activeTargets"]
 
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """The rule groups Prometheus loaded (``/api/v1/rules``)."""
+        return _get_json(f"{self.prometheus_url}/api/v1/rules")["data"]["groups"]
+
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds (``/api/v2/alerts``)."""
         return _get_json(f"{self.alertmanager_url}/api/v2/alerts")

@@ -106,8 +106,41 @@ def stack(tmp_path_factory, pg_server_dsn) -> Iterator[Stack]:
             thread.join(5)
 
 
+@dataclass
+class Scraped:
+    """Every eodrisk series Prometheus holds for the good night, with its raw samples.
+
+    Captured once, before any test records the failed night, so the tests on the good
+    night do not depend on the order they run in.
+    """
+
+    stack: Stack
+    series: list[dict[str, Any]]
+
+    def newest(self, name: str) -> float | None:
+        """Timestamp of the newest sample of any series of metric ``name``."""
+        return max(
+            (
+                float(t)
+                for s in self.series
+                if s["metric"]["__name__"] == name
+                for t, _ in s["values"]
+            ),
+            default=None,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        """Latest value of the one series of ``name`` with ``labels``."""
+        [match] = [
+            s
+            for s in self.series
+            if s["metric"]["__name__"] == name and labels.items() <= s["metric"].items()
+        ]
+        return float(match["values"][-1][1])
+
+
 @pytest.fixture(scope="module")
-def scraped(stack) -> Stack:
+def scraped(stack) -> Scraped:
     """The good night, once Prometheus has scraped the exporter after the stack started."""
     eventually(
         "a successful scrape of the exporter",
@@ -121,7 +154,7 @@ def scraped(stack) -> Stack:
             )
         ],
     )
-    return stack
+    return Scraped(stack, stack.prometheus.query('{__name__=~"eodrisk_.+|up"}[30s]'))
 
 
 def dashboard_metric_names() -> set[str]:
@@ -131,59 +164,53 @@ def dashboard_metric_names() -> set[str]:
 def test_every_dashboard_metric_has_a_current_sample(scraped):
     names = dashboard_metric_names()
     assert len(names) >= 15
-    stale = {}
-    for name in sorted(names):
-        result = scraped.prometheus.query(f"timestamp({name})")
-        newest = max((float(r["value"][1]) for r in result), default=None)
-        if newest is None or newest < scraped.started_at:
-            stale[name] = newest
+    newest = {name: scraped.newest(name) for name in sorted(names)}
+    stale = {n: t for n, t in newest.items() if t is None or t < scraped.stack.started_at}
     assert not stale, f"dashboard metrics without a sample since the stack started: {stale}"
-    [up] = scraped.prometheus.query('up{job="eodrisk-metrics"}')
-    assert up["value"][1] == "1"
+    assert scraped.value("up", job="eodrisk-metrics") == 1
 
 
 def test_scraped_values_are_postgres_values(scraped):
     """What Prometheus holds for the night equals what the pipeline stored."""
-
-    def scalar(expr: str) -> float:
-        [sample] = scraped.prometheus.query(expr)
-        return float(sample["value"][1])
-
+    dsn = scraped.stack.dsn
     [(firm_var, firm_es)] = select(
-        scraped.dsn,
+        dsn,
         "select var_99_1d_usd, es_975_1d_usd from risk.var_summary"
         f" where business_date = '{GOOD_NIGHT}' and level = 'firm'",
     )
-    assert scalar('eodrisk_var_99_1d_usd{level="firm"}') == pytest.approx(firm_var)
-    assert scalar('eodrisk_es_975_1d_usd{level="firm"}') == pytest.approx(firm_es)
+    assert scraped.value("eodrisk_var_99_1d_usd", level="firm") == pytest.approx(firm_var)
+    assert scraped.value("eodrisk_es_975_1d_usd", level="firm") == pytest.approx(firm_es)
     [(previous_var,)] = select(
-        scraped.dsn,
+        dsn,
         "select var_99_1d_usd from risk.var_summary where level = 'firm' and business_date ="
         f" (select max(business_date) from risk.var_summary where business_date < '{GOOD_NIGHT}')",
     )
-    assert scalar('eodrisk_var_99_1d_previous_usd{level="firm"}') == pytest.approx(previous_var)
-    for region, read, quarantined in select(
-        scraped.dsn,
+    previous = scraped.value("eodrisk_var_99_1d_previous_usd", level="firm")
+    assert previous == pytest.approx(previous_var)
+    audits = select(
+        dsn,
         "select region, rows_read, rows_quarantined from risk.ingest_audit"
         f" where business_date = '{GOOD_NIGHT}'",
-    ):
-        ratio = f'eodrisk_trades_quarantined_rows{{region="{region}"}}'
-        ratio += f' / eodrisk_trades_read_rows{{region="{region}"}}'
-        assert scalar(ratio) == pytest.approx(quarantined / read)
-    [(latency,)] = select(scraped.dsn, "select latency_s from risk.pipeline_runs")
-    assert scalar('eodrisk_pipeline_latency_seconds{dag_id="eod_risk"}') == pytest.approx(latency)
+    )
+    assert len(audits) == 3
+    for region, read, quarantined in audits:
+        assert scraped.value("eodrisk_trades_read_rows", region=region) == read
+        assert scraped.value("eodrisk_trades_quarantined_rows", region=region) == quarantined
+    [(latency,)] = select(
+        dsn, f"select latency_s from risk.pipeline_runs where business_date = '{GOOD_NIGHT}'"
+    )
+    assert scraped.value("eodrisk_pipeline_latency_seconds") == pytest.approx(latency)
     [(zone,)] = select(
-        scraped.dsn,
+        dsn,
         "select zone from risk.backtest_summary"
         f" where business_date = '{GOOD_NIGHT}' and level = 'firm'",
     )
-    assert scalar(f'eodrisk_backtest_zone{{level="firm",zone="{zone}"}}') == 1
-    assert scalar('eodrisk_pipeline_last_run_success{dag_id="eod_risk"}') == 1
+    assert scraped.value("eodrisk_backtest_zone", level="firm", zone=zone) == 1
+    assert scraped.value("eodrisk_pipeline_last_run_success", dag_id="eod_risk") == 1
 
 
-def test_prometheus_loaded_every_alert_rule(scraped):
-    body = monitoring._get_json(f"{scraped.prometheus.prometheus_url}/api/v1/rules")
-    loaded = {rule["name"] for group in body["data"]["groups"] for rule in group["rules"]}
+def test_prometheus_loaded_every_alert_rule(stack):
+    loaded = {rule["name"] for group in stack.prometheus.rule_groups() for rule in group["rules"]}
     assert loaded == {rule["alert"] for rule in alert_rules()}
 
 
@@ -203,8 +230,7 @@ def test_dashboard_postgres_panels_run_as_risk_reader(stack):
         )
         assert "$__" not in expanded, title
         rows[title] = select(stack.dsn, expanded, role="risk_reader")
-    [history] = rows["Run history (Postgres)"]
-    assert history[:2] == (GOOD_NIGHT, "success")
+    assert (GOOD_NIGHT, "success") in [row[:2] for row in rows["Run history (Postgres)"]]
     firm_trend = [
         (when.date(), value)
         for when, node, value in rows["VaR trend, firm and regions (Postgres)"]
@@ -221,7 +247,7 @@ def test_dashboard_postgres_panels_run_as_risk_reader(stack):
 
 
 def test_a_failed_night_reaches_slack_and_pagerduty_through_alertmanager(scraped):
-    stack = scraped
+    stack = scraped.stack
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_POSTGRES_EODRISK", status.airflow_postgres_connection(stack.dsn))
         night("postgres_eodrisk", FAILED_NIGHT.isoformat(), fail="load_reporting")
