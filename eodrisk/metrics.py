@@ -514,6 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dsn, dag_id=args.dag_id, max_age_s=args.max_age, dag_parse_s=parse
     )
     if not args.serve:
+        if collector.snapshot()[0] is None:
+            # The DSN may hold a password: name what to check, not the value.
+            print("cannot read the run history: check --dsn / EODRISK_PG_DSN", file=sys.stderr)
+            return 2
         registry = CollectorRegistry()
         registry.register(collector)
         print(render(registry), end="")

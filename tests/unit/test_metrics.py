@@ -320,3 +320,10 @@ def test_http_endpoint_answers_each_scrape_from_the_collector(reads):
     assert len(calls) == 2  # max_age 0: every scrape reads
     assert 'eodrisk_task_attempts{dag_id="eod_risk"' in bodies[-1]
     assert metrics.render(scrape(collector)).count("# TYPE") == len(metrics.METRICS)
+
+
+def test_one_shot_print_fails_clearly_without_a_database(capsys):
+    assert metrics.main(["--dsn", "postgresql://u:s3cret@127.0.0.1:1/none"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the run history: check --dsn / EODRISK_PG_DSN" in err
+    assert "s3cret" not in err
