@@ -58,6 +58,9 @@ def factor_universe() -> tuple[list[str], np.ndarray, np.ndarray]:
     return names, base_arr, scenarios
 
 
+VALUATION_DATE = np.datetime64("2025-06-30", "D")
+
+
 def make_portfolio(names: list[str], n_options: int, n_bonds: int) -> Portfolio:
     rng = np.random.default_rng(12)
     n = n_options + n_bonds
@@ -75,7 +78,12 @@ def make_portfolio(names: list[str], n_options: int, n_bonds: int) -> Portfolio:
         expiry_years=np.where(np.array(kind) == "OPTION", rng.uniform(0.05, 3.0, n), np.nan),
         is_call=rng.random(n) < 0.5,
         coupon_rate=np.where(np.array(kind) == "BOND", rng.uniform(0.0, 0.06, n), np.nan),
-        maturity_years=np.where(np.array(kind) == "BOND", rng.uniform(0.3, 30.0, n), np.nan),
+        maturity_date=np.where(
+            np.array(kind) == "BOND",
+            VALUATION_DATE + rng.integers(110, 30 * 365, n).astype("timedelta64[D]"),
+            np.datetime64("NaT", "D"),
+        ),
+        valuation_date=VALUATION_DATE,
     )
 
 
@@ -117,7 +125,9 @@ class LowerBound:
             for i in range(0, bonds.size, BLOCK):
                 b = bonds[i : i + BLOCK]
                 sched = [
-                    bond_cashflows(float(p.coupon_rate[j]), BOND_FACE, float(p.maturity_years[j]))
+                    bond_cashflows(
+                        float(p.coupon_rate[j]), BOND_FACE, p.valuation_date, p.maturity_date[j]
+                    )
                     for j in b
                 ]
                 width = max(len(t) for t, _ in sched)

@@ -94,7 +94,7 @@ def positions_with_terms(
 
 def with_terms(positions: DataFrame, instruments: DataFrame, valuation_date: date) -> DataFrame:
     """Positions (desk, book, instrument_id, quantity, ...) joined to their terms as of
-    ``valuation_date`` (year fractions ``days / 365``)."""
+    ``valuation_date`` (option expiries as ``days / 365``, bond maturities as dates)."""
     as_of = F.lit(valuation_date)
     extra = [c for c in ("n_trades",) if c in positions.columns]
     return positions.join(F.broadcast(instruments), "instrument_id", "left").select(
@@ -110,7 +110,8 @@ def with_terms(positions: DataFrame, instruments: DataFrame, valuation_date: dat
         (F.datediff("expiry_date", as_of) / DAYS_PER_YEAR).alias("expiry_years"),
         (F.col("option_type") == "CALL").alias("is_call"),
         "coupon_rate",
-        (F.datediff("maturity_date", as_of) / DAYS_PER_YEAR).alias("maturity_years"),
+        "maturity_date",
+        as_of.alias("valuation_date"),
     )
 
 

@@ -3,8 +3,9 @@
 Pure pandas + numpy, no Spark: ``compute_risk`` calls :func:`portfolio_of` on each book's
 rows on the executors, the backtest job and the back-history fast path
 (``eodrisk.backfill``) revalue with the same function, so every path prices a position
-from the same terms. Times to expiry and maturity are ``days / 365`` from the valuation
-date, the convention of ``compute_risk``.
+from the same terms. Times to expiry are ``days / 365`` from the valuation date (the
+convention of ``risk_models``); bonds keep their maturity date, since their coupons fall on
+its anniversaries, and every terms frame carries the ``valuation_date`` it was built for.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from risk_models.pricing import DAYS_PER_YEAR
 from risk_models.revaluation import Portfolio, build_portfolio, revalue
 from risk_models.scenarios import apply_shocks, scenario_shocks
 
-DAYS_PER_YEAR = 365.0
 SCENARIO_WINDOW = 500
 #: Columns the revaluation needs, per position (``instrument_terms`` adds them).
 TERM_COLUMNS = (
@@ -28,7 +29,8 @@ TERM_COLUMNS = (
     "expiry_years",
     "is_call",
     "coupon_rate",
-    "maturity_years",
+    "maturity_date",
+    "valuation_date",
 )
 
 
@@ -53,12 +55,12 @@ def instrument_terms(instruments: pd.DataFrame, valuation_date: date) -> pd.Data
     ``expiry_date``/``maturity_date`` may be dates, ISO strings or empty.
     """
     out = instruments.copy()
-    as_of = pd.Timestamp(valuation_date)
-    for source, target in (("expiry_date", "expiry_years"), ("maturity_date", "maturity_years")):
-        when = out[source]
-        if not pd.api.types.is_datetime64_any_dtype(when):
-            when = pd.to_datetime(when.replace("", None), errors="coerce")
-        out[target] = (when - as_of).dt.days / DAYS_PER_YEAR
+    for column in ("expiry_date", "maturity_date"):
+        if not pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = pd.to_datetime(out[column].replace("", None), errors="coerce")
+    days_to_expiry = (out["expiry_date"] - pd.Timestamp(valuation_date)).dt.days
+    out["expiry_years"] = days_to_expiry / DAYS_PER_YEAR
+    out["valuation_date"] = valuation_date
     out["is_call"] = out["option_type"].eq("CALL")
     out["underlying"] = out["underlying"].fillna("").astype(str)
     for column in ("strike", "coupon_rate"):
@@ -68,6 +70,11 @@ def instrument_terms(instruments: pd.DataFrame, valuation_date: date) -> pd.Data
 
 def portfolio_of(frame: pd.DataFrame, factors: list[str]) -> Portfolio:
     """The ``risk_models`` portfolio of positions with ``TERM_COLUMNS`` and ``quantity``."""
+    valuation_dates = pd.to_datetime(frame["valuation_date"]).unique()
+    if len(valuation_dates) != 1:
+        raise ValueError(
+            f"positions' terms must be as of one valuation date; got {list(valuation_dates)}"
+        )
     return build_portfolio(
         factors,
         instrument_type=frame["instrument_type"].tolist(),
@@ -78,7 +85,8 @@ def portfolio_of(frame: pd.DataFrame, factors: list[str]) -> Portfolio:
         expiry_years=frame["expiry_years"].to_numpy(float, na_value=np.nan),
         is_call=frame["is_call"].eq(True).to_numpy(bool),
         coupon_rate=frame["coupon_rate"].to_numpy(float, na_value=np.nan),
-        maturity_years=frame["maturity_years"].to_numpy(float, na_value=np.nan),
+        maturity_date=pd.to_datetime(frame["maturity_date"]).to_numpy("datetime64[D]"),
+        valuation_date=np.datetime64(valuation_dates[0], "D"),
     )
 
 

@@ -1,4 +1,5 @@
-"""VaR backtesting: exceptions, Kupiec POF, Christoffersen, Basel traffic light.
+"""VaR backtesting: exceptions, Kupiec POF, Christoffersen, Basel traffic light; the FRTB
+desk-level tests (MAR32): the P&L attribution test and desk backtests at 99 % and 97.5 %.
 
 An exception is a day whose realised loss exceeds the previous day's VaR forecast:
 ``realised_pnl < -var_forecast`` (P&L profit-positive, VaR a positive loss).
@@ -17,13 +18,24 @@ from risk_models._types import BoolArray
 
 __all__ = [
     "BASEL_PLUS_FACTORS",
+    "DESK_EXCEPTION_LIMITS",
+    "PLA_AMBER_KS",
+    "PLA_AMBER_SPEARMAN",
+    "PLA_GREEN_KS",
+    "PLA_GREEN_SPEARMAN",
     "ChristoffersenResult",
+    "DeskBacktest",
     "KupiecResult",
+    "PlaResult",
     "TrafficLight",
     "basel_traffic_light",
     "christoffersen",
     "count_exceptions",
+    "desk_backtest",
+    "ks_statistic",
     "kupiec_pof",
+    "pla_test",
+    "spearman_correlation",
 ]
 
 BASEL_PLUS_FACTORS: dict[int, float] = {5: 0.40, 6: 0.50, 7: 0.65, 8: 0.75, 9: 0.85}
@@ -235,3 +247,136 @@ def basel_traffic_light(
         if _binomial_cdf(count, 250, 0.01) <= q:
             plus = factor
     return TrafficLight("yellow", plus, q)
+
+
+# ----------------------------------------------------------- FRTB desk-level tests
+
+PLA_GREEN_SPEARMAN = 0.80
+PLA_AMBER_SPEARMAN = 0.70
+PLA_GREEN_KS = 0.09
+PLA_AMBER_KS = 0.12
+"""MAR32.45 zones: green if Spearman > 0.80 and KS < 0.09; red if Spearman < 0.70 or
+KS > 0.12; amber otherwise."""
+
+DESK_EXCEPTION_LIMITS: dict[float, int] = {0.99: 12, 0.975: 30}
+"""MAR32.36: a desk with more than 12 exceptions at 99 % or more than 30 at 97.5 % over
+the most recent 250 days leaves the internal model approach."""
+
+PLA_OBSERVATIONS = 250
+"""Days of the PLA test and desk backtests (MAR32.40, MAR32.36)."""
+
+
+class PlaResult(NamedTuple):
+    """P&L attribution test; unpacks as ``(spearman, ks, zone)``."""
+
+    spearman: float
+    ks: float
+    zone: str
+
+
+def _ranks(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Ranks 1..n with ties given their average rank."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    # Tie groups: the first index of each run of equal values.
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    average = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(average, ends - starts)
+    return ranks
+
+
+def spearman_correlation(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Spearman rank correlation of two series ``(T,)``: Pearson's of their (average) ranks.
+
+    A constant series has no rank variation: the correlation is NaN, not a number to
+    trust (the PLA zone of such a desk is red).
+    """
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    da, db = ra - ra.mean(), rb - rb.mean()
+    denominator = float(np.sqrt(np.sum(da * da) * np.sum(db * db)))
+    return float(np.sum(da * db) / denominator) if denominator > 0.0 else float("nan")
+
+
+def ks_statistic(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic ``sup_x |F_a(x) - F_b(x)|`` of the
+    empirical distribution functions."""
+    x = np.sort(np.asarray(a, dtype=np.float64))
+    y = np.sort(np.asarray(b, dtype=np.float64))
+    points = np.concatenate([x, y])
+    cdf_x = np.searchsorted(x, points, side="right") / x.size
+    cdf_y = np.searchsorted(y, points, side="right") / y.size
+    return float(np.max(np.abs(cdf_x - cdf_y)))
+
+
+def pla_test(rtpl: npt.ArrayLike, hpl: npt.ArrayLike) -> PlaResult:
+    """The MAR32 P&L attribution test of one desk.
+
+    Parameters
+    ----------
+    rtpl : (T,)
+        Risk-theoretical P&L: the risk model's revaluation of the desk's positions
+        under each day's market move (here, the same full revaluation as the VaR).
+    hpl : (T,)
+        Hypothetical P&L: the front-office revaluation of yesterday's positions at
+        today's market, same days in the same order (250 in MAR32).
+
+    Returns
+    -------
+    PlaResult
+        ``(spearman, ks, zone)`` with zone ``green``/``amber``/``red`` per MAR32.45.
+    """
+    a = np.asarray(rtpl, dtype=np.float64)
+    b = np.asarray(hpl, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
+        raise ValueError(
+            f"rtpl and hpl must be 1-D series of the same days (T >= 2); got {a.shape}, {b.shape}"
+        )
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("rtpl and hpl must be finite; drop days with missing P&L from both")
+    rho = spearman_correlation(a, b)
+    ks = ks_statistic(a, b)
+    if rho > PLA_GREEN_SPEARMAN and ks < PLA_GREEN_KS:
+        zone = "green"
+    elif not rho >= PLA_AMBER_SPEARMAN or ks > PLA_AMBER_KS:  # NaN correlation: red
+        zone = "red"
+    else:
+        zone = "amber"
+    return PlaResult(spearman=rho, ks=ks, zone=zone)
+
+
+class DeskBacktest(NamedTuple):
+    """Desk-level backtest (MAR32.36); ``eligible`` is False when a limit is exceeded."""
+
+    eligible: bool
+    exceptions_99: int
+    exceptions_975: int
+    observations: int
+    limit_99: int
+    limit_975: int
+
+
+def desk_backtest(
+    exceptions_99: int, exceptions_975: int, observations: int = PLA_OBSERVATIONS
+) -> DeskBacktest:
+    """Whether a desk stays eligible for the internal model: at most 12 exceptions of the
+    99 % VaR and at most 30 of the 97.5 % VaR over the last 250 days.
+
+    Fewer observations (a young desk) are judged against the same limits, which it can
+    only meet more easily; ``observations`` is returned for the reader to see.
+    """
+    for name, count in (("exceptions_99", exceptions_99), ("exceptions_975", exceptions_975)):
+        if not 0 <= count <= observations:
+            raise ValueError(
+                f"{name} must be between 0 and observations={observations}; got {count}"
+            )
+    limit_99, limit_975 = DESK_EXCEPTION_LIMITS[0.99], DESK_EXCEPTION_LIMITS[0.975]
+    return DeskBacktest(
+        eligible=exceptions_99 <= limit_99 and exceptions_975 <= limit_975,
+        exceptions_99=exceptions_99,
+        exceptions_975=exceptions_975,
+        observations=observations,
+        limit_99=limit_99,
+        limit_975=limit_975,
+    )

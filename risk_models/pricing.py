@@ -12,9 +12,21 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from risk_models._types import FloatArray
+from risk_models._types import BoolArray, DateArray, DateLike, FloatArray, as_day
 
-__all__ = ["BlackScholes", "ZeroCurve", "black_scholes", "bond_cashflows", "bond_price"]
+__all__ = [
+    "DAYS_PER_YEAR",
+    "BlackScholes",
+    "ZeroCurve",
+    "black_scholes",
+    "black_scholes_price",
+    "bond_cashflows",
+    "bond_price",
+    "coupon_dates",
+]
+
+DAYS_PER_YEAR = 365.0
+"""Year fraction of a maturity or expiry: calendar days / 365 (Actual/365 Fixed)."""
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _BLOCK_ELEMENTS = 1 << 21  # bond_price floats per block (16 MiB): ~130 bonds at S=500, C=30
@@ -42,6 +54,65 @@ class BlackScholes:
     rho: FloatArray
 
 
+def _broadcast_terms(
+    spot: npt.ArrayLike,
+    strike: npt.ArrayLike,
+    rate: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    t: npt.ArrayLike,
+    call: npt.ArrayLike,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, BoolArray]:
+    s, k, r, v, tt, is_call = np.broadcast_arrays(
+        np.asarray(spot, dtype=np.float64),
+        np.asarray(strike, dtype=np.float64),
+        np.asarray(rate, dtype=np.float64),
+        np.asarray(vol, dtype=np.float64),
+        np.asarray(t, dtype=np.float64),
+        np.asarray(call, dtype=np.bool_),
+    )
+    return s, k, r, v, tt, is_call
+
+
+def black_scholes_price(
+    spot: npt.ArrayLike,
+    strike: npt.ArrayLike,
+    rate: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    t: npt.ArrayLike,
+    call: npt.ArrayLike = True,
+) -> FloatArray:
+    """European option price only (what full revaluation needs), continuous rate.
+
+    The same price as :func:`black_scholes` with the same degenerate limits (expired:
+    intrinsic; no volatility, spot or strike: discounted forward intrinsic), without
+    computing any greek.
+
+    Parameters
+    ----------
+    spot, strike, rate, vol, t : array_like, broadcastable
+        Spot, strike, continuously compounded rate, annualised volatility, time to
+        expiry in years.
+    call : bool or bool array_like
+        True for calls, False for puts.
+
+    Returns
+    -------
+    array of the broadcast shape (0-d for scalar inputs)
+    """
+    s, k, r, v, tt, is_call = _broadcast_terms(spot, strike, rate, vol, t, call)
+    tau = np.where(tt > 0.0, tt, 0.0)
+    k_disc = k * np.exp(-r * tau)
+    vol_sqrt = np.where(v > 0.0, v, 0.0) * np.sqrt(tau)
+    smooth = (vol_sqrt > 0.0) & (s > 0.0) & (k > 0.0)
+    vs_safe = np.where(smooth, vol_sqrt, 1.0)
+    d1 = np.log(np.where(smooth, s, 1.0) / np.where(smooth, k_disc, 1.0)) / vs_safe + 0.5 * vs_safe
+    d2 = d1 - vs_safe
+    sign = np.where(is_call, 1.0, -1.0)  # put: K e^{-rT} N(-d2) - S N(-d1)
+    smooth_price = sign * (s * special.ndtr(sign * d1) - k_disc * special.ndtr(sign * d2))
+    flat_price = np.maximum(sign * (s - k_disc), 0.0)  # k_disc == k once expired
+    return np.asarray(np.where(smooth, smooth_price, flat_price)) + 0.0
+
+
 def black_scholes(
     spot: npt.ArrayLike,
     strike: npt.ArrayLike,
@@ -61,6 +132,8 @@ def black_scholes(
       those of the forward when in the money.
     * ``spot <= 0`` or ``strike <= 0`` are treated as deterministic as well.
 
+    The price is :func:`black_scholes_price`; revaluation calls that directly.
+
     Parameters
     ----------
     spot, strike, rate, vol, t : array_like, broadcastable
@@ -74,14 +147,7 @@ def black_scholes(
     BlackScholes
         Arrays of the broadcast shape (0-d for scalar inputs).
     """
-    s, k, r, v, tt, is_call = np.broadcast_arrays(
-        np.asarray(spot, dtype=np.float64),
-        np.asarray(strike, dtype=np.float64),
-        np.asarray(rate, dtype=np.float64),
-        np.asarray(vol, dtype=np.float64),
-        np.asarray(t, dtype=np.float64),
-        np.asarray(call, dtype=np.bool_),
-    )
+    s, k, r, v, tt, is_call = _broadcast_terms(spot, strike, rate, vol, t, call)
     live = tt > 0.0
     tau = np.where(live, tt, 0.0)
     sqrt_tau = np.sqrt(tau)
@@ -98,21 +164,11 @@ def black_scholes(
     d1 = (np.log(s_safe / k_safe) + r * tau_safe) / vs_safe + 0.5 * vs_safe
     d2 = d1 - vs_safe
     n_d1, n_d2 = special.ndtr(d1), special.ndtr(d2)
-    n_md1, n_md2 = special.ndtr(-d1), special.ndtr(-d2)
+    n_md2 = special.ndtr(-d2)
     pdf_d1 = _INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)
     decay = -s_safe * pdf_d1 * vs_safe / (2.0 * tau_safe)  # -S phi(d1) vol / (2 sqrt T)
-    call_smooth = (
-        s * n_d1 - k_disc * n_d2,
-        n_d1,
-        decay - r * k_disc * n_d2,
-        tau * k_disc * n_d2,
-    )
-    put_smooth = (
-        k_disc * n_md2 - s * n_md1,
-        n_d1 - 1.0,
-        decay + r * k_disc * n_md2,
-        -tau * k_disc * n_md2,
-    )
+    call_smooth = (n_d1, decay - r * k_disc * n_d2, tau * k_disc * n_d2)
+    put_smooth = (n_d1 - 1.0, decay + r * k_disc * n_md2, -tau * k_disc * n_md2)
     gamma_smooth = pdf_d1 / (s_safe * vs_safe)
     vega_smooth = s_safe * pdf_d1 * sqrt_tau
 
@@ -121,25 +177,23 @@ def black_scholes(
     put_itm = s < k_disc
     theta_live = np.where(live, r * k_disc, 0.0)  # expired: no time value left to decay
     call_flat = (
-        np.where(call_itm, s - k_disc, 0.0),
         np.where(call_itm, 1.0, 0.0),
         np.where(call_itm, -theta_live, 0.0),
         np.where(call_itm, tau * k_disc, 0.0),
     )
     put_flat = (
-        np.where(put_itm, k_disc - s, 0.0),
         np.where(put_itm, -1.0, 0.0),
         np.where(put_itm, theta_live, 0.0),
         np.where(put_itm, -tau * k_disc, 0.0),
     )
 
-    price, delta, theta, rho = (
+    delta, theta, rho = (
         np.where(smooth, np.where(is_call, c_s, p_s), np.where(is_call, c_f, p_f))
         for c_s, p_s, c_f, p_f in zip(call_smooth, put_smooth, call_flat, put_flat, strict=True)
     )
     zero = np.zeros_like(s)
     return BlackScholes(
-        price=np.asarray(price) + 0.0,
+        price=black_scholes_price(s, k, r, v, tt, is_call),
         delta=np.asarray(delta) + 0.0,
         gamma=np.asarray(np.where(smooth, gamma_smooth, zero)),
         vega=np.asarray(np.where(smooth, vega_smooth, zero)),
@@ -270,22 +324,71 @@ def bond_price(cashflows: npt.ArrayLike, times: npt.ArrayLike, zero_curve: ZeroC
     return np.asarray(out.reshape(lead) if cf.ndim == 1 else out.reshape((*lead, n_bonds)))
 
 
-def bond_cashflows(
-    coupon_rate: float, face: float, years_to_maturity: float, frequency: int = 1
-) -> tuple[FloatArray, FloatArray]:
-    """Remaining cash flows of a fixed-rate bullet bond.
+def coupon_dates(
+    valuation_date: DateLike, maturity_date: DateLike, frequency: int = 1
+) -> DateArray:
+    """Remaining coupon dates of a bullet bond: the maturity's anniversaries.
 
-    Coupon dates step back from maturity every ``1 / frequency`` years; only dates
-    strictly in the future are kept (the price is the value of the remaining flows,
-    i.e. the dirty price).
+    Dates step back from the maturity date by ``12 / frequency`` calendar months (so an
+    annual bond pays on the maturity's month and day every year); a day that does not
+    exist in a month (the 29th of February, the 31st) falls on that month's last day.
+    Only dates strictly after the valuation date are kept, so a maturity less than one
+    coupon period away leaves exactly one date, the maturity.
+
+    Parameters
+    ----------
+    valuation_date, maturity_date : date, ``numpy.datetime64`` or ISO string
+        ``maturity_date`` must be after ``valuation_date`` (the bond has not matured).
+    frequency : int
+        Coupons a year, a divisor of 12 (1 annual, 2 semi-annual, 4 quarterly, 12 monthly).
+
+    Returns
+    -------
+    (C,) ``datetime64[D]``, increasing, the last one the maturity date.
+    """
+    today = as_day(valuation_date)
+    maturity = as_day(maturity_date)
+    if not maturity > today:
+        raise ValueError(
+            f"maturity_date {maturity} must be after the valuation date {today} "
+            "(a matured bond has no remaining cash flows; drop the position)"
+        )
+    if frequency < 1 or 12 % frequency:
+        raise ValueError(
+            f"frequency must divide 12 (coupons a year: 1, 2, 3, 4, 6 or 12); got {frequency}"
+        )
+    step = 12 // frequency
+    month = maturity.astype("datetime64[M]")
+    day_of_month = int((maturity - month.astype("datetime64[D]")).astype(np.int64))
+    # Enough periods to reach back past today; the filter below keeps the future ones.
+    months_back = (month - today.astype("datetime64[M]")).astype(np.int64)
+    periods = np.arange(int(months_back) // step + 1, -1, -1, dtype=np.int64)
+    months = month - periods * step
+    month_start = months.astype("datetime64[D]")
+    month_length = ((months + 1).astype("datetime64[D]") - month_start).astype(np.int64)
+    dates = month_start + np.minimum(day_of_month, month_length - 1)
+    return np.asarray(dates[dates > today])
+
+
+def bond_cashflows(
+    coupon_rate: float,
+    face: float,
+    valuation_date: DateLike,
+    maturity_date: DateLike,
+    frequency: int = 1,
+) -> tuple[FloatArray, FloatArray]:
+    """Remaining cash flows of a fixed-rate bullet bond, paid on :func:`coupon_dates`.
+
+    Only flows strictly after the valuation date are kept (the price is the value of the
+    remaining flows, i.e. the dirty price). Times are ``days / 365`` from the valuation
+    date, the year fraction used for every maturity and expiry in this package.
 
     Parameters
     ----------
     coupon_rate : float
         Annual coupon as a decimal (0.035).
     face : float
-    years_to_maturity : float
-        ``> 0``.
+    valuation_date, maturity_date : date, ``numpy.datetime64`` or ISO string
     frequency : int
         Coupons per year (1 annual, 2 semi-annual).
 
@@ -294,15 +397,9 @@ def bond_cashflows(
     times : (C,) increasing, years
     cashflows : (C,) ``face * coupon_rate / frequency``, the last plus ``face``
     """
-    if not years_to_maturity > 0.0:
-        raise ValueError(
-            f"years_to_maturity must be > 0 (bond not matured); got {years_to_maturity}"
-        )
-    if frequency < 1:
-        raise ValueError(f"frequency must be a positive number of coupons a year; got {frequency}")
-    # round() so that 3.0000000001 periods does not create a coupon at t ~ 1e-10
-    n_coupons = math.ceil(round(years_to_maturity * frequency, 9))
-    times = years_to_maturity - np.arange(n_coupons - 1, -1, -1, dtype=np.float64) / frequency
-    cashflows = np.full(n_coupons, face * coupon_rate / frequency)
+    dates = coupon_dates(valuation_date, maturity_date, frequency)
+    days = (dates - as_day(valuation_date)).astype(np.int64)
+    times = days / DAYS_PER_YEAR
+    cashflows = np.full(dates.size, face * coupon_rate / frequency)
     cashflows[-1] += face
-    return times, cashflows
+    return np.asarray(times, dtype=np.float64), cashflows

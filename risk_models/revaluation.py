@@ -7,9 +7,10 @@ linearised — and converted to USD at the scenario's FX rate:
 
 - ``EQUITY``: quantity × spot.
 - ``FX``: quantity (units of the currency) × FX rate.
-- ``BOND``: quantity × price of face 100 off the currency's zero curve.
-- ``OPTION``: quantity × Black-Scholes price, with the scenario's spot, implied vol and the
-  currency's zero rate at expiry.
+- ``BOND``: quantity × price of face 100 off the currency's zero curve, annual coupons on
+  the maturity's anniversaries (:func:`risk_models.pricing.coupon_dates`).
+- ``OPTION``: quantity × Black-Scholes price (the price only, no greeks), with the
+  scenario's spot, implied vol and the currency's zero rate at expiry.
 
 Scenario P&L = value under the scenario − value under the base state (profit positive).
 """
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from risk_models._types import FloatArray
-from risk_models.pricing import ZeroCurve, black_scholes, bond_cashflows, bond_price
+from risk_models._types import DateArray, DateLike, FloatArray, as_day
+from risk_models.pricing import ZeroCurve, black_scholes_price, bond_cashflows, bond_price
 
 CURVE_TENORS = ("3M", "6M", "1Y", "2Y", "5Y", "10Y", "30Y")
 CURVE_TENORS_YEARS = np.array([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0])
@@ -41,6 +42,8 @@ class Portfolio:
 
     An index of -1 means "not applicable" (e.g. ``fx_index`` of a USD position).
     ``curve_index`` is (P, K): the factors of the position currency's zero curve.
+    ``maturity_date`` is ``NaT`` where not a bond; bonds are priced as of
+    ``valuation_date``.
     """
 
     instrument_type: npt.NDArray[np.str_]
@@ -53,7 +56,8 @@ class Portfolio:
     expiry_years: FloatArray
     is_call: BoolArray
     coupon_rate: FloatArray
-    maturity_years: FloatArray
+    maturity_date: DateArray
+    valuation_date: np.datetime64
 
     def __len__(self) -> int:
         return int(self.quantity.shape[0])
@@ -70,11 +74,14 @@ def build_portfolio(
     expiry_years: npt.ArrayLike,
     is_call: npt.ArrayLike,
     coupon_rate: npt.ArrayLike,
-    maturity_years: npt.ArrayLike,
+    maturity_date: npt.ArrayLike,
+    valuation_date: DateLike,
 ) -> Portfolio:
     """Map positions' terms to factor indices; raise naming the first factor not found.
 
-    Numeric terms that do not apply to an instrument type may be NaN.
+    Numeric terms that do not apply to an instrument type may be NaN, dates NaT/None.
+    ``expiry_years`` is ``days / 365`` from ``valuation_date``; bonds' coupon dates come
+    from ``maturity_date`` (the maturity's anniversaries) and ``valuation_date``.
     """
     index = {name: i for i, name in enumerate(factor_names)}
 
@@ -113,7 +120,8 @@ def build_portfolio(
         expiry_years=np.asarray(expiry_years, dtype=np.float64),
         is_call=np.asarray(is_call, dtype=bool),
         coupon_rate=np.asarray(coupon_rate, dtype=np.float64),
-        maturity_years=np.asarray(maturity_years, dtype=np.float64),
+        maturity_date=np.asarray(maturity_date, dtype="datetime64[D]"),
+        valuation_date=as_day(valuation_date),
     )
 
 
@@ -164,7 +172,7 @@ def _bond_values(p: Portfolio, bonds: IntArray, levels: FloatArray) -> FloatArra
     """Price per face 100 of each bond, (S, len(bonds)); one curve product per currency."""
     out = np.empty((levels.shape[0], bonds.size))
     schedules = [
-        bond_cashflows(float(p.coupon_rate[b]), BOND_FACE, float(p.maturity_years[b]))
+        bond_cashflows(float(p.coupon_rate[b]), BOND_FACE, p.valuation_date, p.maturity_date[b])
         for b in bonds
     ]
     width = max(len(times) for times, _ in schedules)
@@ -189,11 +197,11 @@ def _option_values(p: Portfolio, options: IntArray, levels: FloatArray) -> Float
     for curve in np.unique(curves, axis=0):
         same = np.flatnonzero((curves == curve).all(axis=1))
         rate[:, same] = ZeroCurve(CURVE_TENORS_YEARS, levels[:, curve]).rate(expiry[same])
-    return black_scholes(
+    return black_scholes_price(
         spot=levels[:, p.spot_index[options]],
         strike=p.strike[options],
         rate=rate,
         vol=levels[:, p.vol_index[options]],
         t=expiry,
         call=p.is_call[options],
-    ).price
+    )

@@ -79,14 +79,21 @@ def _unit_value_usd(instr: dict[str, str], state: dict[str, float], as_of: date)
     elif kind == "FX":
         local = 1.0
     elif kind == "BOND":
-        maturity = (date.fromisoformat(instr["maturity_date"]) - as_of).days / 365.0
+        # annual coupons on the maturity's anniversaries (29 Feb -> 28 Feb), face at maturity
+        maturity = date.fromisoformat(instr["maturity_date"])
         coupon = 100.0 * float(instr["coupon_rate"])
-        local, t = 0.0, maturity
-        first = True
-        while t > 1e-9:
-            flow = coupon + (100.0 if first else 0.0)
+        local, year = 0.0, maturity.year
+        while True:
+            try:
+                pay = maturity.replace(year=year)
+            except ValueError:
+                pay = date(year, 2, 28)
+            if pay <= as_of:
+                break
+            t = (pay - as_of).days / 365.0
+            flow = coupon + (100.0 if pay == maturity else 0.0)
             local += flow * math.exp(-_rate(state, ccy, t) * t)
-            t, first = t - 1.0, False
+            year -= 1
     else:
         t = (date.fromisoformat(instr["expiry_date"]) - as_of).days / 365.0
         local = _black_scholes(

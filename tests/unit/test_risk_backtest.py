@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from risk_models.backtest import (
@@ -13,7 +15,11 @@ from risk_models.backtest import (
     basel_traffic_light,
     christoffersen,
     count_exceptions,
+    desk_backtest,
+    ks_statistic,
     kupiec_pof,
+    pla_test,
+    spearman_correlation,
 )
 
 
@@ -163,3 +169,75 @@ def test_basel_other_observation_counts_use_binomial_cutoffs() -> None:
     assert set(plus) <= {0.0, 1.0, *BASEL_PLUS_FACTORS.values()}
     assert {light.zone for light in zones} == {"green", "yellow", "red"}
     assert basel_traffic_light(3, 250, 0.975).zone == "green"
+
+
+# ------------------------------------------------------------ FRTB desk-level tests
+
+
+def test_pla_of_identical_series_is_green() -> None:
+    hpl = np.random.default_rng(1).normal(0.0, 1e5, 250)
+    rho, ks, zone = pla_test(hpl, hpl)
+    assert rho == pytest.approx(1.0) and ks == 0.0 and zone == "green"
+
+
+@given(
+    st.lists(st.integers(-20, 20), min_size=5, max_size=60).flatmap(
+        lambda a: st.tuples(
+            st.just(a), st.lists(st.integers(-20, 20), min_size=len(a), max_size=len(a))
+        )
+    )
+)
+@settings(max_examples=150, deadline=None)
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+@pytest.mark.filterwarnings("ignore:ks_2samp:RuntimeWarning")
+def test_spearman_and_ks_match_scipy_with_ties(pair: tuple[list[int], list[int]]) -> None:
+    a, b = (np.asarray(x, dtype=float) for x in pair)
+    expected_rho = stats.spearmanr(a, b).statistic
+    got_rho = spearman_correlation(a, b)
+    if np.isnan(expected_rho):
+        assert np.isnan(got_rho)
+    else:
+        assert got_rho == pytest.approx(expected_rho, abs=1e-12)
+    assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+
+
+def reference_zone(rho: float, ks: float) -> str:
+    if rho > 0.80 and ks < 0.09:
+        return "green"
+    if rho < 0.70 or ks > 0.12 or math.isnan(rho):
+        return "red"
+    return "amber"
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.4, 0.7, 1.5])
+@pytest.mark.parametrize("bias", [0.0, 0.15, 0.3])
+def test_pla_zones_follow_the_published_thresholds(noise: float, bias: float) -> None:
+    rng = np.random.default_rng(int(noise * 100 + bias * 1000))
+    hpl = rng.normal(0.0, 1.0, 250)
+    rtpl = hpl + rng.normal(0.0, noise, 250) + bias  # model noise and a shifted mean
+    result = pla_test(rtpl, hpl)
+    assert result.zone == reference_zone(
+        stats.spearmanr(rtpl, hpl).statistic, stats.ks_2samp(rtpl, hpl).statistic
+    )
+
+
+def test_pla_zone_edges_and_bad_input() -> None:
+    hpl = np.arange(250.0)
+    # a constant model P&L has no ranks to correlate: red
+    assert pla_test(np.zeros(250), hpl).zone == "red"
+    with pytest.raises(ValueError, match="same days"):
+        pla_test(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="finite"):
+        pla_test([1.0, np.nan], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("x99", "x975", "eligible"),
+    [(0, 0, True), (12, 30, True), (13, 0, False), (0, 31, False), (13, 31, False)],
+)
+def test_desk_backtest_limits_are_twelve_and_thirty(x99: int, x975: int, eligible: bool) -> None:
+    result = desk_backtest(x99, x975)
+    assert result.eligible is eligible
+    assert (result.limit_99, result.limit_975, result.observations) == (12, 30, 250)
+    with pytest.raises(ValueError, match="between 0"):
+        desk_backtest(251, 0)

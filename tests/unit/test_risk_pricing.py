@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import warnings
 
 import numpy as np
 import pytest
+import QuantLib as ql  # noqa: N813
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from risk_models.pricing import ZeroCurve, black_scholes, bond_cashflows, bond_price
+from risk_models.pricing import (
+    ZeroCurve,
+    black_scholes,
+    black_scholes_price,
+    bond_cashflows,
+    bond_price,
+    coupon_dates,
+)
 
 
 def grid(n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
@@ -152,10 +163,14 @@ def test_zero_coupon_bond_is_exp_minus_rt(rate: float, maturity: float) -> None:
     )
 
 
+TODAY = np.datetime64("2025-06-30")
+
+
 def test_par_bond_prices_at_par_on_a_flat_curve() -> None:
     rate = 0.04
     coupon = math.exp(rate) - 1.0  # annual-compounding equivalent of the flat zero rate
-    times, flows = bond_cashflows(coupon, 100.0, 10.0)
+    # Three 365-day coupon years (no 29 February in between): each flow is worth par.
+    times, flows = bond_cashflows(coupon, 100.0, "2025-02-28", "2028-02-28")
     curve = ZeroCurve(TENORS, np.full(7, rate))
     assert float(bond_price(flows, times, curve)) == pytest.approx(100.0, rel=1e-13)
 
@@ -164,7 +179,7 @@ def test_bond_price_per_scenario_matches_a_loop_reference() -> None:
     rng = np.random.default_rng(6)
     base = np.array([0.01, 0.012, 0.015, 0.02, 0.025, 0.03, 0.032])
     scenario_rates = base + rng.normal(0.0, 0.001, size=(300, 7))
-    times, flows = bond_cashflows(0.035, 100.0, 7.3, frequency=2)
+    times, flows = bond_cashflows(0.035, 100.0, TODAY, "2032-10-15", frequency=2)
     got = bond_price(flows, times, ZeroCurve(TENORS, scenario_rates))
     assert got.shape == (300,)
     expected = [
@@ -179,7 +194,10 @@ def test_bond_price_per_scenario_matches_a_loop_reference() -> None:
 
 def test_bond_price_prices_a_padded_batch_of_bonds() -> None:
     curve = ZeroCurve(TENORS, np.random.default_rng(2).uniform(0.0, 0.05, size=(50, 7)))
-    schedules = [bond_cashflows(0.05, 100.0, 3.0), bond_cashflows(0.02, 100.0, 12.5)]
+    schedules = [
+        bond_cashflows(0.05, 100.0, TODAY, "2028-06-30"),
+        bond_cashflows(0.02, 100.0, TODAY, "2037-12-31"),
+    ]
     width = max(t.size for t, _ in schedules)
     times = np.zeros((2, width))
     flows = np.zeros((2, width))
@@ -200,24 +218,134 @@ def test_bond_price_rejects_past_cash_flows() -> None:
         bond_price([5.0, 105.0], [0.5], curve)
 
 
+def anniversaries(today: dt.date, maturity: dt.date) -> list[dt.date]:
+    """Independent reference: the maturity's month and day in every year, 29 Feb -> 28 Feb."""
+    out = []
+    for year in range(maturity.year, today.year - 1, -1):
+        try:
+            pay = maturity.replace(year=year)
+        except ValueError:
+            pay = dt.date(year, 2, 28)
+        if pay > today:
+            out.append(pay)
+    return sorted(out)
+
+
+@given(
+    today=st.dates(dt.date(2000, 1, 1), dt.date(2040, 12, 31)),
+    days=st.integers(1, 40 * 366),
+)
+@settings(max_examples=300, deadline=None)
+def test_coupon_dates_are_the_maturity_anniversaries(today: dt.date, days: int) -> None:
+    maturity = today + dt.timedelta(days=days)
+    got = coupon_dates(today, maturity).astype(dt.date).tolist()
+    assert got == anniversaries(today, maturity)
+    times, flows = bond_cashflows(0.05, 100.0, today, maturity)
+    np.testing.assert_array_equal(times, [(d - today).days / 365.0 for d in got])
+    assert flows[-1] == 105.0 and (flows[:-1] == 5.0).all()
+
+
+def test_thirty_year_bond_pays_on_anniversaries_not_every_365_days() -> None:
+    # 2025-06-30 to 2055-06-30 holds 8 leap days: stepping back 365 days at a time put the
+    # first coupon 8 days late, on 2026-07-08.
+    dates = coupon_dates("2025-06-30", "2055-06-30")
+    assert dates[0] == np.datetime64("2026-06-30") and dates.size == 30
+    assert (dates.astype("datetime64[M]").astype(int) % 12 == 5).all()  # every June
+    assert set((dates - dates.astype("datetime64[M]")).astype(int).tolist()) == {29}
+
+
+@pytest.mark.parametrize("frequency", [1, 2, 4, 12])
+def test_a_maturity_within_one_coupon_period_is_one_flow(frequency: int) -> None:
+    times, flows = bond_cashflows(0.06, 100.0, "2025-06-30", "2025-07-10", frequency)
+    np.testing.assert_allclose(times, [10 / 365])
+    np.testing.assert_allclose(flows, [100.0 + 6.0 / frequency])
+    one_day = bond_cashflows(0.06, 100.0, "2025-06-30", "2025-07-01")
+    assert one_day[0].tolist() == [1 / 365]
+
+
+def test_semi_annual_coupons_step_six_calendar_months_clamped_to_month_end() -> None:
+    got = coupon_dates("2025-06-30", "2027-08-31", frequency=2)
+    expected = ["2025-08-31", "2026-02-28", "2026-08-31", "2027-02-28", "2027-08-31"]
+    np.testing.assert_array_equal(got, np.array(expected, dtype="datetime64[D]"))
+
+
+def test_bond_cashflows_rejects_a_matured_bond_and_bad_frequencies() -> None:
+    with pytest.raises(ValueError, match="matured"):
+        bond_cashflows(0.05, 100.0, "2025-06-30", "2025-06-30")
+    with pytest.raises(ValueError, match="divide 12"):
+        bond_cashflows(0.05, 100.0, "2025-06-30", "2030-06-30", frequency=5)
+
+
+# ------------------------------------------------------- QuantLib as a reference
+
+
+def _ql_date(day: dt.date) -> object:
+    return ql.Date(day.day, day.month, day.year)
+
+
 @pytest.mark.parametrize(
-    ("years", "frequency", "times", "flows"),
+    ("today", "maturity"),
     [
-        (5.0, 1, [1, 2, 3, 4, 5], [5, 5, 5, 5, 105]),
-        (2.5, 1, [0.5, 1.5, 2.5], [5, 5, 105]),
-        (1.25, 2, [0.25, 0.75, 1.25], [2.5, 2.5, 102.5]),
-        (0.1, 1, [0.1], [105]),
-        (3.0000000001, 1, [1.0000000001, 2.0000000001, 3.0000000001], [5, 5, 105]),
+        (dt.date(2025, 6, 30), dt.date(2055, 6, 30)),
+        (dt.date(2025, 6, 30), dt.date(2048, 2, 29)),
+        (dt.date(2024, 2, 29), dt.date(2031, 11, 15)),
+        (dt.date(2025, 6, 30), dt.date(2025, 9, 1)),
     ],
 )
-def test_bond_cashflows_step_back_from_maturity(
-    years: float, frequency: int, times: list[float], flows: list[float]
-) -> None:
-    got_times, got_flows = bond_cashflows(0.05, 100.0, years, frequency)
-    np.testing.assert_allclose(got_times, times, rtol=1e-12)
-    np.testing.assert_allclose(got_flows, flows, rtol=1e-12)
+def test_bond_price_matches_quantlib(today: dt.date, maturity: dt.date) -> None:
+    # QuantLib: a backward unadjusted annual schedule from the maturity, fixed coupons of
+    # 5 per period, discounted off a continuously compounded zero curve, linear in the
+    # zero rate between pillars (Actual/365 Fixed times, the model's year fraction).
+    ql.Settings.instance().evaluationDate = _ql_date(today)
+    pillar_days = [0, 365, 730, 1826, 3652, 10958, 14610]
+    rates = [0.031, 0.033, 0.030, 0.034, 0.038, 0.041, 0.041]
+    curve = ql.ZeroCurve(
+        [_ql_date(today + dt.timedelta(days=d)) for d in pillar_days],
+        rates,
+        ql.Actual365Fixed(),
+        ql.NullCalendar(),
+        ql.Linear(),
+        ql.Continuous,
+    )
+    issue = maturity.replace(year=maturity.year - 45, day=min(maturity.day, 28))
+    schedule = ql.Schedule(
+        _ql_date(issue),
+        _ql_date(maturity),
+        ql.Period(ql.Annual),
+        ql.NullCalendar(),
+        ql.Unadjusted,
+        ql.Unadjusted,
+        ql.DateGeneration.Backward,
+        False,
+    )
+    leg = ql.FixedRateLeg(schedule, ql.OneDayCounter(), [100.0], [0.05])
+    leg = (*leg, ql.SimpleCashFlow(100.0, _ql_date(maturity)))
+    expected = ql.CashFlows.npv(leg, ql.YieldTermStructureHandle(curve), False)
+    ql_dates = sorted(
+        {dt.date(c.date().year(), c.date().month(), c.date().dayOfMonth()) for c in leg}
+    )
+    model_dates = coupon_dates(today, maturity).astype(dt.date).tolist()
+    assert model_dates == [d for d in ql_dates if d > today]
+    times, flows = bond_cashflows(0.05, 100.0, today, maturity)
+    model_curve = ZeroCurve(np.array(pillar_days) / 365.0, np.array(rates))
+    assert float(bond_price(flows, times, model_curve)) == pytest.approx(expected, rel=1e-12)
 
 
-def test_bond_cashflows_rejects_a_matured_bond() -> None:
-    with pytest.raises(ValueError, match="matured"):
-        bond_cashflows(0.05, 100.0, 0.0)
+def test_black_scholes_price_matches_quantlib_and_the_greeks_function() -> None:
+    g = grid(300, seed=4)
+    calls = np.random.default_rng(5).random(300) < 0.5
+    got = black_scholes_price(**g, call=calls)
+    np.testing.assert_array_equal(got, black_scholes(**g, call=calls).price)
+    expected = [
+        ql.blackFormula(
+            ql.Option.Call if c else ql.Option.Put,
+            k,
+            s * math.exp(r * t),
+            v * math.sqrt(t),
+            math.exp(-r * t),
+        )
+        for s, k, r, v, t, c in zip(
+            g["spot"], g["strike"], g["rate"], g["vol"], g["t"], calls, strict=True
+        )
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
