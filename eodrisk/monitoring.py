@@ -246,6 +246,7 @@ class MonitoringStack:
                     f"--config.file={am_file}",
                     f"--storage.path={self.work_dir / 'alertmanager-data'}",
                     f"--web.listen-address={am_address}",
+                    f"--web.external-url=http://{am_address}",  # the links in notifications
                     "--cluster.listen-address=",  # one instance: no gossip port
                 ],
                 am_address,
@@ -257,6 +258,7 @@ class MonitoringStack:
                     f"--config.file={prom_file}",
                     f"--storage.tsdb.path={self.work_dir / 'prometheus-data'}",
                     f"--web.listen-address={prom_address}",
+                    f"--web.external-url=http://{prom_address}",
                 ],
                 prom_address,
             )

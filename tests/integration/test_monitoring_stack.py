@@ -266,6 +266,7 @@ def test_a_failed_night_reaches_slack_and_pagerduty_through_alertmanager(scraped
     assert attachment["title"] == "[FIRING] EodRiskTaskFailed (critical)"
     assert "EOD risk: load_reporting (FIRM) failed after its retries" in attachment["text"]
     assert message["payload"]["channel"] == "#eodrisk-ops"
+    assert attachment["title_link"].startswith(stack.prometheus.alertmanager_url)
     assert message["received_monotonic_s"] - recorded < 15  # seconds, not minutes
 
     [page] = eventually(
@@ -280,6 +281,8 @@ def test_a_failed_night_reaches_slack_and_pagerduty_through_alertmanager(scraped
     assert event["event_action"] == "trigger"
     assert event["routing_key"] == monitoring.LOCAL_PAGERDUTY_KEY
     assert event["payload"]["severity"] == "critical"
+    prometheus_link = f"Source: {stack.prometheus.prometheus_url}/graph?"
+    assert prometheus_link in event["payload"]["custom_details"]["firing"]
 
     # The run-level alert fires too, but the task's alert inhibits it: one page, not two.
     alerts = {a["labels"]["alertname"]: a for a in stack.prometheus.alerts()}
