@@ -1,13 +1,21 @@
 """What the quant notebooks call: the lake's results read with ``deltalake`` (no Spark
 needed), VaR methods side by side, and a node's backtest — thin wrappers over
 ``risk_models`` and the functions the jobs use, so a notebook shows the pipeline's numbers.
+
+Roots are strings, local paths or object-store URIs (``s3://bucket/lake``,
+``abfss://container@account.dfs.core.windows.net/lake``): paths below them are joined as
+strings (``Path`` would turn ``s3://b`` into ``s3:/b``). ``storage_options`` (credentials,
+endpoint, region) go unchanged to ``deltalake`` for the lake (object_store keys such as
+``AWS_ENDPOINT_URL``) and ``landing_storage_options`` to ``pandas`` for the landing CSVs
+(fsspec keys such as ``key``, ``secret``, ``client_kwargs``); without them both use the
+environment's credentials.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,12 +55,23 @@ def widget(dbutils: Any, name: str, default: str) -> str:
     return dbutils.widgets.get(name) or default
 
 
-def read_table(lake_root: str, table: str, **equals: Any) -> pd.DataFrame:
+StorageOptions = Mapping[str, str] | None
+
+
+def under(root: str, *parts: str) -> str:
+    """``root/part/...`` as a string URI or path: the scheme and bucket of ``root`` are kept."""
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def read_table(
+    lake_root: str, table: str, storage_options: StorageOptions = None, **equals: Any
+) -> pd.DataFrame:
     """A Delta table of the lake (``gold.var_results``) filtered on column values."""
     from deltalake import DeltaTable
 
     layer, name = table.split(".")
-    delta = DeltaTable(str(Path(lake_root) / layer / name))
+    options = dict(storage_options) if storage_options else None
+    delta = DeltaTable(under(lake_root, layer, name), storage_options=options)
     partitions = set(delta.metadata().partition_columns)
     filters = [(c, "=", v) for c, v in equals.items() if c in partitions]
     frame = delta.to_pandas(filters=filters or None)
@@ -70,25 +89,34 @@ def parse_date(text: str) -> date:
         raise ValueError(f"business_date {text!r} is not a YYYY-MM-DD date") from None
 
 
-def latest_date(lake_root: str) -> date:
+def latest_date(lake_root: str, storage_options: StorageOptions = None) -> date:
     """The last business date with a firm figure."""
-    summary = read_table(lake_root, "gold.firm_summary")
+    summary = read_table(lake_root, "gold.firm_summary", storage_options)
     return pd.Timestamp(summary["business_date"].max()).date()
 
 
-def var_by_node(lake_root: str, business_date: date) -> pd.DataFrame:
+def var_by_node(
+    lake_root: str, business_date: date, storage_options: StorageOptions = None
+) -> pd.DataFrame:
     """VaR/ES of every node of the date, firm first, then regions, desks, books."""
-    frame = read_table(lake_root, "gold.var_results", business_date=business_date)
+    frame = read_table(lake_root, "gold.var_results", storage_options, business_date=business_date)
     frame = frame.assign(order=frame["level"].map(LEVEL_ORDER))
     columns = ["level", "node", "parent", "var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd"]
     return frame.sort_values(["order", "parent", "node"])[columns].reset_index(drop=True)
 
 
 def top_contributors(
-    lake_root: str, business_date: date, level: str = "firm", node: str = FIRM, n: int = 10
+    lake_root: str,
+    business_date: date,
+    level: str = "firm",
+    node: str = FIRM,
+    n: int = 10,
+    storage_options: StorageOptions = None,
 ) -> pd.DataFrame:
     """The ``n`` books with the largest component VaR in ``node`` and their share of it."""
-    parts = read_table(lake_root, "gold.var_contributions", business_date=business_date)
+    parts = read_table(
+        lake_root, "gold.var_contributions", storage_options, business_date=business_date
+    )
     parts = parts[(parts["level"] == level) & (parts["node"] == node)]
     total = parts["component_var_99_1d_usd"].sum()
     ranked = parts.sort_values("component_var_99_1d_usd", ascending=False).head(n)
@@ -97,18 +125,24 @@ def top_contributors(
     ].reset_index(drop=True)
 
 
-def node_pnl(lake_root: str, business_date: date, node: str) -> np.ndarray:
+def node_pnl(
+    lake_root: str, business_date: date, node: str, storage_options: StorageOptions = None
+) -> np.ndarray:
     """The stored historical-scenario P&L vector of a region or the firm, oldest first."""
-    rows = read_table(lake_root, "gold.pnl_vectors", business_date=business_date)
+    rows = read_table(lake_root, "gold.pnl_vectors", storage_options, business_date=business_date)
     match = rows[rows["node"] == node]
     if match.empty:
         raise ValueError(f"no P&L vector of {node} on {business_date}")
     return np.asarray(match["pnl"].iloc[0], dtype=np.float64)
 
 
-def instrument_quantities(lake_root: str, business_date: date, node: str) -> pd.Series:
+def instrument_quantities(
+    lake_root: str, business_date: date, node: str, storage_options: StorageOptions = None
+) -> pd.Series:
     """Net quantity by instrument of a region (or of every region for the firm)."""
-    positions = read_table(lake_root, "gold.positions", business_date=business_date)
+    positions = read_table(
+        lake_root, "gold.positions", storage_options, business_date=business_date
+    )
     if node != FIRM:
         positions = positions[positions["region"] == node]
     return positions.groupby("instrument_id")["quantity"].sum().sort_index()
@@ -122,6 +156,8 @@ def compare_methods(
     n_sims: int = 20_000,
     seed: int = 20261124,
     chunk: int = 2_000,
+    storage_options: StorageOptions = None,
+    landing_storage_options: StorageOptions = None,
 ) -> pd.DataFrame:
     """VaR 99% 1-day and ES 97.5% 1-day of a region or the firm by five methods.
 
@@ -132,10 +168,14 @@ def compare_methods(
       and the covariance of the 500 daily factor shocks;
     * Monte Carlo — ``n_sims`` draws from that covariance, positions fully revalued.
     """
-    pnl = node_pnl(lake_root, business_date, node)
-    quantities = instrument_quantities(lake_root, business_date, node)
-    market = MarketLevels.read_csv(str(Path(landing_root) / "market" / "market_data.csv"))
-    instruments = read_instruments_csv(str(Path(landing_root) / "reference" / "instruments.csv"))
+    pnl = node_pnl(lake_root, business_date, node, storage_options)
+    quantities = instrument_quantities(lake_root, business_date, node, storage_options)
+    market = MarketLevels.read_csv(
+        under(landing_root, "market", "market_data.csv"), landing_storage_options
+    )
+    instruments = read_instruments_csv(
+        under(landing_root, "reference", "instruments.csv"), landing_storage_options
+    )
     terms = instrument_terms(instruments, business_date).set_index("instrument_id")
     terms = terms.loc[quantities.index].reset_index()
     base = market.levels[market.row(business_date)]
@@ -189,7 +229,11 @@ def delta_exposures(revalued, factors: list[str]) -> np.ndarray:
 
 
 def node_backtest(
-    lake_root: str, node: str, up_to: date | None = None, window: int = WINDOW
+    lake_root: str,
+    node: str,
+    up_to: date | None = None,
+    window: int = WINDOW,
+    storage_options: StorageOptions = None,
 ) -> dict[str, Any]:
     """A node's backtest over its last ``window`` observations up to ``up_to``.
 
@@ -197,7 +241,7 @@ def node_backtest(
     (exceptions, Basel zone and plus factor, Kupiec, Christoffersen) recomputed with the
     functions the backtest job uses.
     """
-    rows = read_table(lake_root, "gold.backtest")
+    rows = read_table(lake_root, "gold.backtest", storage_options)
     rows = rows[rows["node"] == node].sort_values("business_date")
     rows["business_date"] = pd.to_datetime(rows["business_date"]).dt.date
     if up_to is not None:

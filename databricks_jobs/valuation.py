@@ -10,6 +10,7 @@ its anniversaries, and every terms frame carries the ``valuation_date`` it was b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
 import numpy as np
@@ -39,9 +40,12 @@ def is_log_factor(names: list[str]) -> np.ndarray:
     return np.array([n.startswith(("EQ.", "FX.")) for n in names])
 
 
-def read_instruments_csv(path: str) -> pd.DataFrame:
+def read_instruments_csv(
+    path: str, storage_options: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """``reference/instruments.csv`` as strings (ids stay strings, empty cells stay empty)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    options = dict(storage_options) if storage_options else None
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, storage_options=options)
     for column in ("strike", "coupon_rate"):
         frame[column] = [float(x) if x else np.nan for x in frame[column]]
     for column in ("expiry_date", "maturity_date"):
@@ -125,9 +129,15 @@ class MarketLevels:
         return cls(dates, list(wide.columns), wide.to_numpy(dtype=np.float64))
 
     @classmethod
-    def read_csv(cls, path: str) -> MarketLevels:
+    def read_csv(cls, path: str, storage_options: Mapping[str, str] | None = None) -> MarketLevels:
         # round_trip: the same doubles as Spark's (and Python's) correctly rounded parser.
-        frame = pd.read_csv(path, dtype={"risk_factor": str}, float_precision="round_trip")
+        options = dict(storage_options) if storage_options else None
+        frame = pd.read_csv(
+            path,
+            dtype={"risk_factor": str},
+            float_precision="round_trip",
+            storage_options=options,
+        )
         frame["date"] = pd.to_datetime(frame["date"]).dt.date
         return cls.from_long(frame)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +14,7 @@ from eodrisk.emulator.bundle import Bundle, load_bundle
 from eodrisk.emulator.guards import FaultInjector, RateLimiter, TaskFaults
 from eodrisk.emulator.pages import RunPages
 from eodrisk.emulator.runs import RunStore
+from eodrisk.emulator.runtime import build_artifacts, cluster_env, runtime_for
 from eodrisk.emulator.scheduler import Scheduler
 from eodrisk.emulator.service import JobsService
 from eodrisk.emulator.tls import self_signed, server_context
@@ -32,8 +33,12 @@ class Emulator:
     ``bundle_root`` holds ``bundle.yml``/``databricks.yml``; ``state_dir`` keeps runs, task
     logs, worker logs and the job id map across restarts. Tasks run in ``workers`` worker
     processes (warm Spark sessions reused across runs, or one new worker per task run with
-    ``fresh_cluster=True``), with the bundle root as working directory and the emulator's
-    environment plus ``env``; the API token is never passed to tasks.
+    ``fresh_cluster=True``). On start, as ``databricks bundle deploy`` would, the bundle's
+    artifacts are built with their own ``build`` command and installed, with what they
+    declare, into a cluster environment shaped like the jobs' Databricks Runtime
+    (:mod:`eodrisk.emulator.runtime`); workers run that environment's Python from a fresh
+    working directory outside the repository, with the emulator's environment (minus
+    PYTHONPATH) plus ``env``; the API token is never passed to tasks.
 
     Production-like options: ``client_id``/``client_secret`` enable OAuth M2M
     (``POST /oidc/v1/token``, tokens live ``token_ttl_s``; ``token`` may then be omitted, and
@@ -92,7 +97,9 @@ class Emulator:
         self._server: ApiServer | None = None
         self._scheduler: Scheduler | None = None
         self._thread: threading.Thread | None = None
+        self._driver_cwd: Path | None = None
         self.bundle: Bundle | None = None
+        self.cluster: Path | None = None
 
     @property
     def token(self) -> str | None:
@@ -136,11 +143,15 @@ class Emulator:
             issuer=self.issuer,
             tls=context,
         )
+        wheels = build_artifacts(bundle.root, bundle.artifacts, bundle.wheel_libraries)
+        self.cluster = cluster_env(runtime_for(bundle.spark_versions), wheels)
+        self._driver_cwd = Path(tempfile.mkdtemp(prefix="eodrisk-emulator-driver-"))
         pool = WorkerPool(
             self._workers,
             fresh=self._fresh_cluster,
-            env=self._worker_env(),
-            cwd=bundle.root,
+            cluster=self.cluster,
+            env={**self._env, TOKEN_ENV: None},
+            cwd=self._driver_cwd,
             log_dir=self._state_dir / "workers",
         )
         scheduler = Scheduler(store, pool, bundle.root, self.task_faults)
@@ -165,7 +176,9 @@ class Emulator:
             self._scheduler.shutdown()
         if self._thread is not None:
             self._thread.join()
-        self._server = self._scheduler = self._thread = None
+        if self._driver_cwd is not None:
+            shutil.rmtree(self._driver_cwd, ignore_errors=True)
+        self._server = self._scheduler = self._thread = self._driver_cwd = None
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -177,11 +190,3 @@ class Emulator:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _worker_env(self) -> dict[str, str | None]:
-        return {
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-            **self._env,
-            TOKEN_ENV: None,
-        }

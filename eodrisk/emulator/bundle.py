@@ -92,9 +92,33 @@ class Bundle:
     root: Path
     variables: dict[str, str]
     jobs: dict[int, JobDefinition] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     def job(self, job_id: int) -> JobDefinition | None:
         return self.jobs.get(job_id)
+
+    @property
+    def wheel_libraries(self) -> list[str]:
+        """The ``libraries: [{whl: ...}]`` of every task, relative to the bundle root."""
+        found = [
+            str(library["whl"])
+            for job in self.jobs.values()
+            for task in job.tasks
+            for library in task.get("libraries") or []
+            if "whl" in library
+        ]
+        return sorted(set(found))
+
+    @property
+    def spark_versions(self) -> list[str]:
+        """The runtimes the jobs' clusters ask for (``new_cluster.spark_version``)."""
+        found = [
+            str(cluster["new_cluster"]["spark_version"])
+            for job in self.jobs.values()
+            for cluster in job.settings.get("job_clusters") or []
+            if "spark_version" in (cluster.get("new_cluster") or {})
+        ]
+        return sorted(set(found))
 
 
 def load_bundle(
@@ -145,7 +169,8 @@ def load_bundle(
         if run_as:
             settings["run_as"] = dict(run_as)
         jobs[ids[key]] = JobDefinition(ids[key], key, settings, created)
-    return Bundle(bundle_name, target, root, resolved_vars, jobs)
+    artifacts = _interpolate(document.get("artifacts") or {}, context)
+    return Bundle(bundle_name, target, root, resolved_vars, jobs, artifacts)
 
 
 def assign_job_ids(resource_keys: list[str], known: Mapping[str, int]) -> dict[str, int]:
@@ -219,15 +244,19 @@ def _merge_included(
 
 
 def _translate_paths(job: Mapping[str, Any], base: Path, root: Path) -> dict[str, Any]:
-    """Make ``python_file`` / ``notebook_path`` of tasks relative to the bundle root.
+    """Make ``python_file`` / ``notebook_path`` / ``libraries.whl`` relative to the bundle root.
 
     As in ``databricks bundle deploy``, a relative path is relative to the file that
     defines it; the emulator resolves the translated path against the bundle root.
     """
     job = copy.deepcopy(dict(job))
     for task in job.get("tasks") or []:
-        for kind, key in (("spark_python_task", "python_file"), ("notebook_task", "notebook_path")):
-            spec = task.get(kind) or {}
+        specs = [
+            (task.get("spark_python_task") or {}, "python_file"),
+            (task.get("notebook_task") or {}, "notebook_path"),
+            *((library, "whl") for library in task.get("libraries") or []),
+        ]
+        for spec, key in specs:
             path = spec.get(key)
             if isinstance(path, str) and not _is_absolute_or_remote(path):
                 spec[key] = os.path.relpath(base / path, root)

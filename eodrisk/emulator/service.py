@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eodrisk.emulator.bundle import Bundle, JobDefinition
-from eodrisk.emulator.notebook import RESULT_MAX_BYTES
+from eodrisk.emulator.driver.notebook import RESULT_MAX_BYTES
 from eodrisk.emulator.runs import JobRun, RunStore
 from eodrisk.emulator.scheduler import Scheduler
 

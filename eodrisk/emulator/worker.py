@@ -1,13 +1,12 @@
 """Worker processes: the emulator's "clusters", each holding one warm local Spark session.
 
-A :class:`Worker` is a Python subprocess (``python -m eodrisk.emulator.worker``, in its own
-session and process group) talking to the emulator over a socket pair. On start it points
-its file descriptors 1 and 2 at a pipe drained by a router thread, *then* starts Spark: the
-JVM inherits those descriptors, so Python ``print``, ``logging`` and the JVM's own output
-all land in the log file of whichever task is running (between tasks, in the worker's own
-log). It then executes tasks one at a time: a ``python_wheel_task`` entry point (group
-``databricks_jobs``), a ``spark_python_task`` file run as ``__main__`` or a
-``notebook_task`` (see :mod:`eodrisk.emulator.notebook`).
+A :class:`Worker` is a subprocess (in its own session and process group) of the cluster
+environment's Python -- the Databricks Runtime with the bundle's artifacts installed
+(:mod:`eodrisk.emulator.runtime`) -- running the driver harness
+(:mod:`eodrisk.emulator.driver.process`) from a working directory outside the repository,
+and talking to the emulator over a socket pair. Nothing of the local platform is importable
+there: a task that imports ``eodrisk``, reads a file of the source tree by a relative path or
+needs an undeclared dependency fails as it would on a cluster.
 
 :class:`WorkerPool` hands out workers. In pool mode (the default) a worker is started on first
 demand and reused afterwards, like an instance pool: the first task's setup includes the Spark
@@ -19,33 +18,26 @@ whole process group (Python and JVM); the pool starts a replacement on the next 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
-import logging
 import os
-import runpy
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import traceback
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from eodrisk.emulator.notebook import run_notebook
+from eodrisk.emulator.runtime import driver_script, python_of
 
-ENTRY_POINT_GROUP = "databricks_jobs"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10.0
 KILL_GRACE_S = 2.0
 POLL_INTERVAL_S = 0.1
-_SWITCH_MARKER = b"\x1e<<eodrisk-emulator-log-switch>>\x1e"
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a worker inherits from the emulator's environment and must not: a path to the source
+# tree or the development virtualenv would make the local platform importable.
+SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
 
 @dataclass(frozen=True)
@@ -81,8 +73,11 @@ class PoolClosedError(RuntimeError):
 class Worker:
     """Parent-side handle of one worker process."""
 
-    def __init__(self, name: str, env: dict[str, str | None], cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self, name: str, cluster: Path, env: dict[str, str | None], cwd: Path, log_path: Path
+    ) -> None:
         self.name = name
+        self._cluster = cluster
         self._env = env
         self._cwd = cwd
         self._log_path = log_path
@@ -98,10 +93,12 @@ class Worker:
         parent, child = socket.socketpair()
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with parent, child, self._log_path.open("ab") as log:
+            python = str(python_of(self._cluster))
+            driver = str(driver_script(self._cluster))
             self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(child.fileno()), str(self._log_path)],
+                [python, driver, str(child.fileno()), str(self._log_path)],
                 cwd=self._cwd,
-                env=_merged_env(self._env),
+                env=_worker_env(python, self._env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -125,11 +122,11 @@ class Worker:
     def run(self, spec: TaskSpec, cancel: threading.Event, deadline: float | None) -> TaskResult:
         """Execute ``spec``; kill the worker when ``cancel`` is set or ``deadline`` passes."""
         assert self._conn is not None
-        self._conn.send(spec)
+        self._conn.send(asdict(spec))
         while True:
             if self._conn.poll(POLL_INTERVAL_S):
                 try:
-                    return self._conn.recv()
+                    return TaskResult(**self._conn.recv())
                 except EOFError:
                     return self._crashed()
             if cancel.is_set():
@@ -170,9 +167,12 @@ class Worker:
         return TaskResult("CRASHED", error=f"The worker process exited unexpectedly (code {code}).")
 
 
-def _merged_env(overrides: dict[str, str | None]) -> dict[str, str]:
-    """The emulator's environment with ``overrides`` applied (``None`` unsets a variable)."""
-    env = dict(os.environ)
+def _worker_env(python: str, overrides: dict[str, str | None]) -> dict[str, str]:
+    """The emulator's environment minus :data:`SCRUBBED_ENV`, Spark's Python workers on the
+    cluster's interpreter, then ``overrides`` (``None`` unsets a variable)."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, PYTHONNOUSERSITE="1")
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for name, value in overrides.items():
         if value is None:
             env.pop(name, None)
@@ -185,11 +185,19 @@ class WorkerPool:
     """At most ``size`` workers; reused in pool mode, one per task run with ``fresh``."""
 
     def __init__(
-        self, size: int, *, fresh: bool, env: dict[str, str | None], cwd: Path, log_dir: Path
+        self,
+        size: int,
+        *,
+        fresh: bool,
+        cluster: Path,
+        env: dict[str, str | None],
+        cwd: Path,
+        log_dir: Path,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self._size = size
+        self._cluster = cluster
         self._fresh = fresh
         self._env = env
         self._cwd = cwd
@@ -213,7 +221,8 @@ class WorkerPool:
                 if len(self._live) < self._size:
                     self._started += 1
                     name = f"emulator-worker-{os.getpid()}-{self._started}"
-                    worker = Worker(name, self._env, self._cwd, self._log_dir / f"{name}.log")
+                    log_path = self._log_dir / f"{name}.log"
+                    worker = Worker(name, self._cluster, self._env, self._cwd, log_path)
                     self._live.add(worker)
                     break
                 self._cond.wait(POLL_INTERVAL_S)
@@ -251,187 +260,3 @@ class WorkerPool:
         with self._cond:
             self._live.discard(worker)
             self._cond.notify_all()
-
-
-# --------------------------------------------------------------------------- worker process
-
-
-class _LogRouter:
-    """Route fds 1 and 2 through a pipe into the current sink file, switchable in order."""
-
-    def __init__(self, initial_path: str) -> None:
-        read_fd, write_fd = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(write_fd, 1)
-        os.dup2(write_fd, 2)
-        os.close(write_fd)
-        sys.stdout.reconfigure(line_buffering=True)
-        sys.stderr.reconfigure(line_buffering=True)
-        self._read_fd = read_fd
-        self._sink = open(initial_path, "ab")  # noqa: SIM115 - owned by the router thread
-        self._next_path = initial_path
-        self._switched = threading.Event()
-        threading.Thread(target=self._pump, name="log-router", daemon=True).start()
-
-    def switch(self, path: str) -> None:
-        """Send everything written so far to the current sink, then write to ``path``."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self._next_path = path
-        self._switched.clear()
-        os.write(2, _SWITCH_MARKER)
-        self._switched.wait(STOP_TIMEOUT_S)
-
-    def _pump(self) -> None:
-        pending = b""
-        while chunk := os.read(self._read_fd, 65536):
-            pending += chunk
-            while (index := pending.find(_SWITCH_MARKER)) >= 0:
-                self._write(pending[:index])
-                pending = pending[index + len(_SWITCH_MARKER) :]
-                self._sink.close()
-                self._sink = open(self._next_path, "ab")  # noqa: SIM115
-                self._switched.set()
-            keep = _marker_prefix_length(pending)
-            self._write(pending[: len(pending) - keep])
-            pending = pending[len(pending) - keep :]
-
-    def _write(self, data: bytes) -> None:
-        if data:
-            self._sink.write(data)
-            self._sink.flush()
-
-
-def _marker_prefix_length(data: bytes) -> int:
-    """Length of the longest tail of ``data`` that could start a switch marker."""
-    for length in range(min(len(data), len(_SWITCH_MARKER) - 1), 0, -1):
-        if _SWITCH_MARKER.startswith(data[-length:]):
-            return length
-    return 0
-
-
-def worker_main(argv: list[str]) -> int:
-    """Entry point of the worker process: ``<connection fd> <worker log path>``."""
-    conn = Connection(int(argv[0]))
-    log_path = argv[1]
-    if sys.path and Path(sys.path[0]).resolve() == Path.cwd().resolve():
-        del sys.path[0]  # like a cluster: tasks import installed packages, not the bundle folder
-    router = _LogRouter(log_path)
-    _configure_logging()
-    try:
-        from databricks_jobs.spark_session import get_spark
-
-        get_spark()
-    except BaseException as exc:
-        traceback.print_exc()
-        conn.send(("failed", _one_line(exc)))
-        return 1
-    conn.send(("ready", None))
-    while True:
-        try:
-            spec = conn.recv()
-        except EOFError:
-            return 0
-        if spec is None:
-            return 0
-        router.switch(spec.log_path)
-        result = _execute(spec)
-        router.switch(log_path)
-        conn.send(result)
-
-
-def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _execute(spec: TaskSpec) -> TaskResult:
-    """Run one task in this process, restoring argv, sys.path, cwd and environment after."""
-    saved = (list(sys.argv), list(sys.path), os.getcwd(), dict(os.environ))
-    try:
-        if spec.kind == "spark_python_task":
-            sys.argv = [spec.target, *spec.parameters]
-            sys.path.insert(0, str(Path(spec.target).parent))
-            runpy.run_path(spec.target, run_name="__main__")
-        elif spec.kind == "notebook_task":
-            from databricks_jobs.spark_session import get_spark
-
-            sys.argv = [spec.target]
-            sys.path.insert(0, str(Path(spec.target).parent))
-            result = run_notebook(Path(spec.target), spec.widgets or {}, get_spark())
-            return TaskResult("SUCCESS", notebook_result=result)
-        else:
-            main = _entry_point(spec.package_name, spec.target)
-            sys.argv = [spec.target, *spec.parameters]
-            if _takes_argument(main):
-                main(list(spec.parameters))
-            else:
-                main()
-        return TaskResult("SUCCESS")
-    except SystemExit as exc:
-        if exc.code in (None, 0):
-            return TaskResult("SUCCESS")
-        message = exc.code if isinstance(exc.code, str) else f"Exited with code {exc.code}."
-        return TaskResult("FAILED", error=f"SystemExit: {message}", error_trace=None)
-    except BaseException as exc:
-        trace = traceback.format_exc()
-        sys.stderr.write(trace)
-        return TaskResult("FAILED", error=_one_line(exc), error_trace=trace)
-    finally:
-        sys.argv, sys.path[:] = saved[0], saved[1]
-        os.chdir(saved[2])
-        os.environ.clear()
-        os.environ.update(saved[3])
-
-
-def _entry_point(package_name: str | None, name: str) -> Any:
-    """Entry point ``name`` (group ``databricks_jobs``), else function ``package.name``."""
-    candidates = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if package_name is not None:
-        in_package = [ep for ep in candidates if ep.dist is None or _same_dist(ep, package_name)]
-        candidates = in_package or candidates
-    if candidates:
-        return candidates[0].load()
-    if package_name is not None:
-        with contextlib.suppress(ImportError):
-            function = getattr(importlib.import_module(package_name), name, None)
-            if callable(function):
-                return function
-    raise LookupError(
-        f"No entry point {name!r} in group {ENTRY_POINT_GROUP!r} and no function "
-        f"{package_name}.{name}"
-    )
-
-
-def _same_dist(entry: Any, package_name: str) -> bool:
-    normalise = str.maketrans("-.", "__")
-    return entry.dist.name.lower().translate(normalise) == package_name.lower().translate(normalise)
-
-
-def _takes_argument(function: Any) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return any(
-        p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters
-    )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-if __name__ == "__main__":
-    # Run by the module's real name so pickled TaskSpec/TaskResult classes match the parent's.
-    from eodrisk.emulator import worker as _worker
-
-    sys.exit(_worker.worker_main(sys.argv[1:]))

@@ -34,7 +34,8 @@ from eodrisk.emulator import Emulator  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-FIXTURE_BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "emulator"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_BUNDLE = REPO_ROOT / "tests" / "fixtures" / "emulator"
 TOKEN = "dapi-emulator-test-token"
 TERMINAL = {
     RunLifeCycleState.TERMINATED,
@@ -123,6 +124,7 @@ def test_list_jobs_pages_through_every_job_with_limit_one(client, emulator):
         "fixture-notebook",
         "fixture-ok",
         "fixture-params",
+        "fixture-platform-import",
         "fixture-sleep",
         "fixture-wheel",
     }
@@ -161,6 +163,16 @@ def test_run_now_result_succeeds_with_real_durations_and_logs(client, job_ids, e
     assert "fixture ok: label=fixture-ok count=10" in output.logs
     assert "logged through logging: fixture-ok" in output.logs
     assert output.error is None and output.metadata.job_id == job_ids["fixture-ok"]
+    # The task ran on the cluster environment's Python, from a folder outside the repository.
+    assert f"python={emulator.cluster / 'bin' / 'python'} " in output.logs
+    cwd = Path(output.logs.split("cwd=", 1)[1].split()[0])
+    assert not cwd.is_relative_to(REPO_ROOT) and not cwd.is_relative_to(emulator.cluster)
+
+
+def test_a_job_importing_the_local_platform_fails_as_on_a_cluster(client, job_ids):
+    run = wait_for(client, client.jobs.run_now(job_ids["fixture-platform-import"]).run_id)
+    assert run.state.result_state == RunResultState.FAILED
+    assert run.tasks[0].state.state_message == "ModuleNotFoundError: No module named 'eodrisk'"
 
 
 def test_python_wheel_task_gets_named_parameters_and_environment(client, job_ids):

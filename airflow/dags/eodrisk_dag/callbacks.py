@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from eodrisk_dag.messages import (
@@ -321,12 +320,16 @@ def trades_landed(marker_path: str, trades_path: str) -> bool:
     """Sensor check: the region's ``_SUCCESS`` marker is there (and so must the trades file be).
 
     The producer writes the marker after the file, so a marker without its file is an error
-    to fix upstream, not something to wait for.
+    to fix upstream, not something to wait for. Paths are local paths or object-store URIs
+    (``s3://``, ``abfss://``: ``airflow.sdk.ObjectStoragePath`` through the provider's
+    filesystem, credentials from the worker's environment or instance role).
     """
-    if not Path(marker_path).is_file():
+    from airflow.sdk import ObjectStoragePath
+
+    if not ObjectStoragePath(marker_path).is_file():
         log.info("Waiting for %s", marker_path)
         return False
-    if not Path(trades_path).is_file():
+    if not ObjectStoragePath(trades_path).is_file():
         raise FileNotFoundError(
             f"{marker_path} exists but the trades file {trades_path} does not; "
             "the producer must write the trades file before the marker"
