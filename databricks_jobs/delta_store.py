@@ -1,5 +1,13 @@
 """The Delta tables of the pipeline, addressed by name (``silver.trades``) under one lake root.
 
+The lake root is where the names resolve (docs/deploying.md, "Unity Catalog"):
+
+* ``uc://<catalog>`` -- on Databricks: Unity Catalog tables ``<catalog>.<layer>.<table>``
+  (``risk.gold.var_results``), written with ``saveAsTable`` and read with ``spark.table``:
+  governed, granted, queryable from Databricks SQL and dashboards, with lineage;
+* a folder or a storage URI -- path-based tables ``<root>/<layer>/<table>`` (locally, and
+  for a lake kept outside a metastore).
+
 On Databricks (or any Spark with Delta Lake installed) Spark reads and writes Delta
 natively. Locally, where delta-spark's jars cannot be fetched, tables are written with
 ``deltalake`` (delta-rs): Spark writes Parquet to a staging folder, and the staged files are
@@ -32,6 +40,8 @@ from pyspark.sql.types import StructType
 from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 _TABLE_NAME = re.compile(r"^(silver|gold)\.[a-z][a-z0-9_]*$")
+UNITY_CATALOG = "uc://"
+_CATALOG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class DeltaStore:
@@ -44,12 +54,16 @@ class DeltaStore:
         self.lake_root = lake_root
         self.native = _spark_has_delta(spark)
         self.retry_policy = retry_policy
+        self.catalog = unity_catalog(lake_root)
+        if self.catalog is not None and not self.native:
+            raise ValueError(
+                f"lake root {lake_root} names Unity Catalog tables: they need Databricks "
+                "(Spark with Delta); locally pass a folder as the lake root"
+            )
 
     def path(self, table: str) -> str:
-        if not _TABLE_NAME.match(table):
-            raise ValueError(f"invalid table name {table!r}: expected '<silver|gold>.<name>'")
-        layer, name = table.split(".")
-        return f"{self.lake_root.rstrip('/')}/{layer}/{name}"
+        """Where ``table`` lives: a path, or a ``<catalog>.<layer>.<table>`` name."""
+        return table_location(self.lake_root, table)
 
     def exists(self, table: str) -> bool:
         return call_with_retry(
@@ -57,6 +71,8 @@ class DeltaStore:
         )
 
     def _exists(self, table: str) -> bool:
+        if self.catalog is not None:
+            return bool(self.spark.catalog.tableExists(self.path(table)))
         if self.native:
             from delta.tables import DeltaTable as SparkDeltaTable  # type: ignore[import-not-found]
 
@@ -80,13 +96,16 @@ class DeltaStore:
             # An overwrite of exactly this partition: a retry after a partial failure gives
             # the same table, never duplicate rows.
             if self.native:
-                (
+                writer = (
                     df.write.format("delta")
                     .mode("overwrite")
                     .option("replaceWhere", predicate)
                     .partitionBy(*partition_by)
-                    .save(self.path(table))
                 )
+                if self.catalog is not None:
+                    writer.saveAsTable(self.path(table))  # created on first write, then
+                else:  # only the partition is replaced: same replaceWhere semantics
+                    writer.save(self.path(table))
             else:
                 self._replace_partition_local(df, table, partition_by, predicate)
 
@@ -120,7 +139,13 @@ class DeltaStore:
     def read(self, table: str, where: Mapping[str, str | date] | None = None) -> DataFrame:
         """The current snapshot of ``table``, filtered on partition columns."""
         where = dict(where or {})
-        if self.native:
+        if self.catalog is not None:
+            df = call_with_retry(
+                lambda: self.spark.read.table(self.path(table)),
+                what=f"read {table}",
+                policy=self.retry_policy,
+            )
+        elif self.native:
             df = call_with_retry(
                 lambda: self.spark.read.format("delta").load(self.path(table)),
                 what=f"read {table}",
@@ -158,6 +183,28 @@ class DeltaStore:
             raw = F.regexp_extract(F.input_file_name(), rf"/{col}=([^/]+)/", 1)
             df = df.withColumn(col, F.url_decode(raw).cast(schema[col].dataType))
         return df.select(*[f.name for f in schema.fields])
+
+
+def table_location(lake_root: str, table: str) -> str:
+    """``silver.trades`` under ``lake_root``: ``<catalog>.silver.trades`` for ``uc://<catalog>``,
+    else the path ``<lake_root>/silver/trades``."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"invalid table name {table!r}: expected '<silver|gold>.<name>'")
+    layer, name = table.split(".")
+    catalog = unity_catalog(lake_root)
+    if catalog is not None:
+        return f"{catalog}.{layer}.{name}"
+    return f"{lake_root.rstrip('/')}/{layer}/{name}"
+
+
+def unity_catalog(lake_root: str) -> str | None:
+    """The catalog of a ``uc://<catalog>`` lake root; ``None`` for a path-based lake."""
+    if not lake_root.startswith(UNITY_CATALOG):
+        return None
+    catalog = lake_root.removeprefix(UNITY_CATALOG).strip("/")
+    if not _CATALOG_NAME.match(catalog):
+        raise ValueError(f"lake root {lake_root!r}: expected uc://<catalog> (lower-case name)")
+    return catalog
 
 
 # Longer than any job may run (bundle timeouts ≤ 1 h): a staging folder this old belongs to
