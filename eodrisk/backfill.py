@@ -73,6 +73,8 @@ from risk_models.aggregate import aggregate_pnl
 log = logging.getLogger("eodrisk.backfill")
 
 DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
+#: run_id of every row the back history writes (the pipeline's rows carry a Databricks run id)
+BACKFILL_RUN_ID = "backfill"
 #: Below this many dates per worker, one process does it all (a pool costs ~2 s to start).
 MIN_DATES_PER_WORKER = 20
 
@@ -366,17 +368,20 @@ def backfill(
     lake_root: str | Path,
     dates: Sequence[date],
     regions: Sequence[str] = DEFAULT_REGIONS,
-    run_id: str = "backfill",
+    run_id: str = BACKFILL_RUN_ID,
     *,
     window: int = SCENARIO_WINDOW,
     workers: int | None = None,
 ) -> BackfillSummary:
     """Compute and write the nightly tables of every date in ``dates`` (see module doc).
 
-    The dates are split into ``workers`` contiguous runs computed in parallel processes
-    (default: one per CPU, at most 2; each run recomputes the day before it first, for
-    the backtest's positions and forecasts). Returns a :class:`BackfillSummary` (rows
-    written per table, timings, and the last date's backtest summary).
+    A date whose figures in the lake come from another run (a night the pipeline ran) is
+    never replaced: it is skipped, and the dates around it form separate runs. The dates
+    are split into ``workers`` contiguous runs computed in parallel processes (default: one
+    per CPU, at most 2; each run takes the positions and forecasts of the day before it
+    from the lake, or recomputes that day, for the backtest). Returns a
+    :class:`BackfillSummary` (rows written per table, timings, and the last date's backtest
+    summary).
     """
     started = time.perf_counter()
     landing, lake = Path(landing_root), Path(lake_root)
@@ -388,29 +393,32 @@ def backfill(
         raise BackfillError(f"regions must be non-empty and unique, got {regions}")
     market = MarketLevels.read_csv(str(landing / "market" / "market_data.csv"))
     history = _prior_backtest_history(lake, days[0])
-    initial_state = _prior_state(lake, market, days[0], regions)
+    # a night the pipeline ran is never replaced: skipped, its backtest rows kept in order
+    ran = _nights_run_by_others(lake, days, run_id)
+    if ran:
+        log.info("not replacing %d night(s) the pipeline ran: %s", len(ran), sorted(ran))
+    span = [("business_date", ">=", days[0]), ("business_date", "<=", days[-1])]
+    ran_backtests = _backtest_rows(lake, span)
+    ran_backtests = ran_backtests[ran_backtests["business_date"].isin(ran)]
 
     workers = workers or min(2, os.cpu_count() or 1)
-    runs = max(1, min(workers, len(days) // MIN_DATES_PER_WORKER))
-    bounds = np.linspace(0, len(days), runs + 1).round().astype(int)
-    jobs = [
-        (
-            str(landing),
-            days[lo:hi],
-            days[lo - 1] if lo > 0 else None,
-            regions,
-            run_id,
-            window,
-            initial_state if lo == 0 else None,
-        )
-        for lo, hi in itertools.pairwise(bounds)
-    ]
-    if runs == 1:
+    jobs = []
+    for lo, hi in _segments(days, ran):
+        pieces = max(1, min(workers, (hi - lo) // MIN_DATES_PER_WORKER))
+        bounds = np.linspace(lo, hi, pieces + 1).round().astype(int)
+        for a, b in itertools.pairwise(bounds):
+            state = _prior_state(lake, market, days[a], regions) if a == lo else None
+            warm_up = days[a - 1] if a > 0 and state is None else None
+            jobs.append((str(landing), days[a:b], warm_up, regions, run_id, window, state))
+    if len(jobs) == 1:
         results = [_compute_run(*jobs[0])]
-    else:
+    elif jobs:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        with ProcessPoolExecutor(max_workers=runs, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = list(pool.map(_compute_run, *zip(*jobs, strict=True)))
+    else:
+        results = []
+    days = [d for d in days if d not in ran]
 
     tables = _Tables()
     timings: dict[str, float] = {}
@@ -421,8 +429,10 @@ def backfill(
         for name, seconds in run_timings.items():
             timings[name] = timings.get(name, 0.0) + seconds
         for day, rows in run_backtests:
+            earlier = ran_backtests["business_date"] < day
             observed = rows[rows["level"].isin(SUMMARY_LEVELS)].assign(business_date=day)
-            history = pd.concat([history, observed], ignore_index=True)
+            history = pd.concat([history, ran_backtests[earlier], observed], ignore_index=True)
+            ran_backtests = ran_backtests[~earlier]
             last_summary = summary_rows(history)
             summary_columns = {c: last_summary[c].tolist() for c in SUMMARY_COLUMNS}
             tables.add("gold.backtest_summary", business_date=day, **summary_columns, run_id=run_id)
@@ -661,13 +671,41 @@ def _read_existing(lake: Path, table: str, filters: list) -> pd.DataFrame | None
 
 def _prior_backtest_history(lake: Path, first: date) -> pd.DataFrame:
     """Backtest rows already in the lake before ``first`` (firm and region nodes)."""
+    return _backtest_rows(lake, [("business_date", "<", first)])
+
+
+def _backtest_rows(lake: Path, filters: list) -> pd.DataFrame:
+    """The lake's backtest rows (firm and region nodes) that match ``filters``, oldest first."""
     columns = ["business_date", "level", "node", "region", "is_exception"]
-    frame = _read_existing(lake, "gold.backtest", [("business_date", "<", first)])
+    frame = _read_existing(lake, "gold.backtest", filters)
     if frame is None or frame.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame({c: [] for c in columns})
     frame = frame[frame["level"].isin(SUMMARY_LEVELS)][columns]
     frame["business_date"] = pd.to_datetime(frame["business_date"]).dt.date
-    return frame.reset_index(drop=True)
+    return frame.sort_values("business_date", kind="stable").reset_index(drop=True)
+
+
+def _nights_run_by_others(lake: Path, days: list[date], run_id: str) -> set[date]:
+    """The ``days`` whose firm figure in the lake was written by another run (the pipeline)."""
+    span = [("business_date", ">=", days[0]), ("business_date", "<=", days[-1])]
+    frame = _read_existing(lake, "gold.firm_summary", span)
+    if frame is None or frame.empty:
+        return set()
+    dates = pd.to_datetime(frame.loc[frame["run_id"] != run_id, "business_date"]).dt.date
+    return set(dates) & set(days)
+
+
+def _segments(days: list[date], skipped: set[date]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index ranges of the runs of ``days`` not in ``skipped``."""
+    out: list[tuple[int, int]] = []
+    lo = None
+    for i, day in enumerate([*days, None]):
+        if day is not None and day not in skipped:
+            lo = i if lo is None else lo
+        elif lo is not None:
+            out.append((lo, i))
+            lo = None
+    return out
 
 
 def _prior_state(
@@ -755,6 +793,25 @@ def trade_dates(landing: Path, regions: Sequence[str]) -> list[date]:
     return sorted(set.intersection(*per_region)) if per_region else []
 
 
+def pipeline_nights(dsn: str, dates: Sequence[date] | None = None) -> list[date]:
+    """The nights in Postgres that the pipeline ran (not the back history), oldest first;
+    only those among ``dates`` when given."""
+    import psycopg2
+
+    sql = "select business_date from risk.firm_summary where run_id <> %s"
+    params: list[Any] = [BACKFILL_RUN_ID]
+    if dates is not None:
+        sql += " and business_date = any(%s)"
+        params.append(sorted(set(dates)))
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql + " order by business_date", params)
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 HISTORY_TABLES = {
     "firm": "gold.firm_summary",
     "nodes": "gold.var_results",
@@ -769,12 +826,16 @@ def load_history(dsn: str, lake_root: str | Path, dates: Sequence[date]) -> int:
     """Load the back history's dates from Delta into Postgres; return the dates loaded.
 
     The same rows and transaction as the ``load_reporting`` job (``rows_for_tables`` and
-    ``load``: one transaction a date), read with delta-rs instead of Spark.
+    ``load``: one transaction a date), read with delta-rs instead of Spark. A date the
+    pipeline loaded (``run_id`` not ``backfill``) is never replaced.
     """
     from databricks_jobs.load_reporting import load, rows_for_tables
 
     lake = Path(lake_root)
-    days = sorted(set(dates))
+    ran = pipeline_nights(dsn, dates)
+    if ran:
+        log.info("not replacing %d night(s) the pipeline loaded: %s", len(ran), ran)
+    days = sorted(set(dates) - set(ran))
     if not days:
         return 0
     span = [("business_date", ">=", days[0]), ("business_date", "<=", days[-1])]
@@ -818,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regions", default=",".join(DEFAULT_REGIONS))
     parser.add_argument("--start", type=date.fromisoformat, help="first date (default: all)")
     parser.add_argument("--end", type=date.fromisoformat, help="last date (default: all)")
-    parser.add_argument("--run-id", default="backfill")
+    parser.add_argument("--run-id", default=BACKFILL_RUN_ID)
     args = parser.parse_args(argv)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     dates = [

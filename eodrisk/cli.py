@@ -27,12 +27,27 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
 
 
+def _business_date(text: str) -> date:
+    """A ``--date`` that must be a business day: refused at once, naming its neighbours."""
+    from eodrisk.calendar import is_business_day, next_business_day, previous_business_day
+
+    day = _date(text)
+    if not is_business_day(day):
+        raise argparse.ArgumentTypeError(
+            f"{day} ({day:%A}) is not a business day: the previous business day is "
+            f"{previous_business_day(day)}, the next {next_business_day(day)}"
+        )
+    return day
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eodrisk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run one seeded night through the local platform")
-    demo.add_argument("--date", type=_date, default=None, help="business date (YYYY-MM-DD)")
+    demo.add_argument(
+        "--date", type=_business_date, default=None, help="business date (YYYY-MM-DD)"
+    )
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     demo.add_argument("--trades", type=int, default=30_000, help="trades per region")
     demo.add_argument("--seed", type=int, default=None)
@@ -45,7 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write sample landing files")
     gen.add_argument("--landing-root", type=Path, required=True)
-    gen.add_argument("--date", type=_date, action="append", required=True)
+    gen.add_argument(
+        "--date",
+        type=_business_date,
+        action="append",
+        required=True,
+        help="business date (YYYY-MM-DD); repeat for several nights",
+    )
     gen.add_argument("--trades", type=int, default=30_000, help="trades per region")
     gen.add_argument("--seed", type=int, default=None)
 

@@ -54,17 +54,22 @@ def write_report(
     return out
 
 
-def latest_business_date(dsn: str) -> date | None:
-    """The latest date with firm figures (bi.firm_daily), read as risk_reader."""
+def latest_pipeline_night(dsn: str) -> date | None:
+    """The latest night the pipeline ran (firm figures not from the back history), read as
+    risk_reader from bi.var_daily."""
     import psycopg2
 
+    from eodrisk.backfill import BACKFILL_RUN_ID
     from eodrisk.report.queries import become_reader
 
     conn = psycopg2.connect(dsn, application_name="eodrisk-report")
     try:
         with conn.cursor() as cur:
             become_reader(cur)
-            cur.execute("select max(business_date) from bi.firm_daily")
+            cur.execute(
+                "select max(business_date) from bi.var_daily where level = 'firm' and run_id <> %s",
+                (BACKFILL_RUN_ID,),
+            )
             return cur.fetchone()[0]
     finally:
         conn.close()
@@ -80,7 +85,10 @@ def _date(text: str) -> date:
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The report's options, for ``eodrisk report`` (cli.py) and ``python -m eodrisk.report``."""
     parser.add_argument(
-        "--date", type=_date, default=None, help="business date (YYYY-MM-DD); default: latest"
+        "--date",
+        type=_date,
+        default=None,
+        help="business date (YYYY-MM-DD); default: the latest night the pipeline ran",
     )
     parser.add_argument(
         "--out",
@@ -108,9 +116,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with postgres(args.data_dir / "postgres") as dsn:
         try:
-            business_date = args.date or latest_business_date(dsn)
+            business_date = args.date or latest_pipeline_night(dsn)
             if business_date is None:
-                print("nothing loaded yet: bi.firm_daily is empty", file=sys.stderr)
+                print(
+                    "no night the pipeline ran is loaded (only back history, if anything): "
+                    "run `eodrisk demo`, or pass --date",
+                    file=sys.stderr,
+                )
                 return 2
             out = args.out or default_out_path(args.data_dir, business_date)
             path = write_report(dsn, business_date, out)

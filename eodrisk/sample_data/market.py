@@ -11,26 +11,34 @@ Model (one business day per step):
   mixing variable a day, so tails are joint); idiosyncratic shocks are independent Student-t.
 * **Volatility clustering.** Each equity, FX rate and curve factor has its own GJR-GARCH(1,1)
   variance (equities with a leverage term: falls raise volatility more than rallies).
-* **Equities / FX**: log returns ``σ_t z_t + μ``; the path is anchored so the last close is the
-  spec's realistic price level.
+* **A fixed function of (seed, date).** The path starts at :data:`MARKET_ORIGIN` and runs
+  forward one business day at a time; every random array has its own sub-stream of ``seed``,
+  drawn in date order, so asking for a later end date appends days and never changes an
+  earlier one (an earlier night's figures never change). The scripted crash and the price
+  anchor sit at fixed dates (:data:`STRESS_START`, :data:`ANCHOR_DATE`).
+* **Equities / FX**: log returns ``σ_t z_t + μ``; the path is anchored so the close of
+  :data:`ANCHOR_DATE` is the spec's realistic price level.
 * **Zero curves**: Nelson–Siegel level / slope / curvature factors per currency that move in
   absolute (bp) terms and mean-revert (half-life ~ 1 year) to a realistic starting curve;
   continuously compounded zero rates at 3M…30Y. JPY and EUR short ends may dip below zero.
 * **Implied vols**: the GARCH conditional volatility for the next day times a variance
   premium times an AR(1) log noise that is negatively correlated with the equity's own shock,
   so spot and vol move in opposite directions; clipped to [5%, 150%].
-* **One stress episode** of 14 business days starting 360 business days before the end
-  (inside the 500-day scenario window of the last date): equities −20…−38% in a few large
+* **One stress episode** of 14 business days starting on :data:`STRESS_START` (inside the
+  500-day scenario window of the dates around :data:`ANCHOR_DATE`): equities −20…−38% in a few large
   down days with relief rallies, shocks scaled up, vols spike through the GARCH feedback,
   curves rally (short end most), USD strengthens; followed by a partial recovery. Draws in
   which a random slow bear market is deeper than the crash are rejected (see
-  :func:`simulate_market`), so the crash is always the worst drawdown.
+  :func:`simulate_market`; judged up to :data:`ANCHOR_DATE` only, so the choice does not
+  depend on the end date), so the crash is the worst drawdown of that span.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -53,7 +61,12 @@ FloatArray = npt.NDArray[np.float64]
 
 NU = 4.5
 TRADING_DAYS = 252
-STRESS_OFFSET_FROM_END = 360
+#: first day of every generated market path (earlier dates have no market data)
+MARKET_ORIGIN = dt.date(2021, 1, 4)
+#: the closes of this day are the universe's realistic levels (``universe.py``)
+ANCHOR_DATE = dt.date(2026, 11, 24)
+#: first day of the scripted crash: inside the 500-day scenario window of ANCHOR_DATE
+STRESS_START = dt.date(2025, 7, 8)
 STRESS_DAYS = 14
 RECOVERY_DAYS = 60
 STRESS_NOISE = 0.6
@@ -86,6 +99,17 @@ class MarketHistory:
             raise KeyError(f"{day} is not a date of the market history")
         return i
 
+    def window(self, first: dt.date, last: dt.date) -> MarketHistory:
+        """The days ``first..last`` (both dates of the history); stress indices shifted."""
+        lo, hi = self.index_of(first), self.index_of(last) + 1
+        return replace(
+            self,
+            dates=self.dates[lo:hi],
+            values=self.values[lo:hi],
+            stress_start=self.stress_start - lo,
+            stress_end=self.stress_end - lo,
+        )
+
     def zero_curves(self) -> FloatArray:
         """(T, n_currencies, n_tenors) zero rates, currencies in ``CURRENCIES`` order."""
         cols = [[self.factors.index(f"IR.{c}.{t}") for t in TENORS] for c in CURRENCIES]
@@ -114,20 +138,41 @@ def ns_loadings(tenor_years: FloatArray, lam: float = NS_LAMBDA_YEARS) -> FloatA
 
 
 def simulate_market(dates: npt.NDArray[np.datetime64], seed: int) -> MarketHistory:
-    """Simulate every risk factor of docs/data.md on the given business ``dates``.
+    """Simulate every risk factor of docs/data.md on the given business ``dates``: every
+    business day from :data:`MARKET_ORIGIN` to an end on or after :data:`ANCHOR_DATE`
+    (:func:`market_history` builds them; take a :meth:`MarketHistory.window` of the result).
 
-    The scripted crash must be the worst drawdown of the history. A random path can, rarely,
-    hold a slow bear market deeper than the crash; such draws are rejected and the next
-    sub-stream of ``seed`` is used, so the result is still a pure function of the arguments.
+    The scripted crash must be the worst drawdown up to the anchor. A random path can,
+    rarely, hold a slow bear market deeper than the crash; such draws are rejected and the
+    next sub-stream of ``seed`` is used, so the result is still a pure function of the
+    arguments, and the days a shorter call returns are those of a longer one.
     """
-    T = len(dates)
-    if T < STRESS_OFFSET_FROM_END + RECOVERY_DAYS:
-        raise ValueError(f"history too short for the stress episode: {T} days")
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    if len(dates) == 0 or dates[0] != np.datetime64(MARKET_ORIGIN, "D"):
+        raise ValueError(f"a market path starts on {MARKET_ORIGIN}")
+    if dates[-1] < np.datetime64(ANCHOR_DATE, "D"):
+        raise ValueError(f"a market path runs at least to {ANCHOR_DATE}")
     for attempt in range(MAX_ATTEMPTS):
-        market = _simulate(dates, np.random.default_rng([seed, 0x4D4B54, attempt]))
+        market = _simulate(dates, lambda tag, attempt=attempt: _stream(seed, attempt, tag))
         if _crash_is_worst_drawdown(market):
             return market
     return market
+
+
+def market_history(seed: int, last: dt.date) -> MarketHistory:
+    """The market of every business day from :data:`MARKET_ORIGIN` to ``last`` (or to
+    :data:`ANCHOR_DATE` when earlier); identical on the days two calls share."""
+    from eodrisk.calendar import business_days_between, to_datetime64
+
+    if last < MARKET_ORIGIN:
+        raise ValueError(f"no market data before {MARKET_ORIGIN}: asked for {last}")
+    days = business_days_between(MARKET_ORIGIN, max(last, ANCHOR_DATE))
+    return simulate_market(to_datetime64(days), seed)
+
+
+def _stream(seed: int, attempt: int, tag: str) -> np.random.Generator:
+    """The sub-stream of ``seed`` for one random array (drawn in date order)."""
+    return np.random.default_rng([seed, 0x4D4B54, attempt, zlib.crc32(tag.encode())])
 
 
 def equity_index(market: MarketHistory) -> FloatArray:
@@ -138,12 +183,19 @@ def equity_index(market: MarketHistory) -> FloatArray:
 
 
 def _crash_is_worst_drawdown(market: MarketHistory) -> bool:
-    index = equity_index(market)
+    index = equity_index(market)[: _day_index(market.dates, ANCHOR_DATE) + 1]
     trough = int(np.argmin(index / np.maximum.accumulate(index)))
     return market.stress_start <= trough < market.stress_end + WORST_DRAWDOWN_SLACK_DAYS
 
 
-def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> MarketHistory:
+def _day_index(dates: npt.NDArray[np.datetime64], day: dt.date) -> int:
+    """Index of the last of ``dates`` on or before ``day``."""
+    return int(np.searchsorted(dates, np.datetime64(day, "D"), side="right")) - 1
+
+
+def _simulate(
+    dates: npt.NDArray[np.datetime64], stream: Callable[[str], np.random.Generator]
+) -> MarketHistory:
     T = len(dates)
 
     n_eq = len(EQUITIES)
@@ -179,9 +231,11 @@ def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> Ma
     idio = np.sqrt(1.0 - (B**2).sum(axis=1))
 
     # ---- shocks: multivariate-t factors with a common mixing variable, t idiosyncratic ----
-    mixing = np.sqrt((NU - 2.0) / rng.chisquare(NU, size=(T, 1)))
-    z = (rng.standard_normal((T, len(latent))) * mixing) @ B.T
-    z += _standard_t(rng, (T, n_series)) * idio
+    mixing = np.sqrt((NU - 2.0) / stream("mixing").chisquare(NU, size=(T, 1)))
+    # (row by row, not a BLAS product: a day's shock must not depend on how many days follow)
+    factor_z = stream("factors").standard_normal((T, len(latent))) * mixing
+    z = (factor_z[:, None, :] * B[None, :, :]).sum(axis=2)
+    z += _standard_t(stream("idiosyncratic"), (T, n_series)) * idio
 
     # ---- per-series GJR-GARCH(1,1) parameters (daily units) -----------------------------
     long_vol = np.empty(n_series)
@@ -199,9 +253,10 @@ def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> Ma
     drift[eq] = 0.06 / TRADING_DAYS
 
     # ---- the stress episode: deterministic drifts added to the daily moves ---------------
-    s0 = T - STRESS_OFFSET_FROM_END
+    s0 = _day_index(dates, STRESS_START - dt.timedelta(days=1)) + 1
     s1 = s0 + STRESS_DAYS
     stress_add = np.zeros((T, n_series))
+    rng = stream("crash")
     crash = np.clip(0.27 * rng.uniform(0.8, 1.25, n_eq) + rng.normal(0.0, 0.02, n_eq), 0.2, 0.38)
     profile = _STRESS_PROFILE / _STRESS_PROFILE.sum()
     stress_add[s0:s1, eq] = np.outer(profile, np.log1p(-crash))
@@ -239,7 +294,7 @@ def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> Ma
     # ---- equities and FX: anchored at their realistic last levels -----------------------
     cum = np.cumsum(moves[:, : n_eq + n_fx], axis=0)
     last = np.array([e.last_price for e in EQUITIES] + [FX_LAST[c] for c in FX_CURRENCIES])
-    levels = last * np.exp(cum - cum[-1])
+    levels = last * np.exp(cum - cum[_day_index(dates, ANCHOR_DATE)])
     equity_px = np.round(levels[:, eq], 2)
     fx_rates = np.round(levels[:, fx], 10)
 
@@ -256,7 +311,7 @@ def _simulate(dates: npt.NDArray[np.datetime64], rng: np.random.Generator) -> Ma
     curves = np.round(curves, 8)
 
     # ---- implied vols: conditional vol x premium x AR(1) noise against the spot ----------
-    noise_shock = -0.6 * z[:, eq] + 0.8 * _standard_t(rng, (T, n_eq))
+    noise_shock = -0.6 * z[:, eq] + 0.8 * _standard_t(stream("vol_noise"), (T, n_eq))
     noise = np.zeros((T, n_eq))
     for t in range(1, T):
         noise[t] = 0.97 * noise[t - 1] + 0.03 * noise_shock[t]

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from eodrisk.calendar import business_days, business_days_between, to_datetime64
-from eodrisk.sample_data.market import MarketHistory, simulate_market
+from eodrisk.calendar import business_days, business_days_between
+from eodrisk.sample_data.market import (
+    ANCHOR_DATE,
+    MARKET_ORIGIN,
+    market_history,
+)
 from eodrisk.sample_data.reference import books_frame, instruments_frame
-from eodrisk.sample_data.trades import TradePool, build_trade_pool
+from eodrisk.sample_data.trades import POOL_ORIGIN, TradePool, build_trade_pool
 from eodrisk.sample_data.writer import atomic_write_bytes, write_with_marker
 
 DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
@@ -75,9 +79,12 @@ def generate_night(
     * per date and region ``<REGION>/trades_<YYYYMMDD>.csv`` and, written after it,
       ``<REGION>/_SUCCESS_<YYYYMMDD>``.
 
-    Byte-identical output for identical arguments. Consecutive dates share most trades
-    (``turnover`` of the book per business day is replaced by new trades), so a long run of
-    dates (a backtest history) is cheap: each trade is generated and formatted once.
+    Byte-identical output for identical arguments, and a fixed function of (seed, date)
+    for each day: another set of ``business_dates`` (a later demo date) writes the same
+    market rows, reference data and trade file for every day both cover (see
+    ``market.py`` and ``trades.py``). Consecutive dates share most trades (``turnover`` of
+    the book per business day is replaced by new trades), so a long run of dates (a
+    backtest history) is cheap: each trade is generated and formatted once.
     """
     if not business_dates:
         raise ValueError("business_dates is empty")
@@ -90,11 +97,21 @@ def generate_night(
         raise ValueError(f"regions must be non-empty and unique, got {list(regions)}")
     root = Path(landing_root)
     dates = tuple(sorted(set(business_dates)))
+    if dates[0] < POOL_ORIGIN:
+        raise ValueError(f"sample data starts on {POOL_ORIGIN}: {dates[0]} is earlier")
     hist = history_dates(dates, history_days)
-    market: MarketHistory = simulate_market(to_datetime64(hist), seed)
+    if hist[0] < MARKET_ORIGIN:
+        raise ValueError(
+            f"sample market data starts on {MARKET_ORIGIN}: {history_days} days of history "
+            f"before {dates[-1]} start on {hist[0]}"
+        )
+    full = market_history(seed, dates[-1])
+    market = full.window(hist[0], hist[-1])
+    pool_dates = tuple(business_days_between(POOL_ORIGIN, dates[-1]))
+    step_of = {day: step for step, day in enumerate(pool_dates)}
 
     books = books_frame(regions)
-    instruments = instruments_frame(market, dates[-1])
+    instruments = instruments_frame(full, ANCHOR_DATE)
     books_path = root / "reference" / "books.csv"
     instruments_path = root / "reference" / "instruments.csv"
     market_path = root / "market" / "market_data.csv"
@@ -109,12 +126,20 @@ def generate_night(
     pools: dict[str, TradePool] = {}
     for region in regions:
         pool = build_trade_pool(
-            region, books, instruments, market, dates, trades_per_region, turnover, seed
+            region,
+            books,
+            instruments,
+            full,
+            pool_dates,
+            trades_per_region,
+            turnover,
+            seed,
+            written=[step_of[day] for day in dates],
         )
         pools[region] = pool
-        for step, day in enumerate(dates):
+        for day in dates:
             stamp = f"{day:%Y%m%d}"
-            data, n = pool.file_bytes(step)
+            data, n = pool.file_bytes(step_of[day])
             path = root / region / f"trades_{stamp}.csv"
             marker = root / region / f"_SUCCESS_{stamp}"
             write_with_marker(path, marker, data, n)
@@ -135,7 +160,10 @@ def generate_night(
         market_rows=len(market_frame),
         history_start=hist[0],
         history_end=hist[-1],
-        stress_window=(hist[market.stress_start], hist[market.stress_end - 1]),
+        stress_window=(
+            full.dates[full.stress_start].astype(dt.date),
+            full.dates[full.stress_end - 1].astype(dt.date),
+        ),
         seed=seed,
         n_instruments=len(instruments),
         n_books=len(books),

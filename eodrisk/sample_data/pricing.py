@@ -69,14 +69,16 @@ def bond_dirty_price(
     maturity: dt.date,
     trade_days: npt.NDArray[np.datetime64],
     curves: FloatArray,
+    *,
+    flows_after: dt.date,
 ) -> FloatArray:
     """Dirty price per 100 face of an annual-coupon bond off continuously compounded zeros.
 
-    trade_days : (n,) datetime64[D]; curves : (n, n_tenors) the curve of each trade day.
-    ACT/365 year fractions.
+    trade_days : (n,) datetime64[D], none before ``flows_after``; curves : (n, n_tenors) the
+    curve of each trade day. ACT/365 year fractions. The coupon dates summed are those after
+    the fixed ``flows_after``, so a price does not depend on the other trade days asked for.
     """
-    first = trade_days.min().astype(dt.date)
-    flows = np.array(coupon_dates(maturity, first), dtype="datetime64[D]")  # (m,)
+    flows = np.array(coupon_dates(maturity, flows_after), dtype="datetime64[D]")  # (m,)
     years = (flows[None, :] - trade_days[:, None]).astype(float) / 365.0  # (n, m)
     alive = years > 0.0
     amounts = np.full(len(flows), 100.0 * coupon)

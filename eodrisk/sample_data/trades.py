@@ -1,25 +1,32 @@
 """A region's evolving book of trades over a run of business dates, fully vectorised.
 
-All trades that are ever live in the requested dates form one *pool*, generated in one go;
-each trade has a life ``[live_from, live_to)`` in steps (indices into the requested dates).
-On the first date ``trades_per_region`` trades are live, traded over the previous year. Between
+All trades that are ever live from :data:`POOL_ORIGIN` to the last requested date form one
+*pool*, generated in one go; each trade has a life ``[live_from, live_to)`` in steps (indices
+into the pool's business days). On the origin ``trades_per_region`` trades are live, traded
+over the previous year. Between
 consecutive dates a fraction ``turnover`` (per business day elapsed) of the live trades rolls
 off and as many new trades appear with ``trade_date`` = the new date, so most trades persist
 with the same ``trade_id`` and the file size stays constant. Each trade's CSV line is
 formatted once; a day's file is the join of its live lines with the business date filled in.
+
+A day's file is a fixed function of (seed, region, trades_per_region, turnover, date): the
+pool always starts at :data:`POOL_ORIGIN`, trades are numbered in the order they appear, and
+every random array has its own sub-stream of the seed drawn in that order, so a pool that
+runs to a later date holds the same trades, ids and lines on the days both cover.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from eodrisk.sample_data.market import MarketHistory
+from eodrisk.sample_data.market import ANCHOR_DATE, MarketHistory
 from eodrisk.sample_data.pricing import black_scholes, bond_dirty_price, zero_rate
 from eodrisk.sample_data.universe import CURRENCIES, FX_CURRENCIES, home_currency
 
@@ -44,6 +51,8 @@ NOTIONAL_SIGMA = 1.0
 MIN_NOTIONAL_USD, MAX_NOTIONAL_USD = 10_000.0, 5_000_000.0
 HOME_WEIGHT = 0.6
 MAX_AGE_DAYS = 250
+#: first step of every trade pool (the opening book was traded over the year before)
+POOL_ORIGIN = dt.date(2022, 1, 3)
 OPTION_LOT = 100
 MIN_OPTION_PREMIUM = 0.01
 _BD_SENTINEL = "\x1f"
@@ -91,8 +100,9 @@ class TradePool:
         )
 
 
-def region_rng(seed: int, region: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(region.encode())])
+def region_rng(seed: int, region: str, tag: str) -> np.random.Generator:
+    """The sub-stream of ``seed`` for one random array of ``region``'s pool."""
+    return np.random.default_rng([seed, zlib.crc32(region.encode()), zlib.crc32(tag.encode())])
 
 
 def _lifetimes(
@@ -150,17 +160,24 @@ def build_trade_pool(
     trades_per_region: int,
     turnover: float,
     seed: int,
+    written: Sequence[int],
 ) -> TradePool:
-    """Every trade live on any of ``step_dates`` (sorted, unique business dates) in ``region``."""
-    rng = region_rng(seed, region)
+    """The trades of ``region`` live on the steps ``written`` (indices into ``step_dates``,
+    the business days from :data:`POOL_ORIGIN` on, see the module doc); ``market`` covers
+    ``step_dates`` and the year before. Every trade of the pool is drawn, only those are
+    priced and formatted."""
+
+    def rng(tag: str) -> np.random.Generator:
+        return region_rng(seed, region, tag)
+
     step_idx = np.array([market.index_of(d) for d in step_dates], dtype=np.int64)
-    live_from, live_to = _lifetimes(rng, trades_per_region, step_idx, turnover)
+    live_from, live_to = _lifetimes(rng("lifetimes"), trades_per_region, step_idx, turnover)
     M = len(live_from)
 
     # trade dates: the opening book was traded over the year before the first date
     t_idx = step_idx[live_from]
     opening = live_from == 0
-    age = rng.integers(0, MAX_AGE_DAYS + 1, size=int(opening.sum()))
+    age = rng("age").integers(0, MAX_AGE_DAYS + 1, size=int(opening.sum()))
     t_idx[opening] -= np.minimum(age, step_idx[0])
     order = np.lexsort((np.arange(M), t_idx, live_from))  # ids increase with time
     live_from, live_to, t_idx = live_from[order], live_to[order], t_idx[order]
@@ -168,24 +185,26 @@ def build_trade_pool(
     # instrument: type, then currency (home-weighted), then instrument by popularity
     inst_type = instruments["instrument_type"].to_numpy()
     inst_ccy = instruments["currency"].to_numpy()
-    t_last = len(market.dates) - 1
+    t_anchor = market.index_of(ANCHOR_DATE)
     spot_last = {
-        f.split(".", 1)[1]: float(market.values[t_last, j])
+        f.split(".", 1)[1]: float(market.values[t_anchor, j])
         for j, f in enumerate(market.factors)
         if f.startswith("EQ.")
     }
     popularity = _popularity(instruments, spot_last)
-    type_of_trade = rng.choice(len(TYPES), size=M, p=TYPE_WEIGHTS)
+    type_of_trade = rng("type").choice(len(TYPES), size=M, p=TYPE_WEIGHTS)
     instr = np.empty(M, dtype=np.int64)
     for ti, tname in enumerate(TYPES):
         sel = np.nonzero(type_of_trade == ti)[0]
         ccys = FX_CURRENCIES if tname == "FX" else CURRENCIES
-        ccy_of_trade = rng.choice(len(ccys), size=len(sel), p=_currency_weights(region, ccys))
+        weights = _currency_weights(region, ccys)
+        ccy_of_trade = rng(f"currency.{tname}").choice(len(ccys), size=len(sel), p=weights)
         for ci, ccy in enumerate(ccys):
             group = np.nonzero((inst_type == tname) & (inst_ccy == ccy))[0]
             rows = sel[ccy_of_trade == ci]
             p = popularity[group] / popularity[group].sum()
-            instr[rows] = rng.choice(group, size=len(rows), p=p)
+            instr[rows] = rng(f"instrument.{tname}.{ccy}").choice(group, size=len(rows), p=p)
+    instr = _roll_expired_options(instruments, instr, market.dates[t_idx])
 
     # book: the desk follows the instrument type (some equity hedges sit on the derivatives
     # desk, some FX hedges on the rates desk), then a book of that desk
@@ -202,15 +221,31 @@ def build_trade_pool(
     for ti, tname in enumerate(TYPES):
         sel = np.nonzero(type_of_trade == ti)[0]
         desks, weights = desk_choice[tname]
-        desk_pick = rng.choice(len(desks), size=len(sel), p=weights)
+        desk_pick = rng(f"desk.{tname}").choice(len(desks), size=len(sel), p=weights)
         for di, desk in enumerate(desks):
             candidates = np.nonzero(desk_of_book == f"{region}_{desk}")[0]
             rows = sel[desk_pick == di]
-            book[rows] = rng.choice(candidates, size=len(rows))
+            book[rows] = rng(f"book.{tname}.{desk}").choice(candidates, size=len(rows))
 
     # side: each (book, instrument) has a directional bias, so positions are not all flat
-    bias = rng.uniform(0.15, 0.85, size=(len(book_names), len(instruments)))
-    is_buy = rng.random(M) < bias[book, instr]
+    bias = rng("bias").uniform(0.15, 0.85, size=(len(book_names), len(instruments)))
+    is_buy = rng("side").random(M) < bias[book, instr]
+    notional_z = rng("notional").standard_normal(M)
+
+    # from here on, only the trades live on a written step (elementwise, so a trade's price
+    # and quantity do not depend on which others are kept)
+    steps = np.unique(np.asarray(written, dtype=np.int64))
+    first_step = np.minimum(np.searchsorted(steps, live_from), len(steps) - 1)
+    keep = np.nonzero((steps[first_step] >= live_from) & (steps[first_step] < live_to))[0]
+    live_from, live_to, t_idx, instr, book = (
+        live_from[keep],
+        live_to[keep],
+        t_idx[keep],
+        instr[keep],
+        book[keep],
+    )
+    is_buy, notional_z, type_of_trade = is_buy[keep], notional_z[keep], type_of_trade[keep]
+    M = len(keep)
 
     # prices on trade date
     fx_col = {c: market.column(f"FX.{c}USD") for c in FX_CURRENCIES}
@@ -240,7 +275,8 @@ def build_trade_pool(
     if len(opt_rows):
         strike = instruments["strike"].to_numpy(dtype=float)[instr[opt_rows]]
         expiry = pd.to_datetime(instruments["expiry_date"]).to_numpy().astype("datetime64[D]")
-        years = (expiry[instr[opt_rows]] - market.dates[t_idx[opt_rows]]).astype(float) / 365.0
+        days = (expiry[instr[opt_rows]] - market.dates[t_idx[opt_rows]]).astype(float)
+        years = np.maximum(days, 1.0) / 365.0  # past the last listed expiry: one day left
         vol = np.empty(len(opt_rows))
         for ticker in spot_last:
             m = underlying[instr[opt_rows]] == ticker
@@ -259,7 +295,11 @@ def build_trade_pool(
         rows = np.nonzero(instr == b)[0]
         c_idx = ccy_pos[inst_ccy[b]]
         px = bond_dirty_price(
-            float(coupon[b]), maturity[b], market.dates[t_idx[rows]], curves[t_idx[rows], c_idx]
+            float(coupon[b]),
+            maturity[b],
+            market.dates[t_idx[rows]],
+            curves[t_idx[rows], c_idx],
+            flows_after=market.dates[0].astype(dt.date),
         )
         price[rows] = np.round(px, 6)
         unit_usd[rows] = px * fx_rate[rows]
@@ -272,7 +312,7 @@ def build_trade_pool(
 
     # quantity: log-normal USD notional, whole lots, inside [MIN, MAX] notional
     median = np.array([MEDIAN_NOTIONAL_USD[t] for t in TYPES])[type_of_trade]
-    target = median * np.exp(NOTIONAL_SIGMA * rng.standard_normal(M))
+    target = median * np.exp(NOTIONAL_SIGMA * notional_z)
     lot_usd = unit_usd * lot
     n_lots = np.clip(
         np.round(target / lot_usd),
@@ -281,7 +321,7 @@ def build_trade_pool(
     )
     quantity = n_lots * lot
 
-    trade_id = np.array([f"{region}-{10_000_001 + i:08d}" for i in range(M)])
+    trade_id = np.array([f"{region}-{10_000_001 + i:08d}" for i in keep.tolist()])
     trade_date = market.dates[t_idx]
     book_arr = book_names[book]
     instr_arr = instruments["instrument_id"].to_numpy().astype(str)[instr]
@@ -302,6 +342,33 @@ def build_trade_pool(
         live_to=live_to,
         lines=lines,
     )
+
+
+def _roll_expired_options(
+    instruments: pd.DataFrame, instr: npt.NDArray[np.int64], trade_days: npt.NDArray[np.datetime64]
+) -> npt.NDArray[np.int64]:
+    """A trade in an option series expired by its trade date takes the same underlying,
+    strike and type at the next listed expiry (the last one when none is left)."""
+    is_opt = (instruments["instrument_type"] == "OPTION").to_numpy()
+    expired = is_opt[instr]
+    expiry = pd.to_datetime(instruments["expiry_date"]).to_numpy().astype("datetime64[D]")
+    expired[expired] = expiry[instr[expired]] <= trade_days[expired]
+    if not expired.any():
+        return instr
+    series = instruments["underlying"].astype(str) + "|" + instruments["strike"].astype(str)
+    series = series + "|" + instruments["option_type"].astype(str)
+    code = pd.factorize(series)[0].astype(np.int64)
+    span = np.int64(1 << 20)  # days: more than any expiry
+    opts = np.nonzero(is_opt)[0]
+    key = code[opts] * span + expiry[opts].astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key, opts = key[order], opts[order]
+    row_code = code[instr[expired]]
+    pos = np.searchsorted(key, row_code * span + trade_days[expired].astype(np.int64), "right")
+    last = np.searchsorted(key, (row_code + 1) * span, "left") - 1
+    out = instr.copy()
+    out[expired] = opts[np.minimum(pos, last)]
+    return out
 
 
 def _format_lines(
