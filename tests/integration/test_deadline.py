@@ -205,3 +205,43 @@ def test_a_run_done_before_its_deadline_does_not_alert(airflow, sink):
     assert scheduler_deadline_step() == 0
     assert run_queued_triggers() == []
     assert messages_about(sink, run_id) == ([], [])
+
+
+def test_a_manual_rerun_of_a_past_date_gets_no_deadline(airflow, sink):
+    """A rerun triggered for a past business date (the `business_date` param, no logical
+    date: what the UI's and the API's trigger do by default in Airflow 3) has no Deadline
+    rows, so neither the scheduler nor the triggerer alerts or pages for it; the run
+    recorder and the summary report its latency without a deadline (run_history)."""
+    import pendulum
+    from airflow.models.dagrun import DagRun
+    from airflow.models.deadline import Deadline
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    now = pendulum.now("UTC")
+    run_id = f"manual__rerun_{BUSINESS_DATE}"
+    with create_session() as session:
+        dag = SerializedDagModel.get_dag(airflow_env.DAG_ID, session=session)
+        dag.create_dagrun(
+            run_id=run_id,
+            logical_date=None,
+            data_interval=None,
+            run_after=now,
+            run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            state=DagRunState.RUNNING,
+            conf={"business_date": BUSINESS_DATE},
+            start_date=now,
+            session=session,
+        )
+        session.flush()
+        deadlines = session.scalars(
+            select(Deadline).join(Deadline.dagrun).where(DagRun.run_id == run_id)
+        ).all()
+    assert deadlines == []
+    assert scheduler_deadline_step() == 0
+    assert run_queued_triggers() == []
+    assert messages_about(sink, run_id) == ([], [])

@@ -92,6 +92,7 @@ def night(dsn_conn_id: str, day: str, *, fail: str | None = None, late_s: float 
     dag_run = SimpleNamespace(
         dag_id="eod_risk",
         run_id=run_id,
+        run_type="scheduled",
         logical_date=logical,
         start_date=logical + timedelta(seconds=1),
         end_date=clock + timedelta(seconds=late_s),

@@ -260,6 +260,7 @@ def test_pipeline_run_record_uses_the_dag_run_times_and_the_deadline():
     dag_run = SimpleNamespace(
         dag_id="eod_risk",
         run_id=RUN_ID,
+        run_type="scheduled",
         logical_date=logical,
         start_date=logical + timedelta(seconds=4),
         end_date=logical + timedelta(hours=8, minutes=1),
@@ -274,6 +275,50 @@ def test_pipeline_run_record_uses_the_dag_run_times_and_the_deadline():
     assert record["sla_met"] is False
     assert record["latency_s"] == 8 * 3600 + 60 - 4
     assert record["failed_tasks"] == ["load_reporting"]
+
+
+def test_a_manual_rerun_of_a_past_date_has_its_latency_but_no_deadline_and_no_page():
+    """A rerun of last week's night ends days after that night's deadline: not a miss."""
+    logical = datetime(2026, 11, 24, 22, 0, tzinfo=UTC)
+    dag_run = SimpleNamespace(
+        dag_id="eod_risk",
+        run_id="manual__2026-11-30T10:00:00+00:00",
+        run_type="manual",
+        logical_date=logical,
+        start_date=logical + timedelta(days=5, hours=12),
+        end_date=logical + timedelta(days=5, hours=12, minutes=9),
+    )
+    record = run_history.pipeline_run_record(
+        {"dag_run": dag_run, "ds": "2026-11-24", "params": {}},
+        state="success",
+        deadline_after=timedelta(hours=8),
+    )
+    assert (record["sla_deadline"], record["sla_met"]) == (None, None)
+    assert record["latency_s"] == 9 * 60
+    pages = []
+    record_run = run_history.RecordPipelineRun(
+        state="success",
+        postgres_conn_id="postgres_eodrisk",
+        deadline_after=timedelta(hours=8),
+        on_missed_sla=pages.append,
+    )
+    record_run({"dag_run": dag_run, "ds": "2026-11-24", "params": {}})  # no Postgres here
+    assert pages == []
+    scheduled = SimpleNamespace(**{**vars(dag_run), "run_type": "scheduled"})
+    record_run({"dag_run": scheduled, "ds": "2026-11-24", "params": {}})
+    assert [p["sla_deadline"] for p in pages] == [logical + timedelta(hours=8)]
+    message = messages.build_summary_message(
+        dag_id="eod_risk",
+        business_date="2026-11-24",
+        summary=SUMMARY,
+        firm_run_page_url=None,
+        latency_s=record["latency_s"],
+        sla_deadline=None,
+        sla_margin_s=None,
+    )
+    text = all_text(message)
+    assert "Latency* 9m00s · not a scheduled run: no business deadline" in text
+    assert "SLA" not in text
 
 
 def test_history_callbacks_never_raise_and_stay_fast(monkeypatch, caplog):

@@ -309,6 +309,8 @@ def _timing_line(
         else:
             verdict = "SLA n/a"
         line += f" · deadline {escape(sla_deadline)} · {verdict}"
+    else:
+        line += " · not a scheduled run: no business deadline"
     return line
 
 

@@ -173,8 +173,17 @@ def task_run_record(
     }
 
 
+#: ``DagRunType.SCHEDULED``: the only runs the business deadline applies to
+SCHEDULED = "scheduled"
+
+
 def sla_deadline_of(dag_run: Any, deadline_after: timedelta) -> datetime | None:
-    """The business deadline of a run: its logical date (else run_after) + the interval."""
+    """The business deadline of a scheduled run: its logical date (else run_after) + the
+    interval. Other runs (a manual rerun of a past date, the demo's run) have none: they are
+    reported with their latency, never measured against the deadline nor paged."""
+    run_type = getattr(dag_run, "run_type", None)
+    if getattr(run_type, "value", run_type) != SCHEDULED:
+        return None
     reference = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
     return reference + deadline_after if reference is not None else None
 
