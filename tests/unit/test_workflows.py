@@ -265,6 +265,9 @@ def test_deploy_promotes_main_to_staging_and_tags_to_production(deploy):
     assert staging["environment"]["name"] == "staging"
     commands = run_commands(staging)
     assert "databricks bundle deploy -t staging" in commands
+    # Migrations are a deploy step, right after the deploy and before any night runs.
+    deploy_step = commands.index("databricks bundle deploy -t staging")
+    assert commands[deploy_step + 1] == "databricks bundle run -t staging migrate"
     assert any("aws s3 sync airflow/dags" in c for c in commands), "DAGs to the staging Airflow"
     assert any("/api/v2/dags/$DAG_ID/dagRuns" in c for c in commands), "end-to-end run"
 
@@ -273,7 +276,9 @@ def test_deploy_promotes_main_to_staging_and_tags_to_production(deploy):
     assert production["needs"] == "release-check"
     assert jobs["release-check"]["needs"] == "gates"
     assert production["environment"]["name"] == "production"  # required reviewers: the gate
-    assert "databricks bundle deploy -t prod" in run_commands(production)
+    prod_commands = run_commands(production)
+    deploy_step = prod_commands.index("databricks bundle deploy -t prod")
+    assert prod_commands[deploy_step + 1] == "databricks bundle run -t prod migrate"
 
 
 def test_deploys_of_one_environment_never_overlap(deploy):
