@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -200,31 +204,92 @@ def run_dag(
     *,
     log_file: Path | None = None,
     timeout_s: float = 3600,
+    progress: Callable[[int, int, list[str]], None] | None = None,
 ) -> DagResult:
     """Migrate the metadata DB and run one DAG run for ``business_date`` in a child process.
 
     The run's log (Airflow's and the operators') goes to ``log_file`` when given.
+    ``progress(tasks_done, tasks_total, running_task_ids)`` is called as the tasks move (read
+    from the run's task instances in the metadata DB every second). Ctrl-C (or any error)
+    stops the child and its tasks before it propagates.
     """
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     result_file = home / f"dag_result_{business_date:%Y%m%d}.json"
     result_file.unlink(missing_ok=True)
     migrate_db(env)
+    metadata_db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    deadline = time.monotonic() + timeout_s
     with open(log_file, "w") if log_file else open(os.devnull, "w") as sink:
-        subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", __name__, business_date.isoformat(), str(result_file)],
             env={**os.environ, **env},
-            check=False,
-            timeout=timeout_s,
             cwd=REPO_ROOT,
             stdout=sink if log_file else None,
             stderr=subprocess.STDOUT if log_file else None,
+            start_new_session=True,  # Ctrl-C reaches us once; we stop the child's group
         )
+        try:
+            seen = None
+            while child.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the DAG run for {business_date} took over {timeout_s}s")
+                if progress is not None:
+                    states = task_states(metadata_db, business_date)
+                    if states is not None and states != seen:
+                        seen = states
+                        progress(*states)
+                time.sleep(1.0)
+        finally:
+            if child.poll() is None:
+                _stop(child)
+    if progress is not None and (states := task_states(metadata_db, business_date)):
+        progress(*states)
     if not result_file.exists():
         where = log_file or "the output above"
         raise RuntimeError(f"the DAG run for {business_date} did not complete; see {where}")
     data = json.loads(result_file.read_text())
     return DagResult(state=data["state"], tasks=[TaskResult(**t) for t in data["tasks"]])
+
+
+#: task instance states of a task that is over, and of one that is under way
+_FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
+_UNDER_WAY = ("running", "deferred", "up_for_reschedule", "up_for_retry", "queued")
+
+
+def task_states(metadata_db: Path, business_date: date) -> tuple[int, int, list[str]] | None:
+    """(tasks finished, tasks in the run, tasks under way) of the run of ``business_date``
+    in a SQLite metadata DB (read-only), or None before the run exists."""
+    if not metadata_db.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{metadata_db}?mode=ro", uri=True, timeout=1)) as db:
+            rows = db.execute(
+                "select ti.task_id, ti.state from task_instance ti join dag_run r "
+                "on r.dag_id = ti.dag_id and r.run_id = ti.run_id where r.id = ("
+                "  select max(id) from dag_run where dag_id = ? and substr(logical_date, 1, 10) = ?"
+                ")",
+                (DAG_ID, business_date.isoformat()),
+            ).fetchall()
+    except sqlite3.Error:  # busy or not migrated yet: ask again next time
+        return None
+    if not rows:
+        return None
+    done = sum(1 for _, state in rows if state in _FINISHED)
+    running = sorted(task for task, state in rows if state in _UNDER_WAY)
+    return done, len(rows), running
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """SIGTERM the child's process group (Airflow marks its tasks failed), then SIGKILL."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    except ProcessLookupError:
+        pass
 
 
 def task_results(dag_run) -> list[TaskResult]:

@@ -33,9 +33,12 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -372,6 +375,7 @@ def backfill(
     *,
     window: int = SCENARIO_WINDOW,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BackfillSummary:
     """Compute and write the nightly tables of every date in ``dates`` (see module doc).
 
@@ -381,7 +385,7 @@ def backfill(
     per CPU, at most 2; each run takes the positions and forecasts of the day before it
     from the lake, or recomputes that day, for the backtest). Returns a
     :class:`BackfillSummary` (rows written per table, timings, and the last date's backtest
-    summary).
+    summary). ``progress(dates_done, dates_total)`` is called as the runs advance.
     """
     started = time.perf_counter()
     landing, lake = Path(landing_root), Path(lake_root)
@@ -410,14 +414,20 @@ def backfill(
             state = _prior_state(lake, market, days[a], regions) if a == lo else None
             warm_up = days[a - 1] if a > 0 and state is None else None
             jobs.append((str(landing), days[a:b], warm_up, regions, run_id, window, state))
-    if len(jobs) == 1:
-        results = [_compute_run(*jobs[0])]
-    elif jobs:
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_compute_run, *zip(*jobs, strict=True)))
-    else:
-        results = []
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    done = context.Value("i", 0)
+    total = sum(len(job[1]) for job in jobs)
+    with _reporting(done, total, progress):
+        if len(jobs) == 1:
+            _count_in(done)
+            results = [_compute_run(*jobs[0])]
+        elif jobs:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(done,)
+            ) as pool:
+                results = list(pool.map(_compute_run, *zip(*jobs, strict=True)))
+        else:
+            results = []
     days = [d for d in days if d not in ran]
 
     tables = _Tables()
@@ -455,6 +465,44 @@ def backfill(
     )
     log.info("backfill done: %s", summary.as_dict())
     return summary
+
+
+#: dates computed so far, shared by the worker processes (set by :func:`_count_in`)
+_dates_done: Any = None
+
+
+def _count_in(counter: Any) -> None:
+    global _dates_done
+    _dates_done = counter
+
+
+def _worker_init(counter: Any) -> None:
+    """A pool worker counts its dates; on Ctrl-C it ends at once and quietly (the parent
+    reports the interruption)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    _count_in(counter)
+
+
+@contextmanager
+def _reporting(done: Any, total: int, progress: Callable[[int, int], None] | None):
+    """Call ``progress(done.value, total)`` twice a second while the body runs, and at its end."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(0.5):
+            progress(done.value, total)
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    progress(done.value, total)
 
 
 def _compute_run(
@@ -530,6 +578,9 @@ def _compute_run(
         )
         state = (day, all_positions, forecasts)
         previous_terms = (day, terms)
+        if day != warm_up and _dates_done is not None:
+            with _dates_done.get_lock():
+                _dates_done.value += 1
         t4 = time.perf_counter()
         timings["read_inputs"] += t1 - t0
         timings["revalue"] += t2 - t1
@@ -822,12 +873,18 @@ HISTORY_TABLES = {
 }
 
 
-def load_history(dsn: str, lake_root: str | Path, dates: Sequence[date]) -> int:
+def load_history(
+    dsn: str,
+    lake_root: str | Path,
+    dates: Sequence[date],
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Load the back history's dates from Delta into Postgres; return the dates loaded.
 
     The same rows and transaction as the ``load_reporting`` job (``rows_for_tables`` and
     ``load``: one transaction a date), read with delta-rs instead of Spark. A date the
     pipeline loaded (``run_id`` not ``backfill``) is never replaced.
+    ``progress(dates_done, dates_total)`` is called after each date.
     """
     from databricks_jobs.load_reporting import load, rows_for_tables
 
@@ -868,18 +925,31 @@ def load_history(dsn: str, lake_root: str | Path, dates: Sequence[date]) -> int:
         )
         load(dsn, day, rows)
         loaded += 1
+        if progress is not None:
+            progress(loaded, len(days))
     return loaded
 
 
 def main(argv: list[str] | None = None) -> int:
     """``eodrisk backfill``: compute the back history of a landing root into a lake."""
     parser = argparse.ArgumentParser(prog="eodrisk backfill", description=__doc__.splitlines()[0])
-    parser.add_argument("--landing-root", type=Path, required=True)
-    parser.add_argument("--lake-root", type=Path, required=True)
-    parser.add_argument("--regions", default=",".join(DEFAULT_REGIONS))
+    parser.add_argument(
+        "--landing-root", type=Path, required=True, help="landing root with the trade files"
+    )
+    parser.add_argument("--lake-root", type=Path, required=True, help="Delta lake to write")
+    parser.add_argument(
+        "--regions",
+        default=",".join(DEFAULT_REGIONS),
+        help="comma-separated regions (default: %(default)s)",
+    )
     parser.add_argument("--start", type=date.fromisoformat, help="first date (default: all)")
     parser.add_argument("--end", type=date.fromisoformat, help="last date (default: all)")
-    parser.add_argument("--run-id", default=BACKFILL_RUN_ID)
+    parser.add_argument(
+        "--run-id",
+        default=BACKFILL_RUN_ID,
+        help="run_id of the rows written; nights of any other run are never replaced "
+        "(default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     dates = [

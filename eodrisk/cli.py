@@ -2,6 +2,7 @@
 
 eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
 eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
+eodrisk backfill --landing-root DIR --lake-root DIR       back history (fast path) into a lake
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
 eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
 eodrisk db upgrade [--dsn DSN]                            apply sql/ (owner role; a deploy step)
@@ -18,6 +19,8 @@ from datetime import date
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("var/demo")
+DATA_DIR_HELP = "the demo's data directory, whose embedded Postgres is used (default: %(default)s)"
+SEED_HELP = "seed of the sample data (default: the fixed demo seed); same seed, same files"
 
 
 def _date(text: str) -> date:
@@ -48,9 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--date", type=_business_date, default=None, help="business date (YYYY-MM-DD)"
     )
-    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    demo.add_argument("--trades", type=int, default=30_000, help="trades per region")
-    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="where everything is written: landing files, lake, Postgres, logs "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--trades", type=int, default=30_000, help="trades per region (default: %(default)s)"
+    )
+    demo.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     demo.add_argument(
         "--history-days",
         type=int,
@@ -59,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     gen = sub.add_parser("generate", help="write sample landing files")
-    gen.add_argument("--landing-root", type=Path, required=True)
+    gen.add_argument(
+        "--landing-root", type=Path, required=True, help="directory to write the files under"
+    )
     gen.add_argument(
         "--date",
         type=_business_date,
@@ -67,10 +80,17 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="business date (YYYY-MM-DD); repeat for several nights",
     )
-    gen.add_argument("--trades", type=int, default=30_000, help="trades per region")
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument(
+        "--trades", type=int, default=30_000, help="trades per region (default: %(default)s)"
+    )
+    gen.add_argument("--seed", type=int, default=None, help=SEED_HELP)
 
     sub.add_parser("emulator", help="serve the Databricks Jobs API emulator", add_help=False)
+    sub.add_parser(
+        "backfill",
+        help="compute the back history of a landing root into a lake (fast path, no Spark)",
+        add_help=False,
+    )
     sub.add_parser(
         "status", help="the last nights' runs (exit 1 if the last failed)", add_help=False
     )
@@ -90,13 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the schema owner's postgresql:// DSN (default: $EODRISK_PG_DSN, else the demo's)",
     )
-    upgrade.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    upgrade.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
 
     from eodrisk.export import FORMATS as EXPORT_FORMATS
 
     query = sub.add_parser("query", help="run SQL against the demo's Postgres")
-    query.add_argument("sql")
-    query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    query.add_argument("sql", help="one SQL statement (quote it for the shell)")
+    query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
     query.add_argument(
         "--format",
         choices=EXPORT_FORMATS,
@@ -108,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; Ctrl-C stops it with one line (child processes are stopped first)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\neodrisk: interrupted (Ctrl-C); stopped", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         from eodrisk.emulator import main as emulator_main

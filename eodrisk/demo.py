@@ -8,6 +8,8 @@ with ``dag.test()``, and prints what a user wants to see the morning after.
 from __future__ import annotations
 
 import secrets
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +25,7 @@ from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_days
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
+from eodrisk.progress import Progress
 from eodrisk.report import default_out_path, write_report
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
@@ -58,25 +61,38 @@ def run_demo(
     regions: tuple[str, ...] = DEFAULT_REGIONS,
     seed: int | None = None,
     console: Console | None = None,
+    progress: Progress | None = None,
 ) -> DemoResult:
     console = console or Console()
     data_dir = data_dir.resolve()
     landing, lake = data_dir / "landing", data_dir / "lake"
     timings: dict[str, float] = {}
 
+    progress = progress or Progress()
     nights = business_days(business_date, history_days + 1)
     history = nights[:-1]
     started = time.perf_counter()
-    with console.status(f"generating {len(nights)} sample nights up to {business_date}…"):
+    files = len(nights) * len(regions)
+    with progress.step(
+        f"generating sample data up to {business_date}", files, "trade files"
+    ) as step:
         kwargs = {"seed": seed} if seed is not None else {}
         generate_night(
-            landing, nights, regions=regions, trades_per_region=trades_per_region, **kwargs
+            landing,
+            nights,
+            regions=regions,
+            trades_per_region=trades_per_region,
+            progress=step.update,
+            **kwargs,
         )
     timings["generate data"] = time.perf_counter() - started
+    progress.say(f"wrote {footprint(landing)} of landing files under {landing}")
     if history:
         started = time.perf_counter()
-        with console.status(f"computing {len(history)} nights of history (fast path)…"):
-            backfill(landing, lake, history, regions)
+        with progress.step(
+            "computing the back history (fast path)", len(history), "nights"
+        ) as step:
+            backfill(landing, lake, history, regions, progress=step.update)
         timings["back history (fast path)"] = time.perf_counter() - started
 
     token = secrets.token_urlsafe(24)
@@ -104,14 +120,21 @@ def run_demo(
         apply_migrations(dsn)  # `eodrisk db upgrade`: the deploy step, before the first task
         if history:
             started = time.perf_counter()
-            with console.status(f"loading {len(history)} nights of history into Postgres…"):
-                load_history(dsn, lake, history)
+            with progress.step(
+                "loading the back history into Postgres", len(history), "nights"
+            ) as step:
+                load_history(dsn, lake, history, progress=step.update)
             timings["load history"] = time.perf_counter() - started
         dag_log = data_dir / "airflow" / f"dag_test_{business_date:%Y%m%d}.log"
-        console.print(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
+        progress.say(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
         started = time.perf_counter()
-        with console.status(f"running the eod_risk DAG for {business_date}…"):
-            dag = run_dag(env, business_date, log_file=dag_log)
+        with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
+            dag = run_dag(
+                env,
+                business_date,
+                log_file=dag_log,
+                progress=lambda done, total, running: step.update(done, total, running),
+            )
         timings["DAG run"] = time.perf_counter() - started
         result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
         if dag.succeeded:
@@ -122,6 +145,16 @@ def run_demo(
         result.slack_messages = len(read_messages(sink.messages_file))
     print_summary(result, console)
     return result
+
+
+def footprint(path: Path) -> str:
+    """Disk use of the files under ``path``, for people (``1.9 GB``)."""
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1000
+    raise AssertionError
 
 
 def _read_postgres(dsn: str, business_date: date, result: DemoResult) -> None:
@@ -219,14 +252,44 @@ def print_summary(result: DemoResult, console: Console) -> None:
         f"Postgres rows in risk.var_summary for {d}: [bold]{result.rows_loaded}[/]\n"
         f"Delta tables: {lake}/silver/{{trades,trades_quarantine,ingest_audit}}, "
         f"{lake}/gold/{{positions,pnl_vectors,var_results,firm_summary}}\n"
-        f"Postgres: {result.postgres} (data in {result.data_dir / 'postgres'} when embedded)\n"
         f"Slack messages ({result.slack_messages}): {result.data_dir / 'slack_messages.jsonl'}\n"
-        f"Risk report: {result.report or 'not written (the night did not complete)'}\n"
-        f"Monitoring: eodrisk monitoring up --data-dir {result.data_dir} "
+        f"Risk report: {result.report or 'not written (the night did not complete)'}"
+    )
+    parts = {
+        name: footprint(result.data_dir / name)
+        for name in ("landing", "lake", "postgres", "emulator", "airflow")
+        if (result.data_dir / name).exists()
+    }
+    # plain text, never wrapped: every command runs as printed (absolute paths, quoted)
+    data_dir = _sh(str(result.data_dir))
+    eodrisk = _sh(str(Path(sys.executable).with_name("eodrisk")))
+    sql = (
+        "select level, node, var_99_1d_usd from risk.var_summary "
+        f"where business_date = '{d}' order by var_99_1d_usd desc limit 10"
+    )
+    table = str(lake / "gold" / "var_results")
+    console.print(
+        f"Written under {result.data_dir}: {footprint(result.data_dir)} ("
+        + ", ".join(f"{name} {size}" for name, size in parts.items())
+        + f"); remove it all with: rm -rf {data_dir}\n"
+        f"Postgres: {result.postgres} (the embedded server runs while a command uses it; "
+        f"psql needs it running: {eodrisk} query and {eodrisk} report start it)\n"
+        f"Monitoring: {eodrisk} monitoring up --data-dir {data_dir} "
         "(live metrics, Prometheus, Alertmanager to the Slack sink)\n"
         "Query them:\n"
-        f'  eodrisk query "select level, node, var_99_1d_usd from risk.var_summary '
-        f"where business_date = '{d}' order by var_99_1d_usd desc limit 10\"\n"
-        f'  python -c "from deltalake import DeltaTable; '
-        f"print(DeltaTable('{lake}/gold/var_results').to_pandas())\""
+        f"  {eodrisk} query {_sh(sql)} --data-dir {data_dir}\n"
+        f"  {_sh(sys.executable)} -c "
+        + _sh(f"from deltalake import DeltaTable; print(DeltaTable({table!r}).to_pandas())"),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
+
+
+def _sh(arg: str) -> str:
+    """``arg`` quoted for a POSIX shell, readably (double quotes when that is safe)."""
+    if arg and all(c.isalnum() or c in "/._-+=:,@" for c in arg):
+        return arg
+    if not any(c in arg for c in '"$`\\!'):
+        return f'"{arg}"'
+    return shlex.quote(arg)

@@ -497,11 +497,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="eodrisk metrics", description="Prometheus metrics of the latest nightly run"
     )
     parser.add_argument("--dsn", default=os.environ.get("EODRISK_PG_DSN"), help="postgresql:// DSN")
-    parser.add_argument("--dag-id", default=DAG_ID)
+    parser.add_argument("--dag-id", default=DAG_ID, help="DAG id (default: %(default)s)")
     parser.add_argument(
         "--serve", type=int, metavar="PORT", help="serve live /metrics on this port (else print)"
     )
-    parser.add_argument("--addr", default="127.0.0.1")
+    parser.add_argument(
+        "--addr", default="127.0.0.1", help="address --serve binds (default: %(default)s)"
+    )
     parser.add_argument(
         "--max-age", type=float, default=10.0, help="seconds a Postgres read is reused (10)"
     )

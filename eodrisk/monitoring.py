@@ -356,8 +356,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start the stack in the foreground (Ctrl-C stops it)")
     start.add_argument("--dsn", default=os.environ.get("EODRISK_PG_DSN"), help="postgresql://")
-    start.add_argument("--data-dir", type=Path, default=Path("var/demo"))
-    start.add_argument("--exporter-port", type=int, default=9464)
+    start.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="the demo's data directory: its Slack sink and Postgres (default: %(default)s)",
+    )
+    start.add_argument(
+        "--exporter-port",
+        type=int,
+        default=9464,
+        help="port of the live metrics exporter (default: %(default)s)",
+    )
     start.add_argument("--dags-folder", type=Path, help="also export the DAG parse time")
     args = parser.parse_args(argv)
     if not args.dsn:

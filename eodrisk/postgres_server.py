@@ -37,13 +37,19 @@ def postgres(data_dir: Path) -> Iterator[str]:
 
 
 def describe(dsn: str) -> str:
-    """The DSN without its password, for printing."""
+    """The DSN without its password, as a URI that ``psql`` and libpq accept as printed
+    (a Unix-socket server, like the embedded one, in the ``host`` query parameter)."""
+    from urllib.parse import quote
+
     from psycopg2.extensions import parse_dsn
 
     parts = parse_dsn(dsn)
-    host = parts.get("host", "localhost")
-    port = parts.get("port", "5432")
-    return f"postgresql://{parts.get('user', '')}@{host}:{port}/{parts.get('dbname', '')}"
+    user, db = quote(parts.get("user", ""), safe=""), quote(parts.get("dbname", ""), safe="")
+    host, port = parts.get("host", "localhost"), parts.get("port")
+    if host.startswith("/"):
+        query = f"host={quote(host, safe='/')}" + (f"&port={port}" if port else "")
+        return f"postgresql://{user}@/{db}?{query}"
+    return f"postgresql://{user}@{host}:{port or 5432}/{db}"
 
 
 def loader_dsn(owner_dsn: str) -> str:

@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     )
     parser.add_argument("--nights", type=int, default=7, help="how many nights (default 7)")
     parser.add_argument("--dsn", default=os.environ.get(DSN_ENV), help=f"default: ${DSN_ENV}")
-    parser.add_argument("--dag-id", default=DAG_ID)
+    parser.add_argument("--dag-id", default=DAG_ID, help="DAG id (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     console = console or Console()

@@ -23,9 +23,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    parser.add_argument("--bundle-root", type=Path, default=Path("."))
-    parser.add_argument("--state-dir", type=Path, default=Path("var/emulator"))
-    parser.add_argument("--target", default="local")
+    parser.add_argument(
+        "--bundle-root",
+        type=Path,
+        default=Path("."),
+        help="directory holding bundle.yml (default: the current one)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("var/emulator"),
+        help="where runs, their state and logs are kept; the demo's are in DATA_DIR/emulator "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--target", default="local", help="bundle target whose jobs are served (default: local)"
+    )
     parser.add_argument(
         "--var",
         action="append",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,7 @@ def generate_night(
     history_days: int = 760,
     seed: int = DEFAULT_SEED,
     turnover: float = DEFAULT_TURNOVER,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GeneratedNight:
     """Write a seeded sample landing zone for ``business_dates`` (see docs/data.md).
 
@@ -85,6 +86,7 @@ def generate_night(
     ``market.py`` and ``trades.py``). Consecutive dates share most trades (``turnover`` of
     the book per business day is replaced by new trades), so a long run of dates (a
     backtest history) is cheap: each trade is generated and formatted once.
+    ``progress(files_written, files_total)`` is called after each trade file.
     """
     if not business_dates:
         raise ValueError("business_dates is empty")
@@ -146,6 +148,8 @@ def generate_night(
             trade_files[(day, region)] = path
             markers[(day, region)] = marker
             rows[(day, region)] = n
+            if progress is not None:
+                progress(len(trade_files), len(regions) * len(dates))
 
     return GeneratedNight(
         landing_root=root,
