@@ -84,3 +84,16 @@ def test_shell_quoting_of_printed_commands_round_trips():
             f"printf %s {_sh(arg)}", shell=True, capture_output=True, text=True, check=True
         ).stdout
         assert out == arg
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys):
+    import eodrisk.demo
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eodrisk.demo, "run_demo", interrupted)
+    assert cli.main(["demo", "--trades", "10"]) == 130
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == ["eodrisk: interrupted (Ctrl-C); stopped"]
