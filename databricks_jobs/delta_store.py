@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from databricks_jobs.storage_paths import check_local_lake_root, spark_path, uri_to_path
 
 _TABLE_NAME = re.compile(r"^(silver|gold)\.[a-z][a-z0-9_]*$")
 UNITY_CATALOG = "uc://"
@@ -53,6 +54,8 @@ class DeltaStore:
         self.spark = spark
         self.lake_root = lake_root
         self.native = _spark_has_delta(spark)
+        if not self.native:
+            check_local_lake_root(lake_root)
         self.retry_policy = retry_policy
         self.catalog = unity_catalog(lake_root)
         if self.catalog is not None and not self.native:
@@ -174,13 +177,15 @@ class DeltaStore:
         schema = _arrow_schema_to_spark(pa.schema(delta.schema().to_arrow()))
         if not files:
             return self.spark.createDataFrame([], schema)
-        local_files = [f.removeprefix("file://") for f in files]
         data_schema = StructType([f for f in schema.fields if f.name not in partition_cols])
-        df = self.spark.read.schema(data_schema).parquet(*local_files)
+        paths = [spark_path(uri_to_path(f)) for f in files]
+        df = self.spark.read.schema(data_schema).parquet(*paths)
         # delta-rs keeps partition values in the log and the Hive-style folder names, not in
-        # the Parquet files; restore them from the folder each row was read from.
+        # the Parquet files; restore them from the folder each row was read from (the
+        # partition folders are the last ones: the lake root may hold a "col=..." folder).
         for col in partition_cols:
-            raw = F.regexp_extract(F.input_file_name(), rf"/{col}=([^/]+)/", 1)
+            folder = rf"/{col}=([^/]*)(?:/[^/=]+=[^/]*)*/[^/]+$"
+            raw = F.regexp_extract(F.input_file_name(), folder, 1)
             df = df.withColumn(col, F.url_decode(raw).cast(schema[col].dataType))
         return df.select(*[f.name for f in schema.fields])
 

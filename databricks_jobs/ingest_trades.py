@@ -11,7 +11,6 @@ ingest is rerun (docs/faults.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -20,10 +19,11 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from databricks_jobs import job_args
+from databricks_jobs import job_args, landing
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.reference_data import read_books, read_instruments
 from databricks_jobs.spark_session import get_spark
+from databricks_jobs.storage_paths import spark_path
 from databricks_jobs.trade_validation import (
     MAX_HEADER_BYTES,
     check_file_start,
@@ -52,10 +52,9 @@ class IngestResult:
 
 
 def trade_file_paths(landing_root: str, region: str, business_date: date) -> tuple[str, str]:
-    stamp = business_date.strftime("%Y%m%d")
     return (
-        job_args.under_root(landing_root, region, f"trades_{stamp}.csv"),
-        job_args.under_root(landing_root, region, f"_SUCCESS_{stamp}"),
+        job_args.under_root(landing_root, region, landing.trade_file_name(business_date)),
+        job_args.under_root(landing_root, region, landing.marker_name(business_date)),
     )
 
 
@@ -67,28 +66,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_manifest(data_file: str, marker: str) -> dict:
-    """The marker's manifest, after checking the file against its size and checksum."""
+def verify_manifest(data_file: str, marker: str) -> landing.Manifest:
+    """The marker's manifest, after checking the file against its name, size and checksum."""
     data_path, marker_path = Path(data_file), Path(marker)
     if not marker_path.exists():
         raise IngestError(f"{data_file}: completion marker {marker} is missing; not ingesting")
     if not data_path.exists():
         raise IngestError(f"{data_file}: file is missing although {marker} exists")
     try:
-        manifest = json.loads(marker_path.read_text(encoding="utf-8"))
-        expected_bytes, expected_rows = int(manifest["bytes"]), int(manifest["rows"])
-        expected_sha = str(manifest["sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IngestError(f"{marker}: not a valid manifest ({exc})") from exc
+        text = marker_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{marker}: not a valid manifest (not UTF-8: {exc.reason})") from None
+    try:
+        manifest = landing.parse_manifest(text, marker, data_path.name)
+    except landing.ManifestError as exc:
+        raise IngestError(str(exc)) from None
     size = data_path.stat().st_size
-    if size != expected_bytes:
+    if size != manifest.bytes:
         raise IngestError(
-            f"{data_file}: {size} bytes but the manifest says {expected_bytes}; "
+            f"{data_file}: {size} bytes but the manifest says {manifest.bytes}; "
             "the file is partial or was replaced — not ingesting"
         )
-    if _sha256(data_path) != expected_sha:
+    if _sha256(data_path) != manifest.sha256:
         raise IngestError(f"{data_file}: sha256 differs from the manifest; not ingesting")
-    return {"rows": expected_rows, "sha256": expected_sha}
+    return manifest
 
 
 def check_file(data_file: str) -> None:
@@ -107,7 +108,7 @@ def numbered_lines(spark: SparkSession, data_file: str) -> DataFrame:
     (a split's rows carry consecutive ids), the next numbers every line from its split's
     first line.
     """
-    text = spark.read.text(data_file).select(
+    text = spark.read.text(spark_path(data_file)).select(
         F.input_file_block_start().alias("_split_start"),
         F.monotonically_increasing_id().alias("_id"),
         F.make_valid_utf8("value").alias("raw_line"),
@@ -160,9 +161,9 @@ def ingest(
     try:
         rows_accepted, rows_quarantined = checked.counts()
         rows_read = rows_accepted + rows_quarantined
-        if rows_read != manifest["rows"]:
+        if rows_read != manifest.rows:
             raise IngestError(
-                f"{data_file}: {rows_read} data rows but the manifest says {manifest['rows']}; "
+                f"{data_file}: {rows_read} data rows but the manifest says {manifest.rows}; "
                 "not ingesting"
             )
         file_name = Path(data_file).name
@@ -192,7 +193,7 @@ def ingest(
                     business_date,
                     region,
                     file_name,
-                    manifest["sha256"],
+                    manifest.sha256,
                     rows_read,
                     rows_accepted,
                     rows_quarantined,

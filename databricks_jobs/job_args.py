@@ -7,29 +7,51 @@ parameter is refused with a clear message instead of reading or writing elsewher
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
-REGION_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
+from databricks_jobs.storage_paths import check_local_lake_root
+
+REGION_PATTERN = re.compile(r"[A-Z][A-Z0-9_]{1,15}")
 
 
-def region_name(text: str) -> str:
-    if not REGION_PATTERN.match(text):
-        raise argparse.ArgumentTypeError(
+def check_region(text: str) -> str:
+    """``text`` if it is a region name (the whole string: ``EMEA\\n`` is not), else
+    ``ValueError``. The one check of region names for the jobs and the local tools."""
+    if not isinstance(text, str) or not REGION_PATTERN.fullmatch(text):
+        raise ValueError(
             f"invalid region {text!r}: expected upper-case letters, digits or '_' "
-            f"(pattern {REGION_PATTERN.pattern})"
+            f"(pattern {REGION_PATTERN.pattern}, the whole name)"
         )
     return text
 
 
-def region_list(text: str) -> list[str]:
-    regions = [region_name(part.strip()) for part in text.split(",") if part.strip()]
+def check_regions(names: Iterable[str]) -> list[str]:
+    """Region names, each checked, non-empty and without duplicates, else ``ValueError``."""
+    regions = [check_region(name) for name in names]
     if not regions:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of regions")
+        raise ValueError("expected at least one region")
     if len(set(regions)) != len(regions):
-        raise argparse.ArgumentTypeError(f"duplicate region in {text!r}")
+        raise ValueError(f"duplicate region in {regions}")
     return regions
+
+
+def region_name(text: str) -> str:
+    try:
+        return check_region(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def region_list(text: str) -> list[str]:
+    """A comma-separated list of regions (spaces around a name are allowed)."""
+    try:
+        return check_regions(part.strip(" ") for part in text.split(",") if part.strip(" "))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
 
 
 def business_date(text: str) -> date:
@@ -49,6 +71,17 @@ def storage_root(text: str) -> str:
     return str(Path(text).resolve())
 
 
+def lake_root(text: str) -> str:
+    """A storage root for the Delta lake (locally: one delta-rs can open)."""
+    root = storage_root(text)
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:  # Spark's own Delta: any path
+        return root
+    try:
+        return check_local_lake_root(root)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def under_root(root: str, *parts: str) -> str:
     """``root/part/...``, refusing any part that would leave ``root``."""
     for part in parts:
@@ -60,6 +93,6 @@ def under_root(root: str, *parts: str) -> str:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--business-date", type=business_date, required=True)
-    p.add_argument("--lake-root", type=storage_root, required=True)
+    p.add_argument("--lake-root", type=lake_root, required=True)
     p.add_argument("--run-id", default="local", help="Databricks run id, stored on every row")
     return p

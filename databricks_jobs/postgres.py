@@ -51,16 +51,53 @@ def dsn_from_env() -> str:
     return dsn
 
 
+#: The advisory lock key of migrations (any constant bigint; ``hashtext`` of a name would do
+#: but a literal is greppable in ``pg_locks``).
+MIGRATION_LOCK_KEY = 0x656F_6472_6973_6B  # "eodrisk"
+MIGRATION_LOCK_WAIT = "10min"
+
+
 def apply_migrations(dsn: str, migrations_dir: Path = MIGRATIONS) -> int:
-    """Apply the pending ``sql/`` migrations with yoyo; return how many were applied."""
+    """Apply the pending ``sql/`` migrations with yoyo; return how many were applied.
+
+    Runs are serialised by a session-level Postgres advisory lock, which the server releases
+    when the holder's connection ends — also when the process is killed. yoyo's own lock is
+    a row in ``yoyo_lock`` that only its holder deletes: a migration killed mid-way left it
+    behind and every later run failed with ``LockTimeout``. Under the advisory lock no other
+    run is migrating, so a row found there is an orphan of a dead run and is removed.
+    Migrations are applied only through this function (``eodrisk db upgrade``, the migrate job).
+    """
+    import psycopg2
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(_yoyo_uri(dsn))
-    migrations = read_migrations(str(migrations_dir))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return len(pending)
+    guard = psycopg2.connect(dsn, application_name="eodrisk-migrations")
+    try:
+        guard.autocommit = True
+        with guard.cursor() as cur:
+            cur.execute("set lock_timeout = %s", (MIGRATION_LOCK_WAIT,))
+            cur.execute("select pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        backend = get_backend(_yoyo_uri(dsn))
+        _remove_orphaned_yoyo_lock(backend)
+        migrations = read_migrations(str(migrations_dir))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return len(pending)
+    finally:
+        guard.close()  # ends the session: the advisory lock goes with it
+
+
+def _remove_orphaned_yoyo_lock(backend: Any) -> None:
+    rows = backend.execute(f"select pid, ctime from {backend.lock_table_quoted}").fetchall()
+    for pid, ctime in rows:
+        log.warning(
+            "removing yoyo's migration lock left by process %s (since %s UTC), which died "
+            "while migrating",
+            pid,
+            ctime,
+        )
+    if rows:
+        backend.break_lock()
 
 
 def shipped_migrations(migrations_dir: Path = MIGRATIONS) -> list[str]:

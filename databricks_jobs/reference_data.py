@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from databricks_jobs.job_args import under_root
+from databricks_jobs.storage_paths import spark_path
 
 BOOKS_SCHEMA = T.StructType(
     [
@@ -49,7 +50,7 @@ def _read_csv(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame
         .option("mode", "FAILFAST")
         .option("dateFormat", "yyyy-MM-dd")
         .schema(schema)
-        .csv(path)
+        .csv(spark_path(path))
     )
 
 

@@ -72,14 +72,22 @@ _CSV_OPTIONS = {"mode": "PERMISSIVE", "escape": '"'}
 # separate the fields. (The CSV parser would read an unterminated quote to the end of the
 # line, and a stray quote inside a field as data; and it turns a trailing empty field
 # into null, so the field count comes from here.)
-_QUOTED_FIELD = r'(?<=^|,)"(?:[^"]|"")*"(?=,|$)'
+# Possessive quantifiers: the JVM's regex engine recurses once per repetition of an
+# alternation, and a megabyte quoted field overflowed its stack (issue 16).
+_QUOTED_FIELD = r'(?<=^|,)"[^"]*+(?:""[^"]*+)*+"(?=,|$)'
+# Spark's CSV parser (univocity) aborts the whole job on a record of more than 20,480
+# fields (``MALFORMED_CSV_RECORD``); a line is parsed only when its field count, taken from
+# the line itself, is at most one more than the contract's (the extra shows as _EXTRA).
+_MAX_PARSED_FIELDS = len(TRADE_COLUMNS) + 1
 # Plain decimal numbers only: Spark's cast also takes Java literals ("5d", "0x1p3", "Infinity").
 _NUMBER = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # U+FFFD marks bytes that were not UTF-8 (the line reader decodes with replacement). Control
-# characters (NUL, tab, ...) have no place in a trade file.
+# characters have no place in a trade file: C0 (NUL, tab, ...), DEL, C1 (U+0080-U+009F: NEL
+# U+0085 among them) and the Unicode line and paragraph separators, which Python's
+# ``splitlines`` (and other readers) treat as line breaks inside what Hadoop reads as one line.
 _UNDECODABLE = "\ufffd"
-_CONTROL = "[\\x00-\\x1f\\x7f]"
+_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]"
 _UTF16_32_BOMS = (
     (b"\xff\xfe\x00\x00", "UTF-32-LE"),
     (b"\x00\x00\xfe\xff", "UTF-32-BE"),
@@ -237,22 +245,33 @@ def validate_trades(
         the key columns first. The ingest job validates one file (no key).
     """
     keys = list(file_key)
-    parsed = lines.withColumn("f", F.from_csv(F.col("raw_line"), _CSV_SCHEMA, _CSV_OPTIONS)).select(
-        *keys, "line_number", "raw_line", "f.*"
-    )
-    stripped = {c: F.trim(F.col(c)) for c in TRADE_COLUMNS}
     raw = F.col("raw_line")
     # The quoted-field regex is costly; most lines have no quote at all.
     unquoted = F.when(raw.contains('"'), F.regexp_replace(raw, _QUOTED_FIELD, "")).otherwise(raw)
+    counted = lines.select(
+        *keys,
+        "line_number",
+        "raw_line",
+        unquoted.contains('"').alias("_stray_quote"),
+        (F.length(unquoted) - F.length(F.replace(unquoted, F.lit(","), F.lit(""))) + 1).alias(
+            "_n_fields"
+        ),
+    )
+    parsed = counted.withColumn(
+        "f",
+        F.when(
+            F.col("_n_fields") <= _MAX_PARSED_FIELDS,
+            F.from_csv(raw, _CSV_SCHEMA, _CSV_OPTIONS),
+        ),
+    ).select(*keys, "line_number", "raw_line", "_stray_quote", "_n_fields", "f.*")
+    stripped = {c: F.trim(F.col(c)) for c in TRADE_COLUMNS}
     typed = parsed.select(
         *keys,
         "line_number",
         "raw_line",
         F.col(_EXTRA),
-        unquoted.contains('"').alias("_stray_quote"),
-        (F.length(unquoted) - F.length(F.replace(unquoted, F.lit(","), F.lit(""))) + 1).alias(
-            "_n_fields"
-        ),
+        "_stray_quote",
+        "_n_fields",
         *[stripped[c].alias(c) for c in TRADE_COLUMNS],
         _iso_date("business_date").alias("_business_date"),
         _iso_date("trade_date").alias("_trade_date"),

@@ -57,6 +57,15 @@ from databricks_jobs.backtesting import (
     hypothetical_pnl,
     summary_rows,
 )
+from databricks_jobs.job_args import check_regions, lake_root, region_list
+from databricks_jobs.landing import (
+    MARKER_PREFIX,
+    ManifestError,
+    marker_date,
+    marker_name,
+    parse_manifest,
+    trade_file_name,
+)
 from databricks_jobs.risk_metrics import (
     node_contributions,
     node_risk,
@@ -247,14 +256,17 @@ def read_trade_file(
     landing: Path, region: str, day: date, books: pd.DataFrame, instruments: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A region's valid trades of ``day`` and its audit row (checked against the marker)."""
-    stamp = f"{day:%Y%m%d}"
-    path, marker = landing / region / f"trades_{stamp}.csv", landing / region / f"_SUCCESS_{stamp}"
+    path = landing / region / trade_file_name(day)
+    marker = landing / region / marker_name(day)
     if not marker.exists() or not path.exists():
         raise BackfillError(f"{path}: trade file or its completion marker {marker.name} is missing")
     data = path.read_bytes()
-    manifest = json.loads(marker.read_text(encoding="utf-8"))
+    try:
+        manifest = parse_manifest(marker.read_text(encoding="utf-8"), str(marker), path.name)
+    except (ManifestError, UnicodeDecodeError) as exc:
+        raise BackfillError(f"{marker}: not a valid manifest ({exc})") from None
     sha = hashlib.sha256(data).hexdigest()
-    if len(data) != int(manifest["bytes"]) or sha != manifest["sha256"]:
+    if len(data) != manifest.bytes or sha != manifest.sha256:
         raise BackfillError(f"{path}: size or sha256 differs from {marker.name}; not ingesting")
     header = data.split(b"\n", 1)[0].decode("utf-8").lstrip("\ufeff").rstrip("\r")
     if header != EXPECTED_HEADER:
@@ -263,8 +275,8 @@ def read_trade_file(
         io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, engine="c"
     )
     rows_read = len(frame)
-    if rows_read != int(manifest["rows"]):
-        raise BackfillError(f"{path}: {rows_read} rows but the manifest says {manifest['rows']}")
+    if rows_read != manifest.rows:
+        raise BackfillError(f"{path}: {rows_read} rows but the manifest says {manifest.rows}")
     quantity = pd.to_numeric(frame["quantity"], errors="coerce")
     price = pd.to_numeric(frame["price"], errors="coerce")
     region_books = books[books["region"] == region].set_index("book")["desk"]
@@ -390,11 +402,9 @@ def backfill(
     started = time.perf_counter()
     landing, lake = Path(landing_root), Path(lake_root)
     days = sorted(set(dates))
-    regions = list(regions)
+    regions = check_regions(regions)  # names go into file paths and Delta predicates
     if not days:
         raise BackfillError("no dates to backfill")
-    if not regions or len(set(regions)) != len(regions):
-        raise BackfillError(f"regions must be non-empty and unique, got {regions}")
     market = MarketLevels.read_csv(str(landing / "market" / "market_data.csv"))
     history = _prior_backtest_history(lake, days[0])
     # a night the pipeline ran is never replaced: skipped, its backtest rows kept in order
@@ -836,11 +846,11 @@ def _plain(value: Any) -> Any:
 
 
 def trade_dates(landing: Path, regions: Sequence[str]) -> list[date]:
-    """Dates that have a trade file and a marker for every region."""
+    """Dates that have a completion marker for every region (other files are ignored)."""
     per_region = []
-    for region in regions:
-        stamps = {p.name.removeprefix("_SUCCESS_") for p in (landing / region).glob("_SUCCESS_*")}
-        per_region.append({date(int(s[:4]), int(s[4:6]), int(s[6:])) for s in stamps})
+    for region in check_regions(regions):
+        markers = (marker_date(p.name) for p in (landing / region).glob(f"{MARKER_PREFIX}*"))
+        per_region.append({day for day in markers if day is not None})
     return sorted(set.intersection(*per_region)) if per_region else []
 
 
@@ -936,9 +946,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--landing-root", type=Path, required=True, help="landing root with the trade files"
     )
-    parser.add_argument("--lake-root", type=Path, required=True, help="Delta lake to write")
+    parser.add_argument(
+        "--lake-root",
+        type=lambda text: Path(lake_root(text)),
+        required=True,
+        help="Delta lake to write",
+    )
     parser.add_argument(
         "--regions",
+        type=region_list,
         default=",".join(DEFAULT_REGIONS),
         help="comma-separated regions (default: %(default)s)",
     )
@@ -951,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    regions = args.regions
     dates = [
         d
         for d in trade_dates(args.landing_root, regions)

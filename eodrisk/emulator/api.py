@@ -18,8 +18,11 @@ Error bodies are ``{"error_code": ..., "message": ...}`` as Databricks sends the
 * unknown path or wrong HTTP method → ``404 ENDPOINT_NOT_FOUND "No API found for ..."``;
 * unparsable JSON body → ``400 MALFORMED_REQUEST``.
 
-Run pages (``/jobs/<job_id>/runs/<run_id>``), ``/`` and ``/health`` are served without a
-token: the server only listens on loopback and a browser cannot send a bearer header.
+``/health`` is always open. The run pages (``/jobs/<job_id>/runs/<run_id>``: task logs, job
+parameters) and ``/`` are open on loopback, where a browser cannot send a bearer header; an
+emulator listening beyond loopback guards them with ``page_guard``
+(:class:`~eodrisk.emulator.auth.PageAuth`: the API's credentials, as a bearer token or as the
+password of HTTP Basic, which a browser asks for).
 """
 
 from __future__ import annotations
@@ -93,9 +96,11 @@ class ApiServer(ThreadingHTTPServer):
         after: list[Guard] | None = None,
         issuer: TokenIssuer | None = None,
         tls: ssl.SSLContext | None = None,
+        page_guard: Guard | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.guards = guards
+        self.page_guard = page_guard
         self.after_guards = list(after or [])
         self.issuer = issuer
         self.tls = tls
@@ -152,6 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/health" and method == "GET":
                 self._send_json(200, {"status": "ok"})
             elif url.path == "/" and method == "GET":
+                self._check_page_access(method, url.path)
                 self._send_html(200, self.server.app()[1].index())
             elif url.path.rstrip("/") == TOKEN_PATH and method == "POST":
                 self._token(body)
@@ -166,6 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             elif (page := _RUN_PAGE_PATH.match(url.path)) and method == "GET":
+                self._check_page_access(method, url.path)
                 pages = self.server.app()[1]
                 self._send_html(*pages.run_page(int(page["job_id"]), int(page["run_id"])))
             else:
@@ -175,6 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             LOG.exception("unhandled error serving %s %s", method, url.path)
             self._send_json(500, {"error_code": "INTERNAL_ERROR", "message": "Internal error."})
+
+    def _check_page_access(self, method: str, path: str) -> None:
+        guard = self.server.page_guard
+        request = Request(method, path, dict(self.headers.items()))
+        if guard is not None and (error := guard(request)) is not None:
+            raise error
 
     def _api(self, method: str, path: str, query: str, body: bytes) -> dict[str, Any]:
         request = Request(method, path, dict(self.headers.items()))

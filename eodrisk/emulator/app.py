@@ -9,7 +9,13 @@ from pathlib import Path
 from types import TracebackType
 
 from eodrisk.emulator.api import ApiServer, Guard
-from eodrisk.emulator.auth import DEFAULT_TOKEN_TTL_S, BearerAuth, TokenIssuer
+from eodrisk.emulator.auth import (
+    DEFAULT_TOKEN_TTL_S,
+    BearerAuth,
+    PageAuth,
+    TokenIssuer,
+    is_loopback,
+)
 from eodrisk.emulator.bundle import Bundle, load_bundle
 from eodrisk.emulator.guards import FaultInjector, RateLimiter, TaskFaults
 from eodrisk.emulator.pages import RunPages
@@ -131,7 +137,8 @@ class Emulator:
         guards: list[Guard] = [self.faults]
         if self.rate_limiter is not None:
             guards.append(self.rate_limiter)
-        guards.append(BearerAuth(self._token, self.issuer))
+        api_auth = BearerAuth(self._token, self.issuer)
+        guards.append(api_auth)
         context = None
         if self._tls:
             cert, key = self_signed(self._state_dir / "tls", self._host)
@@ -142,6 +149,9 @@ class Emulator:
             after=[self.faults.after],
             issuer=self.issuer,
             tls=context,
+            # Run pages show task logs and job parameters: beyond loopback, only to callers
+            # holding the API's credentials.
+            page_guard=None if is_loopback(self._host) else PageAuth(api_auth),
         )
         wheels = build_artifacts(bundle.root, bundle.artifacts, bundle.wheel_libraries)
         self.cluster = cluster_env(runtime_for(bundle.spark_versions), wheels)

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from eodrisk.emulator.service import ApiError
@@ -119,6 +121,48 @@ class BearerAuth:
         if expiry <= time.time():
             return ApiError(401, "UNAUTHENTICATED", "Token is expired.")
         return None
+
+
+class PageAuth:
+    """Guards the HTML pages (run pages with task logs and job parameters, the index) when
+    the emulator listens beyond loopback: the same credentials as the API, sent as a bearer
+    token by a client or as the password of HTTP Basic by a browser (which asks for it on
+    the ``WWW-Authenticate`` challenge)."""
+
+    REALM = "eodrisk Jobs API emulator (password: the API token)"
+
+    def __init__(self, api_auth: BearerAuth) -> None:
+        self._api_auth = api_auth
+
+    def __call__(self, request) -> ApiError | None:
+        scheme = request.headers.get("Authorization", "").partition(" ")[0]
+        if scheme.lower() == "basic":
+            try:
+                _, password = _client_credentials(request.headers, {})
+            except OAuthError:
+                password = None
+            headers = {"Authorization": f"Bearer {password}" if password else ""}
+            error = self._api_auth(_Credentials(headers))
+        else:
+            error = self._api_auth(request)
+        if error is not None and error.status == 401:
+            error.headers["WWW-Authenticate"] = f'Basic realm="{self.REALM}", charset="UTF-8"'
+        return error
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    headers: Mapping[str, str]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an interface to bind) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _client_credentials(

@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eodrisk emulator",
         description="Local Databricks Jobs API 2.2 emulator serving the jobs of a bundle.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default loopback; beyond it the run pages need the token too)",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument(
         "--bundle-root",

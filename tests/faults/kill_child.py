@@ -13,7 +13,14 @@ kill point:
 * ``{"table": ..., "when": "committed"}`` — right after the table's Delta commit, before the
   stage's next write;
 * ``{"pg_table": "risk.ingest_audit"}`` — inside the load's Postgres transaction, right after
-  that table's rows were upserted (not committed).
+  that table's rows were upserted (not committed); with ``"hold": <path>`` it first writes
+  ``<path>.inside`` and waits for ``<path>`` to exist (so a second load can queue up behind
+  it), then dies;
+* ``{"stage": "migrate", "after_migrations": n}`` — ``apply_migrations`` killed after its
+  n-th migration, while it holds the migration lock.
+
+The ``reload`` stage loads ``tests.faults.test_postgres_faults.night_rows(spec["version"])``
+(a date already loaded: the staging-table upsert path) without Spark.
 
 Before dying it writes ``{"killed_at": ...}`` to ``spec["marker"]`` so the test knows the
 kill happened where intended (and not some crash elsewhere). The hooks wrap library entry
@@ -27,6 +34,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -83,7 +91,7 @@ def install_delta_hook(table: str, when: str, marker: str) -> None:
     deltalake.write_deltalake = write_deltalake
 
 
-def install_pg_hook(pg_table: str, marker: str) -> None:
+def install_pg_hook(pg_table: str, marker: str, hold: str | None = None) -> None:
     from databricks_jobs import load_reporting
 
     real = load_reporting.replace_scope
@@ -91,22 +99,54 @@ def install_pg_hook(pg_table: str, marker: str) -> None:
     def replace_scope(cursor, **kwargs):
         real(cursor, **kwargs)
         if kwargs["table"] == pg_table:
+            if hold is not None:
+                Path(hold + ".inside").touch()
+                deadline = time.monotonic() + 120
+                while not Path(hold).exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
             die(marker, f"{pg_table}: upserted inside the open load transaction")
 
     load_reporting.replace_scope = replace_scope
+
+
+def install_migration_hook(after: int, marker: str) -> None:
+    from yoyo.backends.base import DatabaseBackend
+
+    real = DatabaseBackend.apply_one
+    applied = []
+
+    def apply_one(self, migration, *args, **kwargs):
+        real(self, migration, *args, **kwargs)
+        applied.append(migration.id)
+        if len(applied) == after:
+            die(marker, f"migration {migration.id} applied, {after} of the batch, lock held")
+
+    DatabaseBackend.apply_one = apply_one
 
 
 def main(spec: dict) -> None:
     if "table" in spec:
         install_delta_hook(spec["table"], spec["when"], spec["marker"])
     if "pg_table" in spec:
-        install_pg_hook(spec["pg_table"], spec["marker"])
+        install_pg_hook(spec["pg_table"], spec["marker"], spec.get("hold"))
+    stage = spec["stage"]
+    day = date.fromisoformat(spec["business_date"])
+    if stage == "migrate":
+        from databricks_jobs.postgres import apply_migrations
+
+        install_migration_hook(spec["after_migrations"], spec["marker"])
+        apply_migrations(spec["dsn"])
+        return
+    if stage == "reload":
+        from databricks_jobs.load_reporting import load
+        from tests.faults.test_postgres_faults import night_rows
+
+        load(spec["dsn"], day, night_rows(spec["version"]))
+        return
 
     from databricks_jobs.spark_session import get_spark
 
     spark = get_spark()
-    day = date.fromisoformat(spec["business_date"])
-    stage = spec["stage"]
     if stage == "ingest":
         from databricks_jobs.ingest_trades import ingest
 

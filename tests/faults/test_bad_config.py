@@ -19,8 +19,26 @@ from hypothesis import strategies as st
 
 from databricks_jobs import compute_risk, firm_risk, ingest_trades, job_args, load_reporting
 
-BAD_REGIONS = ["../x", "..", ".", "EMEA/..", "a/b", "EMEA/APAC", "EMEA\\X", "EMEA\x00", "emea",
-               "", " EMEA", "E", "A" * 17, "EM EA", "ÉMEA"]  # fmt: skip
+BAD_REGIONS = [
+    "../x",
+    "..",
+    ".",
+    "EMEA/..",
+    "a/b",
+    "EMEA/APAC",
+    "EMEA\\X",
+    "EMEA\x00",
+    "emea",
+    "",
+    " EMEA",
+    "E",
+    "A" * 17,
+    "EM EA",
+    "ÉMEA",
+    "EMEA\n",
+    "EMEA\r\n",
+    "EMEA\x85",
+]  # fmt: skip  (issue 16: "$" matched before "\n")
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +65,9 @@ def test_a_bad_region_is_refused_at_parse_time(job, region, capsys):
     assert "--region: invalid region" in err and "pattern" in err
 
 
-@pytest.mark.parametrize("regions", ["EMEA,../x", "EMEA,EMEA", "", ",", "EMEA;APAC", "EMEA,a/b"])
+@pytest.mark.parametrize(
+    "regions", ["EMEA,../x", "EMEA,EMEA", "", ",", "EMEA;APAC", "EMEA,a/b", "EMEA,AP\nAC"]
+)
 def test_a_bad_region_list_is_refused_at_parse_time(regions, capsys):
     with pytest.raises(SystemExit) as exc:
         firm_risk.run([*COMMON, "--regions", regions])
@@ -60,6 +80,51 @@ def test_a_bad_business_date_is_refused_at_parse_time(day, capsys):
     with pytest.raises(SystemExit):
         load_reporting.main(["--business-date", day, "--lake-root", "/tmp/lake"])
     assert "invalid business date" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "regions", ["EMEA,../outside/APAC", "EMEA,x') or ('1'='1", "EMEA\n", "emea", "EMEA,EMEA"]
+)
+def test_backfill_refuses_bad_regions_before_any_io(regions, tmp_path, capsys, monkeypatch):
+    """``eodrisk backfill --regions`` goes through the jobs' region validator: no file is
+    read outside the landing root and no name reaches a Delta predicate unchecked."""
+    from eodrisk import backfill
+
+    monkeypatch.setattr(backfill, "trade_dates", forbidden_io := _forbidden("trade_dates"))
+    monkeypatch.setattr(backfill, "backfill", forbidden_io)
+    with pytest.raises(SystemExit) as exc:
+        backfill.main(
+            ["--landing-root", str(tmp_path), "--lake-root", str(tmp_path / "lake"),
+             "--regions", regions]
+        )  # fmt: skip
+    assert exc.value.code == 2
+    assert "--regions:" in capsys.readouterr().err
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"invalid region|duplicate region"):
+        backfill.backfill(tmp_path, tmp_path / "lake", [date(2026, 11, 24)], regions.split(","))
+
+
+def test_backfill_ignores_stray_files_next_to_the_markers(tmp_path):
+    """A stray ``_SUCCESS_20261124.bak`` (or a producer's temp marker, or a marker of no real
+    day) crashed backfill with a traceback; only real markers name dates."""
+    from eodrisk.backfill import trade_dates
+
+    for region in ("EMEA", "APAC"):
+        folder = tmp_path / region
+        folder.mkdir()
+        for name in ("_SUCCESS_20261124", "_SUCCESS_20261125", "_SUCCESS_20261124.bak",
+                     "._SUCCESS_20261126.4242.tmp", "_SUCCESS_20261399", "_SUCCESS_",
+                     "_SUCCESS_2026112", "_SUCCESS_202611245"):  # fmt: skip
+            (folder / name).write_text("{}")
+    (tmp_path / "APAC" / "_SUCCESS_20261125").unlink()
+    assert trade_dates(tmp_path, ["EMEA", "APAC"]) == [date(2026, 11, 24)]
+
+
+def _forbidden(what: str):
+    def forbidden(*_a, **_k):
+        raise AssertionError(f"{what} ran before the parameters were validated")
+
+    return forbidden
 
 
 def test_an_empty_storage_root_is_refused(capsys):

@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -95,21 +97,33 @@ def pg_checksums(dsn: str) -> dict[str, tuple[int, str]]:
     return out
 
 
-def kill_child(tmp_path: Path, name: str, spec: dict) -> str:
-    """Run a stage in a child that kills itself at the hooked point; return where it died."""
+def start_child(tmp_path: Path, name: str, spec: dict) -> tuple[subprocess.Popen, Path]:
+    """Start a stage in a child that kills itself at the hooked point (tests/faults/
+    kill_child.py); returns the process and the file it writes where it died."""
     marker = tmp_path / f"{name}.marker"
     spec = {**spec, "marker": str(marker), "business_date": DAY.isoformat(), "run_id": RUN_ID}
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tests.faults.kill_child", json.dumps(spec)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         start_new_session=True,  # its own process group: the kill takes the JVM with it
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
     )
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-3000:])
+    return proc, marker
+
+
+def killed_at(proc: subprocess.Popen, marker: Path) -> str:
+    """Wait for the child; it must have died by SIGKILL at its hooked point."""
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, stderr[-3000:])
     return json.loads(marker.read_text())["killed_at"]
+
+
+def kill_child(tmp_path: Path, name: str, spec: dict) -> str:
+    """Run a stage in a child that kills itself at the hooked point; return where it died."""
+    return killed_at(*start_child(tmp_path, name, spec))
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +297,84 @@ def test_a_killed_writes_staging_folder_is_cleaned_up_by_the_next_write(spark, t
     os.utime(leftover, (old, old))
     store.replace_partition(rows, "silver.trades", {"business_date": DAY, "region": "EMEA"})
     assert not leftover.exists()
+
+
+def migration_ids() -> list[str]:
+    return sorted(p.name.removesuffix(".sql") for p in (REPO / "sql").glob("[0-9]*.sql")
+                  if not p.name.endswith(".rollback.sql"))  # fmt: skip
+
+
+def test_a_migration_killed_holding_its_lock_does_not_block_the_next_run(tmp_path, make_db):
+    """yoyo's own lock is a row it deletes when done: a process killed while migrating left
+    it behind, and every later run failed after 10 s with LockTimeout until someone broke
+    the lock by hand. The next run must apply what is left, at once."""
+    dsn = make_db("eodrisk_kill_migrate")
+    where = kill_child(tmp_path, "migrate", {"stage": "migrate", "dsn": dsn, "after_migrations": 2})
+    assert where.startswith(f"migration {migration_ids()[1]} applied")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from yoyo_lock")
+        assert cur.fetchone()[0] == 1, "the killed run's lock row is what yoyo leaves behind"
+        cur.execute("select count(*) from _yoyo_migration")
+        assert cur.fetchone()[0] == 2
+    conn.close()
+
+    started = time.monotonic()
+    assert apply_migrations(dsn) == len(migration_ids()) - 2
+    assert time.monotonic() - started < 8  # yoyo's lock timeout is 10 s
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("select migration_id from _yoyo_migration order by migration_id")
+        assert [r[0] for r in cur.fetchall()] == migration_ids()
+        cur.execute("select count(*) from yoyo_lock")
+        assert cur.fetchone()[0] == 0
+    conn.close()
+    assert apply_migrations(dsn) == 0
+
+
+def test_a_reload_killed_with_a_second_load_waiting_lets_the_second_load_in(tmp_path, make_db):
+    """A reload of a loaded date is killed inside its transaction while a second load of the
+    same date waits on the date's advisory lock: the kill rolls the first back and frees the
+    lock, the second runs and its rows are the date's, whole."""
+    from tests.faults.test_postgres_faults import contents, expected, night_rows
+
+    dsn = make_db("eodrisk_kill_reload")
+    apply_migrations(dsn)
+    load(dsn, DAY, night_rows("v1"))
+    hold = tmp_path / "reload.hold"
+    child = start_child(
+        tmp_path,
+        "reload",
+        {"stage": "reload", "dsn": dsn, "version": "v2", "pg_table": "risk.var_summary",
+         "hold": str(hold)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not hold.with_name(hold.name + ".inside").exists():
+        assert time.monotonic() < deadline and child[0].poll() is None, "the reload never started"
+        time.sleep(0.05)
+
+    second: dict = {}
+    waiter = threading.Thread(
+        target=lambda: second.setdefault("result", load(dsn, DAY, night_rows("v3")))
+    )
+    waiter.start()
+    while not loads_waiting_on_a_lock(dsn):
+        assert time.monotonic() < deadline and waiter.is_alive(), "the second load did not wait"
+        time.sleep(0.1)
+    assert contents(dsn) == expected("v1"), "nothing of the open reload is visible"
+
+    hold.touch()  # the reload dies now, holding the lock, with the second load queued
+    assert killed_at(*child).startswith("risk.var_summary: upserted")
+    waiter.join(120)
+    assert not waiter.is_alive() and "result" in second
+    assert contents(dsn) == expected("v3")
+
+
+def loads_waiting_on_a_lock(dsn: str) -> bool:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select count(*) from pg_locks l join pg_stat_activity a using (pid) "
+            "where l.locktype = 'advisory' and not l.granted "
+            "and a.application_name = 'eodrisk-loader'"
+        )
+        waiting = cur.fetchone()[0] > 0
+    conn.close()
+    return waiting

@@ -44,6 +44,19 @@ def rewrite(marker, **changes):
         ("marker_empty", "not a valid manifest"),
         ("marker_missing_key", "not a valid manifest"),
         ("still_a_temp_file", "completion marker .* is missing"),
+        # issue 16: a fractional or infinite row count, other field types, another file
+        ("rows_fractional", r"rows is 50\.5, not a whole number"),
+        ("rows_whole_float", r"rows is 50\.0, not a whole number"),
+        ("rows_infinite", "Infinity is not a JSON number"),
+        ("rows_nan", "NaN is not a JSON number"),
+        ("rows_string", "rows is '50', not a whole number"),
+        ("rows_bool", "rows is True, not a whole number"),
+        ("rows_negative", "rows is -1, not a whole number"),
+        ("bytes_fractional", r"bytes is .*\.5, not a whole number"),
+        ("sha256_not_hex", "sha256 is 'not-a-checksum'"),
+        ("not_an_object", r"not a JSON object"),
+        ("file_missing_key", "missing file"),
+        ("another_file", "vouches for 'trades_20261123.csv', not 'trades_20261124.csv'"),
     ],
 )
 def test_an_inconsistent_file_is_refused_before_reading_it(landing, damage, message):
@@ -63,8 +76,35 @@ def test_an_inconsistent_file_is_refused_before_reading_it(landing, damage, mess
         marker.write_text(json.dumps({"rows": 50}))
     elif damage == "still_a_temp_file":  # the producer died before renaming into place
         marker.rename(marker.with_name(f".{marker.name}.4242.tmp"))
-    with pytest.raises(IngestError, match=message):
+    elif damage == "rows_fractional":
+        rewrite(marker, rows=50.5)
+    elif damage == "rows_whole_float":
+        rewrite(marker, rows=50.0)
+    elif damage == "rows_infinite":  # what json.dumps(float("inf")) writes
+        rewrite(marker, rows=float("inf"))
+    elif damage == "rows_nan":
+        rewrite(marker, rows=float("nan"))
+    elif damage == "rows_string":
+        rewrite(marker, rows="50")
+    elif damage == "rows_bool":
+        rewrite(marker, rows=True)
+    elif damage == "rows_negative":
+        rewrite(marker, rows=-1)
+    elif damage == "bytes_fractional":
+        rewrite(marker, bytes=len(data) + 0.5)
+    elif damage == "sha256_not_hex":
+        rewrite(marker, sha256="not-a-checksum")
+    elif damage == "not_an_object":
+        marker.write_text(json.dumps([50, len(data)]))
+    elif damage == "file_missing_key":
+        manifest = json.loads(marker.read_text())
+        del manifest["file"]
+        marker.write_text(json.dumps(manifest))
+    elif damage == "another_file":  # yesterday's marker copied over today's
+        rewrite(marker, file=f"trades_{STAMP[:-1]}3.csv")
+    with pytest.raises(IngestError, match=message) as err:
         verify_manifest(str(data_file), str(marker))
+    assert str(marker) in str(err.value) or str(data_file) in str(err.value)
 
 
 @pytest.mark.spark

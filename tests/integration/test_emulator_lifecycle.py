@@ -124,3 +124,30 @@ def test_cli_refuses_to_start_without_a_token(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and "EODRISK_EMULATOR_TOKEN" in result.stderr
+
+
+def test_run_pages_need_the_token_when_served_beyond_loopback(tmp_path):
+    """Bound to every interface (``--host 0.0.0.0``), the run pages (task logs, job
+    parameters) answer 401 without credentials, as the API does; a browser is asked for
+    HTTP Basic credentials (the token as password), clients send the bearer token."""
+    with Emulator(FIXTURE_BUNDLE, tmp_path / "state", token=TOKEN, host="0.0.0.0") as emulator:
+        base = f"http://127.0.0.1:{emulator.port}"
+        for path in ("/", "/jobs/1/runs/1", "/jobs/1/runs/1/"):
+            anonymous = requests.get(base + path, timeout=10)
+            assert anonymous.status_code == 401, path
+            assert anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
+            assert "fixture" not in anonymous.text
+            wrong = requests.get(base + path, auth=("ops", "not-the-token"), timeout=10)
+            assert wrong.status_code == 403, path
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        index = requests.get(base + "/", headers=bearer, timeout=10)
+        assert index.status_code == 200 and "fixture-ok" in index.text
+        assert requests.get(base + "/", auth=("ops", TOKEN), timeout=10).status_code == 200
+        missing = requests.get(base + "/jobs/1/runs/999", auth=("", TOKEN), timeout=10)
+        assert missing.status_code == 404  # only an authenticated caller learns that
+        assert requests.get(base + "/health", timeout=10).status_code == 200
+
+
+def test_run_pages_stay_open_on_loopback(tmp_path):
+    with Emulator(FIXTURE_BUNDLE, tmp_path / "state", token=TOKEN) as emulator:
+        assert requests.get(emulator.url + "/", timeout=10).status_code == 200
