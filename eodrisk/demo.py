@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, ru
 from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_days
 from eodrisk.emulator import Emulator
+from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
 from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
 from eodrisk.progress import Progress
 from eodrisk.report import default_out_path, write_report
@@ -96,6 +98,9 @@ def run_demo(
         timings["back history (fast path)"] = time.perf_counter() - started
 
     token = secrets.token_urlsafe(24)
+    # the documented port, so the run links in Slack and the report open after the demo
+    # (`eodrisk emulator` serves them again from the state folder); a free one when taken
+    emulator_port = EMULATOR_PORT if _port_is_free(EMULATOR_PORT) else 0
     with (
         postgres(data_dir / "postgres") as dsn,
         SlackSink(data_dir / "slack_messages.jsonl") as sink,
@@ -105,9 +110,15 @@ def run_demo(
             variables={"landing_root": str(landing), "lake_root": str(lake)},
             token=token,
             env={DSN_ENV: loader_dsn(dsn)},  # the jobs load as risk_loader
+            port=emulator_port,
         ) as emulator,
     ):
         console.print(f"Databricks emulator at {emulator.url}, Slack sink at {sink.url}")
+        if emulator_port == 0:
+            progress.say(
+                f"port {EMULATOR_PORT} is taken: the run links of this night work while the "
+                "demo runs only"
+            )
         env = prepare_airflow_home(
             data_dir / "airflow",
             databricks_url=emulator.url,
@@ -145,6 +156,15 @@ def run_demo(
         result.slack_messages = len(read_messages(sink.messages_file))
     print_summary(result, console)
     return result
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def footprint(path: Path) -> str:
@@ -274,6 +294,10 @@ def print_summary(result: DemoResult, console: Console) -> None:
         + f"); remove it all with: rm -rf {data_dir}\n"
         f"Postgres: {result.postgres} (the embedded server runs while a command uses it; "
         f"psql needs it running: {eodrisk} query and {eodrisk} report start it)\n"
+        f"Databricks run pages (the links in Slack and the report) after the demo: "
+        f"EODRISK_EMULATOR_TOKEN=any {eodrisk} emulator --port {EMULATOR_PORT} "
+        f"--state-dir {_sh(str(result.data_dir / 'emulator'))} "
+        f"--bundle-root {_sh(str(REPO_ROOT))}  (any token: the pages need none)\n"
         f"Monitoring: {eodrisk} monitoring up --data-dir {data_dir} "
         "(live metrics, Prometheus, Alertmanager to the Slack sink)\n"
         "Query them:\n"
