@@ -6,7 +6,9 @@ from P's closes to D's; each book, desk, region and the firm is compared with it
 1-day VaR of P (``gold.var_results``). Writes the D partition of ``gold.backtest`` and of
 ``gold.backtest_summary`` (Basel traffic light, Kupiec and Christoffersen over the last
 250 observations of the firm and each region). On the first night (no results for P) it
-writes nothing and says why.
+writes nothing and says why. A region closed on D (``positions_date`` of its D figures
+before D: carried forward) is observed in the firm's P&L but not on its own nodes, so each
+region's window runs over its own business days (``backtesting``).
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ def run_backtest(
         levels[1],
         include_firm=include_firm,
     )
-    rows = backtest_rows(hypothetical, forecasts)
+    rows = backtest_rows(
+        hypothetical, forecasts, closed_regions=closed_regions(store, business_date, regions)
+    )
     write_backtest(spark, store, rows, business_date, previous, run_id)
 
     history = (
@@ -129,6 +133,18 @@ def run_backtest(
     }
     print(f"backtest {business_date} (VaR of {previous}): {json.dumps(result['summary'])}")
     return result
+
+
+def closed_regions(store: DeltaStore, business_date: date, regions: list[str]) -> list[str]:
+    """Regions whose figures of ``business_date`` value positions of an earlier date."""
+    return [
+        r["region"]
+        for r in store.read("gold.var_results", {"business_date": business_date})
+        .where((F.col("level") == "region") & F.col("region").isin(*regions))
+        .where(F.col("positions_date") < F.col("business_date"))
+        .select("region")
+        .collect()
+    ]
 
 
 def write_backtest(

@@ -7,11 +7,18 @@ For business date D and the previous business day P: the hypothetical P&L of a n
 the change in value of its positions as of P (valued as of P, the terms ``compute_risk``
 used) when the market moves from its closes of P to those of D. It is compared with the
 node's 99% 1-day VaR computed for P; an exception is a loss larger than that VaR.
+
+Calendars: a region's nodes are observed on the region's business days only, so its
+250-observation window runs over its own business days. On a region's holiday D (its
+positions carried forward into D's firm figure) its book, desk and region rows are not
+observations; the firm's are, with the closed region's hypothetical P&L in them, computed
+the same way from the positions it carried.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,11 +117,20 @@ def hypothetical_pnl(
     return pd.concat(parts, ignore_index=True)
 
 
-def backtest_rows(hypothetical: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+def backtest_rows(
+    hypothetical: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    closed_regions: Sequence[str] = (),
+) -> pd.DataFrame:
     """One row per node with both a VaR forecast and a hypothetical P&L.
 
     ``forecasts``: DataFrame[level, node, var_99_1d_usd] of the previous business day.
+    ``closed_regions``: regions closed on the date (carried forward); their own nodes are
+    not observed that day (the firm node is).
     """
+    hypothetical = hypothetical[
+        (hypothetical["level"] == "firm") | ~hypothetical["region"].isin(list(closed_regions))
+    ]
     merged = hypothetical.merge(
         forecasts[["level", "node", "var_99_1d_usd"]], on=["level", "node"], how="inner"
     ).rename(columns={"var_99_1d_usd": "var_forecast_99_1d_usd"})

@@ -6,6 +6,14 @@ P&L vectors are rolled up to desks and the region, and each book's Euler contrib
 its desk's and the region's VaR is computed. Writes the (business_date, region) partitions
 of ``gold.positions``, ``gold.pnl_vectors``, ``gold.var_contributions`` and
 ``gold.var_results``.
+
+Carry-forward: on the region's exchange holiday no trade file lands, and the DAG passes
+``--positions-date``, the region's previous business day. The positions computed for that
+date (``gold.positions``, netted from its ingested trades) are then valued as of the
+business date, under its market data and scenarios, like any other night, and written as
+the business date's positions; every row of ``gold.var_results`` says which date its
+positions come from (``positions_date``), so the firm figure, Postgres, the report and
+Slack can flag them.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ log = logging.getLogger("eodrisk.compute_risk")
 BOOK_PNL_SCHEMA = "book string, desk string, n_positions long, pnl array<double>"
 NODE_COLUMNS = (
     "business_date date, region string, level string, node string, parent string, "
-    "var_99_1d_usd double, var_99_10d_usd double, es_975_1d_usd double, run_id string"
+    "var_99_1d_usd double, var_99_10d_usd double, es_975_1d_usd double, "
+    "positions_date date, run_id string"
 )
 PNL_COLUMNS = (
     "business_date date, region string, level string, node string, parent string, "
@@ -80,6 +89,19 @@ def checked_trades(store: DeltaStore, business_date: date, region: str) -> DataF
             f"ingest audit says {audits[0]['rows_accepted']}: rerun ingest_trades"
         )
     return trades
+
+
+def carried_positions(store: DeltaStore, positions_date: date, region: str) -> DataFrame:
+    """The region's positions of its previous business day, to carry over its holiday."""
+    positions = store.read(
+        "gold.positions", {"business_date": positions_date, "region": region}
+    ).select("desk", "book", "instrument_id", "quantity", "n_trades")
+    if not positions.limit(1).collect():
+        raise RiskInputError(
+            f"no positions of {region} for {positions_date}, its previous business day, to "
+            f"carry forward over its holiday: run compute_risk for {positions_date} first"
+        )
+    return positions
 
 
 def positions_with_terms(
@@ -146,11 +168,25 @@ def compute_region_risk(
     region: str,
     run_id: str,
     window: int = SCENARIO_WINDOW,
+    positions_date: date | None = None,
 ) -> list[NodeRisk]:
+    """``positions_date``: the date of the trades to value (default: ``business_date``);
+    an earlier date carries the region's positions forward over its holiday."""
+    positions_date = positions_date or business_date
+    if positions_date > business_date:
+        raise RiskInputError(
+            f"positions date {positions_date} of {region} is after the business date "
+            f"{business_date}: positions can only be carried forward"
+        )
     store = DeltaStore(spark, lake_root)
-    trades = checked_trades(store, business_date, region)
     instruments = read_instruments(spark, landing_root)
-    positions = positions_with_terms(trades, instruments, business_date).cache()
+    if positions_date == business_date:
+        trades = checked_trades(store, business_date, region)
+        positions = positions_with_terms(trades, instruments, business_date)
+    else:
+        carried = carried_positions(store, positions_date, region)
+        positions = with_terms(carried, instruments, business_date)
+    positions = positions.cache()
     unknown = positions.where(F.col("instrument_type").isNull()).limit(1).collect()
     if unknown:
         raise RiskInputError(f"instrument {unknown[0]['instrument_id']} has no reference data")
@@ -181,13 +217,19 @@ def compute_region_risk(
         partition,
     )
     write_contributions(spark, store, contributions, business_date, region, run_id)
-    write_nodes(spark, store, nodes, business_date, region, run_id, scenario_dates)
+    write_nodes(spark, store, nodes, business_date, region, run_id, scenario_dates, positions_date)
     positions.unpersist()
+    carried = (
+        f" (positions of {positions_date}, carried forward)"
+        if positions_date != business_date
+        else ""
+    )
     for node in nodes:
         if node.level == "region":
             print(
                 f"{region} {business_date}: VaR99 1d {node.var_99_1d_usd:,.0f} USD, "
-                f"ES97.5 {node.es_975_1d_usd:,.0f} USD over {len(scenario_dates)} scenarios"
+                f"ES97.5 {node.es_975_1d_usd:,.0f} USD over {len(scenario_dates)} "
+                f"scenarios{carried}"
             )
     return nodes
 
@@ -221,6 +263,7 @@ def write_nodes(
     partition_region: str,
     run_id: str,
     scenario_dates: list[date],
+    positions_date: date,
 ) -> None:
     """Replace the partition's rows of ``gold.var_results`` and ``gold.pnl_vectors``."""
     partition = {"business_date": business_date, "region": partition_region}
@@ -234,6 +277,7 @@ def write_nodes(
             n.var_99_1d_usd,
             n.var_99_10d_usd,
             n.es_975_1d_usd,
+            positions_date,
             run_id,
         )
         for n in nodes
@@ -266,6 +310,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--region", type=job_args.region_name, required=True)
     parser.add_argument("--landing-root", type=job_args.storage_root, required=True)
     parser.add_argument("--window", type=int, default=SCENARIO_WINDOW)
+    parser.add_argument(
+        "--positions-date",
+        type=job_args.optional_date,
+        default=None,
+        help="date of the trades to value (default: the business date); the region's "
+        "previous business day on its holiday",
+    )
     args = parser.parse_args(argv)
     compute_region_risk(
         get_spark(),
@@ -275,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         region=args.region,
         run_id=args.run_id,
         window=args.window,
+        positions_date=args.positions_date,
     )
 
 

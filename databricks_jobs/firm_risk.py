@@ -5,7 +5,10 @@ regions' P&L vectors, and the diversification benefit is the sum of the regions'
 stand-alone VaR minus the firm VaR. Refuses to produce a firm figure unless every
 expected region has results for the date, computed over the same scenarios.
 Each book's Euler contribution to the firm VaR comes from the books' P&L vectors of all
-regions. Writes the (business_date, FIRM) partitions of ``gold.var_results``,
+regions. A region closed for its exchange holiday enters with its carried-forward
+positions (``compute_risk --positions-date``); the summary names such regions with the
+date their positions come from (``positions_date`` of their ``gold.var_results`` rows).
+Writes the (business_date, FIRM) partitions of ``gold.var_results``,
 ``gold.pnl_vectors`` and ``gold.var_contributions`` and the date's row of
 ``gold.firm_summary``; returns a small summary
 (also the task's output on Databricks) for the Slack message.
@@ -54,11 +57,17 @@ def compute_firm_risk(
             f"no risk results for {', '.join(missing)} on {business_date}: no firm figure "
             "is produced for an incomplete night"
         )
-    figures_run = {
-        r["region"]: r["run_id"]
+    region_rows = {
+        r["region"]: r
         for r in store.read("gold.var_results", {"business_date": business_date})
         .where((F.col("level") == "region") & F.col("region").isin(regions))
         .collect()
+    }
+    figures_run = {r: row["run_id"] for r, row in region_rows.items()}
+    carried_forward = {
+        r: region_rows[r]["positions_date"]
+        for r in regions
+        if r in region_rows and region_rows[r]["positions_date"] != business_date
     }
     # compute_risk writes the vectors, then the figures: a run killed in between leaves
     # vectors that no figure vouches for.
@@ -82,7 +91,16 @@ def compute_firm_risk(
     contributions = node_contributions("firm", FIRM, [r["node"] for r in book_rows], book_pnl)
 
     write_contributions(spark, store, contributions, business_date, FIRM, run_id)
-    write_nodes(spark, store, [firm], business_date, FIRM, run_id, [scenario_start, scenario_end])
+    write_nodes(
+        spark,
+        store,
+        [firm],
+        business_date,
+        FIRM,
+        run_id,
+        [scenario_start, scenario_end],
+        business_date,
+    )
     summary_row = spark.createDataFrame(
         [(business_date, firm.var_99_1d_usd, sum_region_var, benefit, ",".join(regions), run_id)],
         SUMMARY_COLUMNS,
@@ -99,6 +117,8 @@ def compute_firm_risk(
         "regions": {r: _figures(n) for r, n in region_figures.items()},
         "sum_region_var_99_1d_usd": sum_region_var,
         "diversification_benefit_usd": benefit,
+        # Regions closed for their exchange holiday: the date their positions come from.
+        "carried_forward": {r: day.isoformat() for r, day in carried_forward.items()},
         "trades": {
             r: {
                 "read": audits[r]["rows_read"],

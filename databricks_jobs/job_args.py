@@ -63,6 +63,11 @@ def business_date(text: str) -> date:
         ) from None
 
 
+def optional_date(text: str) -> date | None:
+    """A date, or None for an empty value (a job parameter left at its default)."""
+    return business_date(text) if text.strip() else None
+
+
 def storage_root(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("a storage root is required")

@@ -101,6 +101,7 @@ def rows_for_tables(
                 n["parent"],
                 n["region"],
                 *(n[f] for f in FIGURES),
+                n["positions_date"],
                 n["run_id"],
             )
             for n in nodes
@@ -174,7 +175,7 @@ BACKTEST_SUMMARY_VALUES = (*SUMMARY_COLUMNS[2:], "run_id")
 TABLES = {
     "risk.var_summary": (
         ("business_date", "level", "node"),
-        ("parent", "region", *FIGURES, "run_id"),
+        ("parent", "region", *FIGURES, "positions_date", "run_id"),
     ),
     "risk.firm_summary": (
         ("business_date",),

@@ -80,6 +80,7 @@ from databricks_jobs.valuation import (
     read_instruments_csv,
     unit_pnl,
 )
+from eodrisk.calendar import business_calendars
 from risk_models.aggregate import aggregate_pnl
 
 log = logging.getLogger("eodrisk.backfill")
@@ -164,6 +165,7 @@ SCHEMAS: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
                 ("var_99_1d_usd", _F),
                 ("var_99_10d_usd", _F),
                 ("es_975_1d_usd", _F),
+                ("positions_date", _D),
                 ("run_id", _S),
             ]
         ),
@@ -530,6 +532,7 @@ def _compute_run(
     so that ``days[0]`` can be backtested; ``state`` gives them instead when known.
     """
     landing = Path(landing_root)
+    calendars = business_calendars()
     market = MarketLevels.read_csv(str(landing / "market" / "market_data.csv"))
     instruments = read_instruments_csv(str(landing / "reference" / "instruments.csv"))
     books = pd.read_csv(landing / "reference" / "books.csv", dtype=str, keep_default_na=False)
@@ -541,10 +544,13 @@ def _compute_run(
         into = tables if day != warm_up else _Tables()
         t0 = time.perf_counter()
         positions = {}
-        for region in regions:
-            trades, audit = read_trade_file(landing, region, day, books, instruments)
-            audit.update(business_date=day, region=region, run_id=run_id)
-            into.add("silver.ingest_audit", **audit)
+        # A region closed on `day` (exchange holiday) keeps its last business day's trades.
+        positions_dates = {r: calendars.positions_date(r, day) for r in regions}
+        for region, positions_day in positions_dates.items():
+            trades, audit = read_trade_file(landing, region, positions_day, books, instruments)
+            if positions_day == day:
+                audit.update(business_date=day, region=region, run_id=run_id)
+                into.add("silver.ingest_audit", **audit)
             positions[region] = net_positions(trades)
         t1 = time.perf_counter()
         base, scenarios, scenario_dates = market.scenarios(day, window)
@@ -555,7 +561,9 @@ def _compute_run(
             raise BackfillError(f"{day}: instrument {missing[0]} has no reference data")
         unit = unit_pnl(indexed.loc[held].reset_index(), market.factors, base, scenarios)
         t2 = time.perf_counter()
-        forecasts = _risk_of_day(into, day, regions, positions, held, unit, scenario_dates, run_id)
+        forecasts = _risk_of_day(
+            into, day, positions_dates, positions, held, unit, scenario_dates, run_id
+        )
         t3 = time.perf_counter()
         previous = market.previous_date(day)
         if day != warm_up and state is not None and state[0] == previous:
@@ -572,7 +580,8 @@ def _compute_run(
                 market.levels[market.row(day)],
                 include_firm=True,
             )
-            rows = backtest_rows(hypothetical, prev_forecasts)
+            closed = [r for r, d in positions_dates.items() if d != day]
+            rows = backtest_rows(hypothetical, prev_forecasts, closed_regions=closed)
             tables.add(
                 "gold.backtest",
                 business_date=day,
@@ -602,7 +611,7 @@ def _compute_run(
 def _risk_of_day(
     tables: _Tables,
     day: date,
-    regions: list[str],
+    positions_dates: dict[str, date],
     positions: dict[str, pd.DataFrame],
     held: pd.Index,
     unit: np.ndarray,
@@ -610,7 +619,10 @@ def _risk_of_day(
     run_id: str,
 ) -> pd.DataFrame:
     """Positions, node figures, P&L vectors and contributions of every region and the
-    firm for ``day``; returns the day's VaR forecasts (level, node, var_99_1d_usd)."""
+    firm for ``day``; returns the day's VaR forecasts (level, node, var_99_1d_usd).
+    ``positions_dates``: per region, the date its positions come from (carried forward
+    over its holiday when not ``day``)."""
+    regions = list(positions_dates)
     start, end = scenario_dates[0], scenario_dates[-1]
     forecasts: list[tuple[str, str, float]] = []
     region_vectors: dict[str, np.ndarray] = {}
@@ -641,7 +653,7 @@ def _risk_of_day(
         book_pnl = aggregate_pnl(position_pnl, row_of_book, len(book_names))
         nodes = rollup_region(region, book_names, desk_names, book_pnl)
         contributions = region_contributions(region, book_names, desk_names, book_pnl)
-        _add_nodes(tables, day, region, nodes, start, end, run_id)
+        _add_nodes(tables, day, region, nodes, start, end, positions_dates[region], run_id)
         _add_contributions(tables, day, region, contributions, run_id)
         forecasts += [(n.level, n.node, n.var_99_1d_usd) for n in nodes]
         region_vectors[region] = np.asarray(nodes[-1].pnl, dtype=np.float64)
@@ -658,7 +670,7 @@ def _risk_of_day(
     firm_contributions = node_contributions(
         "firm", FIRM, [b for _, b, _ in firm_books], np.array([p for _, _, p in firm_books])
     )
-    _add_nodes(tables, day, FIRM, [firm], start, end, run_id)
+    _add_nodes(tables, day, FIRM, [firm], start, end, day, run_id)
     _add_contributions(tables, day, FIRM, firm_contributions, run_id)
     tables.add(
         "gold.firm_summary",
@@ -673,7 +685,7 @@ def _risk_of_day(
     return pd.DataFrame(forecasts, columns=["level", "node", "var_99_1d_usd"])
 
 
-def _add_nodes(tables, day, region, nodes, start, end, run_id) -> None:
+def _add_nodes(tables, day, region, nodes, start, end, positions_date, run_id) -> None:
     tables.add(
         "gold.var_results",
         business_date=day,
@@ -684,6 +696,7 @@ def _add_nodes(tables, day, region, nodes, start, end, run_id) -> None:
         var_99_1d_usd=[n.var_99_1d_usd for n in nodes],
         var_99_10d_usd=[n.var_99_10d_usd for n in nodes],
         es_975_1d_usd=[n.es_975_1d_usd for n in nodes],
+        positions_date=positions_date,
         run_id=run_id,
     )
     tables.add(
@@ -846,12 +859,20 @@ def _plain(value: Any) -> Any:
 
 
 def trade_dates(landing: Path, regions: Sequence[str]) -> list[date]:
-    """Dates that have a completion marker for every region (other files are ignored)."""
-    per_region = []
+    """Firm business days with a completion marker for every region open that day (a
+    region closed for its exchange holiday has none: it is carried forward; other files are
+    ignored)."""
+    calendars = business_calendars()
+    landed: dict[str, set[date]] = {}
     for region in check_regions(regions):
         markers = (marker_date(p.name) for p in (landing / region).glob(f"{MARKER_PREFIX}*"))
-        per_region.append({day for day in markers if day is not None})
-    return sorted(set.intersection(*per_region)) if per_region else []
+        landed[region] = {day for day in markers if day is not None}
+    return sorted(
+        d
+        for d in set().union(*landed.values())
+        if calendars.is_business_day(d)
+        and all(d in landed[r] for r in landed if calendars.is_business_day(d, r))
+    )
 
 
 def pipeline_nights(dsn: str, dates: Sequence[date] | None = None) -> list[date]:

@@ -1,4 +1,11 @@
-"""Business-day helpers: Monday to Friday, no holiday calendar (see docs/data.md).
+"""The business calendars of ``eod_risk.yml`` for the local platform: sample data, the demo,
+the back-history fast path, the report and ``status``.
+
+The one module that answers "is D a business day for region R / for the firm" is
+``airflow/dags/eodrisk_dag/calendars.py``: the DAG folder may import nothing of ours, so
+the implementation lives there and this module loads it the way Airflow does (the DAG
+bundle on ``sys.path``), with the regions' exchanges from the DAG's configuration
+(``EODRISK_DAG_CONFIG`` when set, like the DAG). The shortcuts below are the firm calendar.
 
 Imported as ``eodrisk.calendar`` (it does not shadow the standard library's ``calendar``
 because the package is always imported by its absolute name).
@@ -7,11 +14,22 @@ because the package is always imported by its absolute name).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from eodrisk.airflow_local import DAG_CONFIG, DAGS_FOLDER
+
+if TYPE_CHECKING:
+    from eodrisk_dag.calendars import BusinessCalendars
+
 __all__ = [
+    "business_calendars",
     "business_days",
     "business_days_between",
     "is_business_day",
@@ -21,52 +39,45 @@ __all__ = [
 ]
 
 
-def _d64(d: dt.date) -> np.datetime64:
-    return np.datetime64(d, "D")
+def business_calendars() -> BusinessCalendars:
+    """The configured regions' exchange calendars and the firm's."""
+    return _calendars(Path(os.environ.get("EODRISK_DAG_CONFIG") or DAG_CONFIG).resolve())
 
 
-def _date(x: np.datetime64) -> dt.date:
-    return x.astype("datetime64[D]").astype(dt.date)
+@cache
+def _calendars(config: Path) -> BusinessCalendars:
+    if str(DAGS_FOLDER) not in sys.path:
+        sys.path.append(str(DAGS_FOLDER))  # as Airflow does for the DAG bundle
+    from eodrisk_dag.config import load_config
 
-
-def is_business_day(d: dt.date) -> bool:
-    """True for Monday to Friday."""
-    return d.weekday() < 5
-
-
-def previous_business_day(d: dt.date) -> dt.date:
-    """The business day strictly before ``d``."""
-    return _date(np.busday_offset(_d64(d), -1, roll="forward"))
-
-
-def next_business_day(d: dt.date) -> dt.date:
-    """The business day strictly after ``d``."""
-    return _date(np.busday_offset(_d64(d), 1, roll="backward"))
+    return load_config(config).calendars()
 
 
 def business_days(end: dt.date, n: int) -> list[dt.date]:
-    """The ``n`` business days ending at ``end`` (inclusive), oldest first.
-
-    If ``end`` falls on a weekend the series ends at the business day before it.
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if n == 0:
-        return []
-    last = np.busday_offset(_d64(end), 0, roll="backward")
-    days = np.busday_offset(last, np.arange(-(n - 1), 1), roll="backward")
-    return [_date(x) for x in days]
+    """The ``n`` firm business days ending at ``end`` (inclusive when it is one), oldest first."""
+    return business_calendars().last_business_days(end, n)
 
 
 def business_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
-    """All business days ``start <= d <= end``, oldest first."""
-    if end < start:
-        return []
-    first = np.busday_offset(_d64(start), 0, roll="forward")
-    n = int(np.busday_count(first, _d64(end) + np.timedelta64(1, "D")))
-    return [_date(x) for x in np.busday_offset(first, np.arange(n), roll="forward")]
+    """All firm business days ``start <= d <= end``, oldest first."""
+    return business_calendars().business_days(start, end)
+
+
+def is_business_day(d: dt.date) -> bool:
+    """True on a firm business day (at least one region's exchange open)."""
+    return business_calendars().is_business_day(d)
+
+
+def previous_business_day(d: dt.date) -> dt.date:
+    """The firm business day strictly before ``d``."""
+    return business_calendars().previous_business_day(d)
+
+
+def next_business_day(d: dt.date) -> dt.date:
+    """The firm business day strictly after ``d``."""
+    return business_calendars().next_business_day(d)
 
 
 def to_datetime64(dates: Iterable[dt.date]) -> np.ndarray:
     """``datetime64[D]`` array of the given dates."""
-    return np.array([_d64(d) for d in dates], dtype="datetime64[D]")
+    return np.array([np.datetime64(d, "D") for d in dates], dtype="datetime64[D]")

@@ -23,7 +23,7 @@ from rich.table import Table
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
 from eodrisk.backfill import backfill, load_history
-from eodrisk.calendar import business_days
+from eodrisk.calendar import business_calendars, business_days
 from eodrisk.emulator import Emulator
 from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
 from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
@@ -52,6 +52,10 @@ class DemoResult:
     slack_messages: int = 0
     report: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: regions closed on the date: the date their positions were carried forward from
+    carried_forward: dict[str, date] = field(default_factory=dict)
+    #: exchange holidays the demo's nights cross: (day, region, exchange, name)
+    holidays: list[tuple[date, str, str, str]] = field(default_factory=list)
 
 
 def run_demo(
@@ -71,6 +75,7 @@ def run_demo(
     timings: dict[str, float] = {}
 
     progress = progress or Progress()
+    calendars = business_calendars()
     nights = business_days(business_date, history_days + 1)
     history = nights[:-1]
     started = time.perf_counter()
@@ -148,6 +153,11 @@ def run_demo(
             )
         timings["DAG run"] = time.perf_counter() - started
         result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
+        result.holidays = [
+            (c.day, c.region, c.exchange, c.name)
+            for c in calendars.closures(nights[0], business_date)
+            if c.region in regions
+        ]
         if dag.succeeded:
             _read_postgres(dsn, business_date, result)
             result.report = write_report(
@@ -193,6 +203,12 @@ def _read_postgres(dsn: str, business_date: date, result: DemoResult) -> None:
             for node, v1, v10, es in cur.fetchall()
         }
         cur.execute(
+            "select node, positions_date from risk.var_summary where business_date = %s "
+            "and level = 'region' and positions_date < business_date order by node",
+            (business_date,),
+        )
+        result.carried_forward = dict(cur.fetchall())
+        cur.execute(
             "select firm_var_99_1d_usd, sum_region_var_99_1d_usd, diversification_benefit_usd "
             "from risk.firm_summary where business_date = %s",
             (business_date,),
@@ -227,8 +243,9 @@ def print_summary(result: DemoResult, console: Console) -> None:
     for col in ("node", "VaR 99% 1d", "VaR 99% 10d", "ES 97.5% 1d"):
         risk.add_column(col, justify="right" if col != "node" else "left")
     for node, f in result.figures.items():
+        carried = result.carried_forward.get(node)
         risk.add_row(
-            node,
+            f"{node} [yellow](positions of {carried})[/]" if carried else node,
             f"{f['var_99_1d_usd']:,.0f}",
             f"{f['var_99_10d_usd']:,.0f}",
             f"{f['es_975_1d_usd']:,.0f}",
@@ -241,6 +258,18 @@ def print_summary(result: DemoResult, console: Console) -> None:
             f"{s['diversification_benefit_usd']:,.0f}"
         )
     console.print(risk)
+    for region, day in result.carried_forward.items():
+        console.print(
+            f"[yellow]{region} was closed on {d} (exchange holiday): its positions of {day} "
+            "were carried forward, revalued under today's market data, and are in the firm "
+            "figure.[/]"
+        )
+    if result.holidays:
+        console.print(
+            "Exchange holidays the demo's nights cross (no file for the region, its "
+            "positions carried forward): "
+            + "; ".join(f"{day} {region} ({name})" for day, region, _, name in result.holidays)
+        )
     if result.backtest:
         console.print(
             "Backtest (1-day VaR 99% vs hypothetical P&L, last observations): "

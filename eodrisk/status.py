@@ -2,7 +2,9 @@
 
 Reads ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's callbacks) and
 prints one row per night: business date, state, latency, whether the business deadline
-was met, and the failed tasks with their Databricks run and Airflow log links. Exit code:
+was met, the regions closed that day by their exchange calendar (carried forward, from
+:mod:`eodrisk.calendar`), and the failed tasks with their Databricks run and Airflow log
+links; then the firm holidays since the last night (no run is expected on them). Exit code:
 0 when the last night succeeded, 1 when it failed, 2 when the database cannot be read,
 3 when no run has been recorded yet.
 
@@ -18,13 +20,15 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from eodrisk.calendar import business_calendars
 
 DAG_ID = "eod_risk"
 DSN_ENV = "EODRISK_PG_DSN"
@@ -135,6 +139,7 @@ def nights_table(nights: Sequence[Night], *, title: str | None = None) -> Table:
     table.add_column("State", no_wrap=True)
     table.add_column("Latency", justify="right", no_wrap=True)
     table.add_column("SLA", no_wrap=True)
+    table.add_column("Closed (carried forward)")
     table.add_column("Failed tasks")
     for night in nights:
         state = Text(night.state, style=_STATE_STYLE.get(night.state, ""))
@@ -160,11 +165,16 @@ def nights_table(nights: Sequence[Night], *, title: str | None = None) -> Table:
                 failures.append("\n  Databricks run: ").append(task.run_page_url, style="cyan")
             if task.log_url:
                 failures.append("\n  Airflow log: ").append(task.log_url, style="cyan")
+        closed = closed_regions(night.business_date)
         table.add_row(
             night.business_date.isoformat(),
             state,
             format_seconds(night.latency_s),
             sla,
+            Text(
+                "\n".join(f"{r} ({why}) from {held}" for r, (why, held) in closed.items()) or "–",
+                style="yellow" if closed else "",
+            ),
             failures if night.failed else Text("–"),
         )
     return table
@@ -179,12 +189,32 @@ def render(nights: Sequence[Night], console: Console, *, dag_id: str = DAG_ID) -
         return
     console.print(nights_table(nights, title=f"{dag_id}: last {len(nights)} nights"))
     last = nights[0]
+    calendars = business_calendars()
+    after = calendars.next_business_day(last.business_date)
+    skipped = [
+        (last.business_date + timedelta(days=i), reason)
+        for i in range(1, (after - last.business_date).days)
+        if (reason := calendars.closure(last.business_date + timedelta(days=i))) != "weekend"
+    ]
+    for day, reason in skipped:
+        console.print(f"No run on {day}: a firm holiday ({reason}), every exchange is closed.")
+    console.print(f"Next run: {after} (the firm's next business day after {last.business_date}).")
     if last.state != "success":
         names = ", ".join(t.task_id for t in last.failed) or "see the Airflow log"
         console.print(
             f"[bold red]The last night ({last.business_date}) failed:[/] {names}. "
             "Fix the cause, then rerun the date (business_date param)."
         )
+
+
+def closed_regions(day: date) -> dict[str, tuple[str, date]]:
+    """``{region: (holiday, positions date)}`` of the regions closed on a firm business day."""
+    calendars = business_calendars()
+    return {
+        region: (reason, calendars.positions_date(region, day))
+        for region in calendars.regions
+        if (reason := calendars.closure(day, region)) is not None
+    }
 
 
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
@@ -225,6 +255,10 @@ def _night_json(night: Night) -> dict[str, Any]:
         "latency_s": night.latency_s,
         "sla_deadline": night.sla_deadline.isoformat() if night.sla_deadline else None,
         "sla_met": night.sla_met,
+        "carried_forward": {
+            region: {"holiday": why, "positions_date": held.isoformat()}
+            for region, (why, held) in closed_regions(night.business_date).items()
+        },
         "failed_tasks": [
             {
                 "task_id": t.task_id,

@@ -107,12 +107,18 @@ def _unit_value_usd(instr: dict[str, str], state: dict[str, float], as_of: date)
     return local * fx
 
 
-def region_pnl(landing: Path, region: str, as_of: date) -> dict[str, np.ndarray]:
-    """Scenario P&L (500,) in USD of the region and of each of its books and desks."""
+def region_pnl(
+    landing: Path, region: str, as_of: date, positions_of: date | None = None
+) -> dict[str, np.ndarray]:
+    """Scenario P&L (500,) in USD of the region and of each of its books and desks.
+
+    ``positions_of``: the date of the trade file to value (default ``as_of``); an earlier
+    date values those trades as of ``as_of`` under its scenarios (a carried-forward region).
+    """
     instruments = {r["instrument_id"]: r for r in _rows(landing / "reference" / "instruments.csv")}
     desk_of = {r["book"]: r["desk"] for r in _rows(landing / "reference" / "books.csv")}
     positions: dict[tuple[str, str], float] = defaultdict(float)
-    trades = landing / region / f"trades_{as_of.strftime('%Y%m%d')}.csv"
+    trades = landing / region / f"trades_{(positions_of or as_of).strftime('%Y%m%d')}.csv"
     for trade in _rows(trades):
         sign = 1.0 if trade["side"] == "BUY" else -1.0
         positions[(trade["book"], trade["instrument_id"])] += sign * float(trade["quantity"])

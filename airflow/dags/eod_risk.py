@@ -1,8 +1,8 @@
 """
 ### eod_risk — end-of-day market risk
 
-Every weekday after the close, per region: wait for the trade file and its `_SUCCESS`
-marker, ingest it (Databricks job), compute the region's VaR/ES (Databricks job); then
+Every firm business day after the close, per region: wait for the trade file and its
+`_SUCCESS` marker, ingest it (Databricks job), compute the region's VaR/ES (Databricks job); then
 aggregate the firm's risk across regions, and in parallel load Postgres for BI and post
 the Slack summary. Every task alerts Slack on failure with the Databricks run and log links;
 a failure of `firm_risk` or `load_reporting`, or a missed business deadline, also pages
@@ -16,6 +16,12 @@ wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_
                                                                └─► notify_summary
 ```
 
+Calendars (`eodrisk_dag/calendars.py`, one exchange per region in the config): the DAG runs
+only on firm business days (a weekday on which at least one region trades). On a region's
+holiday its sensor and ingest are skipped — no wait, no alert — and its risk task values
+the positions of its previous business day under the day's market data (carried forward,
+flagged with that date in Delta, Postgres, the report and the Slack summary).
+
 Configuration: `eod_risk.yml` next to this file (regions, job names, connection ids,
 timeouts, retries, deadline, critical tasks). Business date: the logical date (`ds`), or the
 `business_date` param to rerun a given date. Landing root: the Airflow Variable
@@ -25,6 +31,7 @@ named in the config (`eodrisk_landing_root`), read when the sensors run.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 import pendulum
@@ -33,7 +40,6 @@ from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNoti
 from airflow.sdk import (
     DAG,
     AsyncCallback,
-    CronTriggerTimetable,
     DeadlineAlert,
     DeadlineReference,
     Param,
@@ -41,6 +47,7 @@ from airflow.sdk import (
     XComArg,
     task,
 )
+from airflow.timetables.events import EventsTimetable
 from eodrisk_dag.callbacks import (
     PageMissedDeadline,
     PagerDutyCriticalAlert,
@@ -52,10 +59,13 @@ from eodrisk_dag.config import load_config
 from eodrisk_dag.idempotency import idempotency_token
 from eodrisk_dag.operators import RepairingRunNowOperator
 from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
+from eodrisk_dag.schedule import firm_run_times, schedule_window
 
 CONFIG = load_config(
     os.environ.get("EODRISK_DAG_CONFIG") or Path(__file__).with_name("eod_risk.yml")
 )
+
+CALENDARS = CONFIG.calendars()
 
 DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
@@ -85,11 +95,23 @@ def record_run(state: str) -> RecordPipelineRun:
     )
 
 
+def positions_date(region: str, business_date: str) -> str:
+    """Template macro: the date of the positions ``region`` is valued with (carried forward
+    from its previous business day on its holidays)."""
+    return CALENDARS.positions_date(region, date.fromisoformat(business_date)).isoformat()
+
+
 def landing_path(region: str, file_pattern: str) -> str:
     return f"{LANDING_ROOT}/{region}/{file_pattern.replace('{yyyymmdd}', YYYYMMDD)}"
 
 
-def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str], scope: str = ""):
+def databricks_job(
+    task_id: str,
+    job_name: str,
+    job_parameters: dict[str, str],
+    scope: str = "",
+    trigger_rule: str = "all_success",
+):
     """Run a bundle job by name and wait for it; run_id and run_page_url go to XCom.
 
     Every try of the task asks for the same Databricks run (idempotency token of dag, run,
@@ -111,6 +133,7 @@ def databricks_job(task_id: str, job_name: str, job_parameters: dict[str, str], 
         databricks_retry_delay=options.api_retry_delay.total_seconds(),
         do_xcom_push=True,
         execution_timeout=CONFIG.execution_timeout.databricks_job,
+        trigger_rule=trigger_rule,
     )
 
 
@@ -118,7 +141,17 @@ with DAG(
     dag_id=DAG_ID,
     description="End-of-day market risk: trades → Databricks → firm VaR → Postgres, Slack",
     doc_md=__doc__,
-    schedule=CronTriggerTimetable(CONFIG.cron, timezone=CONFIG.schedule_timezone),
+    # Parse-time dates are the DAG's schedule, not a task's business date.
+    schedule=EventsTimetable(
+        firm_run_times(
+            CONFIG.cron,
+            CONFIG.schedule_timezone,
+            *schedule_window(CONFIG.start_date, date.today()),
+            CALENDARS,
+        ),
+        presorted=True,
+        description=f"{CONFIG.cron} ({CONFIG.schedule_timezone}) on firm business days",
+    ),
     start_date=pendulum.datetime(
         CONFIG.start_date.year,
         CONFIG.start_date.month,
@@ -127,7 +160,10 @@ with DAG(
     ),
     catchup=False,
     max_active_runs=1,
-    user_defined_macros={"idempotency_token": idempotency_token},
+    user_defined_macros={
+        "idempotency_token": idempotency_token,
+        "positions_date": positions_date,
+    },
     tags=list(CONFIG.tags),
     params={
         "business_date": Param(
@@ -211,7 +247,20 @@ with DAG(
         mode=CONFIG.sensor_mode,
         execution_timeout=CONFIG.execution_timeout.sensor,
     )
-    def wait_for_trades(marker_path: str, trades_path: str) -> bool:
+    def wait_for_trades(region: str, business_date: str, marker_path: str, trades_path: str):
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        day = date.fromisoformat(business_date)
+        if firm_closed := CALENDARS.closure(day):
+            raise AirflowFailException(
+                f"{business_date} is not a firm business day ({firm_closed}): every region's "
+                "exchange is closed, there is nothing to compute"
+            )
+        if closed := CALENDARS.closure(day, region):
+            raise AirflowSkipException(
+                f"{region} is closed on {business_date} ({closed}): no trade file expected; "
+                f"its positions of {CALENDARS.positions_date(region, day)} are carried forward"
+            )
         return trades_landed(marker_path, trades_path)
 
     @task(execution_timeout=CONFIG.execution_timeout.notify)
@@ -239,6 +288,10 @@ with DAG(
     def region_parameters(region: str) -> dict[str, str]:
         return {"business_date": BUSINESS_DATE, "region": region}
 
+    def risk_parameters(region: str) -> dict[str, str]:
+        carried = f"{{{{ positions_date('{region}', params.business_date or ds) }}}}"
+        return {**region_parameters(region), "positions_date": carried}
+
     with TaskGroup("data_ingestion", tooltip="Trade files → silver.trades, per region"):
         ingest = {
             r.name: databricks_job(
@@ -255,8 +308,11 @@ with DAG(
             r.name: databricks_job(
                 f"risk_{r.task_suffix}",
                 CONFIG.jobs.compute_risk,
-                region_parameters(r.name),
+                risk_parameters(r.name),
                 r.name,
+                # After a skipped ingest too (the region's holiday: positions carried
+                # forward), never after a failed one.
+                trigger_rule="none_failed",
             )
             for r in CONFIG.regions
         }
@@ -272,6 +328,8 @@ with DAG(
 
     for r in CONFIG.regions:
         landed = wait_for_trades.override(task_id=f"wait_for_trades_{r.task_suffix}")(
+            region=r.name,
+            business_date=BUSINESS_DATE,
             marker_path=landing_path(r.name, CONFIG.marker_file),
             trades_path=landing_path(r.name, CONFIG.trades_file),
         )

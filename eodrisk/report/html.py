@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import escape
 from typing import Any
 
@@ -35,6 +35,7 @@ section { background:var(--card); border:1px solid var(--line); border-radius:8p
   padding:16px 20px; margin:16px 0; }
 h2 { font-size:16px; margin:0 0 10px; }
 h3 { font-size:14px; margin:14px 0 6px; color:var(--muted); }
+.muted { color:var(--muted); font-size:12px; }
 .cards { display:grid; grid-template-columns:repeat(6, 1fr); gap:12px; margin:0; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:8px;
   padding:12px 14px; }
@@ -77,6 +78,7 @@ svg.chart text { font-family:"DejaVu Sans", Helvetica, Arial, sans-serif; }
 VIEWS_USED = (
     "bi.firm_daily",
     "bi.var_daily",
+    "bi.carried_forward",
     "bi.top_contributors",
     "bi.backtest",
     "bi.data_quality",
@@ -215,11 +217,17 @@ def _cards(data: ReportData) -> str:
     return f'<div class="cards" data-testid="headline">{body}</div>'
 
 
-def _node_row(n: dict[str, Any]) -> str:
+def _node_row(n: dict[str, Any], carried_from: date | None = None) -> str:
     key = f"node.{n['level']}.{n['node']}"
+    label = escape(n["node"])
+    if carried_from is not None:
+        label += (
+            f' <span class="muted" {attrs(f"{key}.positions_date", carried_from.isoformat())}>'
+            f"(positions of {carried_from})</span>"
+        )
     return (
         f'<tr class="{n["level"]}">'
-        + _td(escape(n["node"]), num=False)
+        + _td(label, num=False)
         + _td(fig(f"{key}.var_99_1d_usd", n["var_99_1d_usd"], usd(n["var_99_1d_usd"])))
         + _td(
             _change(
@@ -240,10 +248,13 @@ def _breakdown(data: ReportData) -> str:
     f = data.firm
     regions = [n for n in data.nodes if n["level"] == "region"]
     rows = []
+    carried = data.carried_forward
     for r in sorted(regions, key=lambda n: n["node"]):
-        rows.append(_node_row(r))
+        rows.append(_node_row(r, carried.get(r["node"])))
         rows.extend(
-            _node_row(d) for d in data.nodes if d["level"] == "desk" and d["region"] == r["node"]
+            _node_row(d, carried.get(d["region"]))
+            for d in data.nodes
+            if d["level"] == "desk" and d["region"] == r["node"]
         )
     table = (
         "<table>"
@@ -263,7 +274,7 @@ def _breakdown(data: ReportData) -> str:
     return (
         '<div class="two">'
         '<section data-testid="section.breakdown"><h2>Region and desk breakdown (USD)</h2>'
-        f"{table}</section>"
+        f"{table}{_carried_note(data)}</section>"
         '<section data-testid="section.diversification"><h2>Diversification</h2>'
         "<p>Regional stand-alone VaR do not add up to the firm's: losses in different "
         "regions do not all happen in the same scenarios.</p>"
@@ -541,6 +552,19 @@ def _runs(data: ReportData) -> str:
         + f"<p>Loaded business dates in Postgres: {escape(str(first))} to {escape(str(last))}. "
         f"Firm summary run {_link_or_text('firm.run_id', data.firm['run_id'])}.</p>"
         "</section>"
+    )
+
+
+def _carried_note(data: ReportData) -> str:
+    if not data.carried_forward:
+        return ""
+    closed = ", ".join(
+        f"{escape(region)} (positions of {day})" for region, day in data.carried_forward.items()
+    )
+    return (
+        f'<p data-testid="note.carried_forward">Exchange holiday: {closed} — no trade file that '
+        "day; the region's positions of its previous business day were carried forward, "
+        "revalued under this date's market data and included in the firm figure.</p>"
     )
 
 

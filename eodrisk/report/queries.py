@@ -39,6 +39,8 @@ class ReportData:
     role: str = ""
     loaded_dates: tuple[date | None, date | None] = (None, None)
     notes: list[str] = field(default_factory=list)
+    #: regions closed on the date (exchange holiday): the date of the positions they carry
+    carried_forward: dict[str, date] = field(default_factory=dict)
 
 
 QUERIES: dict[str, str] = {
@@ -197,6 +199,14 @@ QUERIES: dict[str, str] = {
         group by region, run_id
         order by region = 'FIRM' desc, region, run_id
     """,
+    "carried_forward": """
+        select
+            node,
+            positions_date
+        from bi.carried_forward
+        where business_date = %(d)s and level = 'region'
+        order by node
+    """,
     "loaded_dates": """
         select
             min(business_date),
@@ -257,6 +267,9 @@ def fetch(conn: Any, business_date: date) -> ReportData:
             role=role,
             loaded_dates=(first, last),
         )
+        data.carried_forward = {
+            r["node"]: r["positions_date"] for r in _rows(cur, QUERIES["carried_forward"], params)
+        }
         cur.execute("select to_regclass('bi.pipeline_runs') is not null")
         if cur.fetchone()[0]:
             data.pipeline_runs_available = True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eodrisk.calendar import business_days, business_days_between
+from eodrisk.calendar import business_calendars, business_days, business_days_between
 from eodrisk.sample_data.market import (
     ANCHOR_DATE,
     MARKET_ORIGIN,
@@ -50,11 +50,24 @@ class GeneratedNight:
 
 
 def history_dates(business_dates: Sequence[dt.date], history_days: int) -> list[dt.date]:
-    """``history_days`` business days ending at the last date, lengthened when needed so the
-    first date still has ``SCENARIO_WINDOW`` day-over-day changes behind it."""
+    """``history_days`` market-data days (the firm's business days) ending at the last date,
+    lengthened when needed so the first date still has ``SCENARIO_WINDOW`` day-over-day
+    changes behind it."""
     first, last = min(business_dates), max(business_dates)
     span = len(business_days_between(first, last))
     return business_days(last, max(history_days, span + SCENARIO_WINDOW))
+
+
+def region_trade_dates(region: str, business_dates: Sequence[dt.date]) -> tuple[dt.date, ...]:
+    """The dates a region's trade files are written for: the given dates on which its
+    exchange is open, preceded by its previous business day when it is closed on the
+    first one (the positions a carried-forward night values)."""
+    calendars = business_calendars()
+    first = min(business_dates)
+    dates = {d for d in business_dates if calendars.is_business_day(d, region)}
+    if not calendars.is_business_day(first, region):
+        dates.add(calendars.previous_business_day(first, region))
+    return tuple(sorted(dates))
 
 
 def _frame_bytes(frame: pd.DataFrame) -> bytes:
@@ -75,10 +88,13 @@ def generate_night(
     """Write a seeded sample landing zone for ``business_dates`` (see docs/data.md).
 
     * ``reference/books.csv``, ``reference/instruments.csv``;
-    * ``market/market_data.csv``: ``history_days`` business days ending at the last date
-      (lengthened so the first date has 500 scenarios behind it);
+    * ``market/market_data.csv``: ``history_days`` market-data days (the firm's business
+      days, :mod:`eodrisk.calendar`) ending at the last date (lengthened so the first date
+      has 500 scenarios behind it);
     * per date and region ``<REGION>/trades_<YYYYMMDD>.csv`` and, written after it,
-      ``<REGION>/_SUCCESS_<YYYYMMDD>``.
+      ``<REGION>/_SUCCESS_<YYYYMMDD>`` — only on the region's business days: on its
+      exchange holidays no file lands, as in production (:func:`region_trade_dates`). A
+      region's book evolves over its own business days from :data:`POOL_ORIGIN` on.
 
     Byte-identical output for identical arguments, and a fixed function of (seed, date)
     for each day: another set of ``business_dates`` (a later demo date) writes the same
@@ -90,9 +106,12 @@ def generate_night(
     """
     if not business_dates:
         raise ValueError("business_dates is empty")
-    weekend = [d for d in business_dates if d.weekday() >= 5]
-    if weekend:
-        raise ValueError(f"not business days (Mon-Fri): {weekend}")
+    calendars = business_calendars()
+    closed = [d for d in business_dates if not calendars.is_business_day(d)]
+    if closed:
+        raise ValueError(
+            f"not firm business days: {', '.join(f'{d} ({calendars.closure(d)})' for d in closed)}"
+        )
     if trades_per_region < 1:
         raise ValueError(f"trades_per_region must be >= 1, got {trades_per_region}")
     if not regions or len(set(regions)) != len(regions):
@@ -109,8 +128,6 @@ def generate_night(
         )
     full = market_history(seed, dates[-1])
     market = full.window(hist[0], hist[-1])
-    pool_dates = tuple(business_days_between(POOL_ORIGIN, dates[-1]))
-    step_of = {day: step for step, day in enumerate(pool_dates)}
 
     books = books_frame(regions)
     instruments = instruments_frame(full, ANCHOR_DATE)
@@ -126,7 +143,13 @@ def generate_night(
     markers: dict[tuple[dt.date, str], Path] = {}
     rows: dict[tuple[dt.date, str], int] = {}
     pools: dict[str, TradePool] = {}
+    file_dates = {region: region_trade_dates(region, dates) for region in regions}
+    n_files = sum(len(days) for days in file_dates.values())
     for region in regions:
+        pool_dates = tuple(calendars.business_days(POOL_ORIGIN, dates[-1], region))
+        step_of = {day: step for step, day in enumerate(pool_dates)}
+        if file_dates[region][0] not in step_of:
+            raise ValueError(f"sample trades start on {POOL_ORIGIN}: {region} needs earlier")
         pool = build_trade_pool(
             region,
             books,
@@ -136,10 +159,10 @@ def generate_night(
             trades_per_region,
             turnover,
             seed,
-            written=[step_of[day] for day in dates],
+            written=[step_of[day] for day in file_dates[region]],
         )
         pools[region] = pool
-        for day in dates:
+        for day in file_dates[region]:
             stamp = f"{day:%Y%m%d}"
             data, n = pool.file_bytes(step_of[day])
             path = root / region / f"trades_{stamp}.csv"
@@ -149,7 +172,7 @@ def generate_night(
             markers[(day, region)] = marker
             rows[(day, region)] = n
             if progress is not None:
-                progress(len(trade_files), len(regions) * len(dates))
+                progress(len(trade_files), n_files)
 
     return GeneratedNight(
         landing_root=root,

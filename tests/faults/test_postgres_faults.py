@@ -27,10 +27,12 @@ TABLE_NAMES = ("risk.var_summary", "risk.firm_summary", "risk.ingest_audit")
 def night_rows(version: str, n_nodes: int = 3_000) -> dict[str, list[tuple]]:
     """A date's rows for three of the loaded tables; ``version`` changes every figure."""
     bump = {"v1": 0.0, "v2": 1.0, "v3": 2.0}[version]
-    nodes = [("firm", "FIRM", "", "FIRM", 100.0 + bump, 316.2 + bump, 120.0 + bump, version)]
+    nodes = [("firm", "FIRM", "", "FIRM", 100.0 + bump, 316.2 + bump, 120.0 + bump, DAY, version)]
     for i in range(n_nodes):
         value = 10.0 + i + bump
-        nodes.append(("book", f"BOOK_{i:05d}", "DESK", "EMEA", value, value * 3, value, version))
+        nodes.append(
+            ("book", f"BOOK_{i:05d}", "DESK", "EMEA", value, value * 3, value, DAY, version)
+        )
     return {
         "risk.var_summary": [(DAY, *n) for n in nodes],
         "risk.firm_summary": [(DAY, 100.0 + bump, 150.0, 50.0 - bump, "EMEA", version)],

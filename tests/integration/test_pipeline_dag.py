@@ -14,6 +14,7 @@ import pytest
 
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
+from eodrisk.backfill import backfill
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.integration
 
 GOOD_DAY = date(2026, 11, 24)
 BAD_DAY = date(2026, 11, 23)  # a Monday: its EMEA file will have a broken header
+# US Thanksgiving: XNYS is closed, London and Tokyo trade; no AMER file lands.
+THANKSGIVING, WEDNESDAY = date(2026, 11, 26), date(2026, 11, 25)
 REGIONS = ("EMEA", "APAC", "AMER")
 FAST_RETRIES = {"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"}
 
@@ -34,7 +37,8 @@ def platform(tmp_path_factory, pg_server_dsn):
     """Landing files for two dates, a fresh database, the sink, the emulator and Airflow."""
     root = tmp_path_factory.mktemp("platform")
     landing, lake = root / "landing", root / "lake"
-    generate_night(landing, [BAD_DAY, GOOD_DAY], regions=REGIONS, trades_per_region=800)
+    nights = [BAD_DAY, GOOD_DAY, WEDNESDAY, THANKSGIVING]
+    generate_night(landing, nights, regions=REGIONS, trades_per_region=800)
     break_header(landing / "EMEA" / f"trades_{BAD_DAY:%Y%m%d}.csv")
 
     dsn = create_database(pg_server_dsn, f"eodrisk_dag_{secrets.token_hex(4)}")
@@ -221,3 +225,101 @@ def test_no_xcom_of_the_night_is_big(platform, good_night):
         sizes = conn.execute("select task_id, key, length(value) from xcom").fetchall()
     assert {key for _, key, _ in sizes} >= {"run_id", "run_page_url"}
     assert max(size for _, _, size in sizes) < XCOM_LIMIT_BYTES, sizes
+
+
+# ------------------------------------------------------------------ a regional holiday
+
+
+@pytest.fixture(scope="module")
+def thanksgiving(platform, good_night):
+    """Wednesday's night by the back-history fast path (the positions AMER carries), then
+    Thanksgiving through the real DAG."""
+    backfill(platform["landing"], platform["lake"], [WEDNESDAY], REGIONS, run_id="wednesday")
+    sent_before = len(read_messages(platform["sink"].messages_file))
+    result = run_dag(platform["env"], THANKSGIVING)
+    new = read_messages(platform["sink"].messages_file)[sent_before:]
+    return result, new
+
+
+def test_a_regional_holiday_is_a_successful_night_without_waiting_or_alerting(thanksgiving):
+    result, new = thanksgiving
+    assert result.succeeded, [(t.task_id, t.state) for t in result.tasks]
+    states = {t.task_id: t.state for t in result.tasks}
+    assert states["wait_for_trades_amer"] == "skipped"  # no wait for a file that never lands
+    assert states["data_ingestion.ingest_amer"] == "skipped"
+    assert states["risk_modelling.risk_amer"] == "success"  # carried forward
+    for task in ("wait_for_trades_emea", "data_ingestion.ingest_apac", "firm_risk"):
+        assert states[task] == "success"
+    assert states["load_reporting"] == states["notify_summary"] == "success"
+    sensor = next(t for t in result.tasks if t.task_id == "wait_for_trades_amer")
+    assert sensor.try_number <= 1 and (sensor.duration_s or 0) < 20  # no sensor timeout
+
+    pages = [m for m in new if m.get("path") == "/v2/enqueue"]
+    slack = [m for m in new if m.get("path") != "/v2/enqueue"]
+    assert pages == []  # no page
+    assert len(slack) == 1  # the summary, no failure alert
+    summary = json.dumps(slack[0])
+    assert "firm risk computed" in summary and "2026-11-26" in summary
+    assert "carried forward" in summary and "AMER from 2026-11-25" in summary
+
+
+def test_the_carried_forward_region_is_flagged_in_delta_and_postgres(platform, thanksgiving):
+    from deltalake import DeltaTable
+
+    frame = DeltaTable(platform["lake"] / "gold" / "var_results").to_pandas(
+        filters=[("business_date", "=", THANKSGIVING)]
+    )
+    held = dict(zip(frame["node"], frame["positions_date"].astype(str), strict=True))
+    amer = frame[frame["region"] == "AMER"]
+    assert len(amer) > 3 and set(amer["positions_date"].astype(str)) == {"2026-11-25"}
+    others = frame[frame["region"] != "AMER"]
+    assert set(others["positions_date"].astype(str)) == {"2026-11-26"}
+    assert held["FIRM"] == "2026-11-26"
+
+    rows = query(
+        platform["dsn"],
+        "select level, node, region, positions_date from risk.var_summary where business_date = %s",
+        THANKSGIVING,
+    )
+    assert len(rows) == len(frame)
+    for level, node, region, positions_date in rows:
+        expected = WEDNESDAY if region == "AMER" else THANKSGIVING
+        assert positions_date == expected, (level, node)
+    flagged = query(
+        platform["dsn"],
+        "select level, node, positions_date from bi.carried_forward where business_date = %s",
+        THANKSGIVING,
+    )
+    assert {(lv, n) for lv, n, _ in flagged} == {(lv, n) for lv, n, r, _ in rows if r == "AMER"}
+    assert {d for _, _, d in flagged} == {WEDNESDAY}
+    # no AMER ingest on its holiday: the trade counts are the open regions' only
+    audit = query(
+        platform["dsn"],
+        "select region from risk.ingest_audit where business_date = %s order by 1",
+        THANKSGIVING,
+    )
+    assert audit == [("APAC",), ("EMEA",)]
+
+
+def test_carried_forward_var_equals_an_independent_recomputation(platform, thanksgiving):
+    """AMER on Thanksgiving: Wednesday's trades valued as of Thursday under Thursday's 500
+    scenarios, by the reference (files only); and the firm figure includes them."""
+    rows = var_summary(platform["dsn"], THANKSGIVING)
+    by_node = {(level, node): (v1, es) for level, node, _, _, v1, _, es, _, _ in rows}
+    firm_pnl = 0
+    for region in REGIONS:
+        positions_of = WEDNESDAY if region == "AMER" else THANKSGIVING
+        nodes = region_pnl(platform["landing"], region, THANKSGIVING, positions_of=positions_of)
+        firm_pnl = firm_pnl + nodes[region]
+        var, es = var_es(nodes[region])
+        assert by_node[("region", region)] == pytest.approx((var, es), rel=1e-9)
+        for node, pnl in nodes.items():
+            if node != region:
+                level = "desk" if ("desk", node) in by_node else "book"
+                assert by_node[(level, node)] == pytest.approx(var_es(pnl), rel=1e-9)
+    assert by_node[("firm", "FIRM")] == pytest.approx(var_es(firm_pnl), rel=1e-9)
+    # Thursday's valuation is not Wednesday's figure: the market moved
+    wednesday = var_summary(platform["dsn"], WEDNESDAY)
+    assert not wednesday or all(
+        r[4] != by_node[("region", "AMER")][0] for r in wednesday if r[1] == "AMER"
+    )

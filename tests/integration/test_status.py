@@ -194,8 +194,8 @@ def test_metrics_from_the_recorded_night(history):
         )
         cur.execute(
             "insert into risk.var_summary (business_date, level, node, parent, region,"
-            " var_99_1d_usd, var_99_10d_usd, es_975_1d_usd, run_id) values"
-            " ('2026-11-24', 'firm', 'FIRM', '', 'FIRM', 4.1e6, 1.3e7, 4.6e6, 'r2')"
+            " var_99_1d_usd, var_99_10d_usd, es_975_1d_usd, positions_date, run_id) values"
+            " ('2026-11-24', 'firm', 'FIRM', '', 'FIRM', 4.1e6, 1.3e7, 4.6e6, '2026-11-24', 'r2')"
         )
     registry = metrics.build_registry(metrics.collect(history))
     dag = {"dag_id": "eod_risk"}

@@ -196,6 +196,33 @@ def test_summary_message_with_figures():
     assert "$1,234,568" in message["text"]
 
 
+def test_summary_message_flags_a_region_carried_forward_over_its_holiday():
+    thanksgiving = {
+        **SUMMARY,
+        "business_date": "2026-11-26",
+        "carried_forward": {"AMER": "2026-11-25"},
+        "trades": {r: t for r, t in SUMMARY["trades"].items() if r != "AMER"},
+    }
+    message = messages.build_summary_message(
+        dag_id="eod_risk",
+        business_date="2026-11-26",
+        summary=thanksgiving,
+        firm_run_page_url=RUN_PAGE,
+    )
+    assert_valid_blocks(message)
+    table = next(b["text"]["text"] for b in message["blocks"] if "By region" in str(b))
+    amer = table.split("```")[1].splitlines()[3]
+    assert amer.startswith("AMER*") and "held 2026-11-25" in amer
+    assert "$700,000" in amer  # its (carried) figures are still shown
+    line = "positions carried forward* (AMER from 2026-11-25)"
+    assert line in all_text(message) and "AMER from 2026-11-25" in message["text"]
+    assert "60,000 read" not in message["text"]  # only the open regions' trades count
+    plain = messages.build_summary_message(
+        dag_id="eod_risk", business_date="2026-11-24", summary=SUMMARY, firm_run_page_url=None
+    )
+    assert "carried forward" not in all_text(plain)
+
+
 def test_summary_message_without_figures():
     message = messages.build_summary_message(
         dag_id="eod_risk", business_date="2026-11-24", summary=None, firm_run_page_url=None

@@ -119,6 +119,11 @@ def test_unknown_region_key_is_refused(tmp_path):
     [
         (lambda d: d["regions"].append(dict(d["regions"][0])), "region 'EMEA' is listed twice"),
         (lambda d: d["regions"][0].update(timezone="Mars/Olympus"), "unknown time zone"),
+        (
+            lambda d: d["regions"][2].update(calendar="NYSE_X"),
+            r"regions\[2\]\.calendar: unknown exchange calendar 'NYSE_X'.*XLON.*XNYS",
+        ),
+        (lambda d: d["regions"][0].pop("calendar"), "missing required key 'calendar'"),
         (lambda d: d.update(regions=[]), "non-empty list of regions"),
         (lambda d: d["retries"].update(retries=1), r"retries\.retries: expected an integer >= 2"),
         (lambda d: d["retries"].update(retry_delay="soon"), "expected a duration such as 30s"),

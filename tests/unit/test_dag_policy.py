@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ast
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ REPO = airflow_env.REPO_ROOT
 DAGS = airflow_env.DAGS_FOLDER
 REGIONS = ("emea", "apac", "amer")
 PARSE_BUDGET_S = 1.0
+BST = timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,26 @@ def test_dag_folder_imports_only_airflow_and_providers():
             for name in names:
                 top = name.split(".")[0]
                 assert top not in forbidden, f"{path.name} imports {name}"
-            if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today"):
-                pytest.fail(f"{path.name}:{node.lineno} uses {node.attr}(); use the business date")
+
+
+def test_no_task_or_callback_reads_the_clock():
+    """Tasks and callbacks work on the business date. Only the module level of the DAG file
+    may read it: the schedule lists the firm's business days of this year and the next."""
+    for path in DAGS.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today"):
+                    pytest.fail(f"{path.name}:{node.lineno} uses {node.attr}(); use the date")
+        module_level = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today")
+        ]
+        allowed = [] if path.name != "eod_risk.py" else module_level[:1]
+        assert module_level == allowed, f"{path.name}: clock read at lines {module_level}"
 
 
 def test_dag_serializes_like_the_dag_processor_does(dag):
@@ -107,12 +127,43 @@ def test_every_dag_has_tags_and_docs(bag):
         assert dag.doc_md, dag.dag_id
 
 
-def test_schedule_and_run_policy(dag):
-    from airflow.sdk import CronTriggerTimetable
+def scheduler_timetable(dag):
+    """The timetable as the scheduler sees it: deserialised from the serialised DAG."""
+    from airflow.serialization.serialized_objects import DagSerialization
 
-    assert isinstance(dag.timetable, CronTriggerTimetable)
-    assert dag.timetable.expression == "0 22 * * 1-5"
-    assert str(dag.timetable.timezone) == "Europe/London"
+    return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
+
+
+def next_run_after(timetable, moment: datetime):
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=DataInterval.exact(moment),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
+    return info.logical_date.in_tz("Europe/London")
+
+
+def test_runs_at_22_london_on_firm_business_days_only(dag):
+    """The scheduler's own next_dagrun_info: no run on a firm holiday (every exchange closed:
+    New Year's Day 2027, a Friday), a run on a regional holiday (US Thanksgiving)."""
+    london = ZoneInfo("Europe/London")
+    timetable = scheduler_timetable(dag)
+    after_wednesday = next_run_after(timetable, datetime(2026, 11, 25, 22, tzinfo=london))
+    assert (after_wednesday.date(), after_wednesday.hour) == (date(2026, 11, 26), 22)
+    after_new_years_eve = next_run_after(timetable, datetime(2026, 12, 31, 22, tzinfo=london))
+    assert after_new_years_eve.date() == date(2027, 1, 4)  # not Fri 1 January
+    after_friday = next_run_after(timetable, datetime(2026, 11, 27, 22, tzinfo=london))
+    assert after_friday.date() == date(2026, 11, 30)  # no weekend run
+    summer = next_run_after(timetable, datetime(2026, 7, 1, 22, tzinfo=london))
+    assert (summer.date(), summer.hour, summer.utcoffset()) == (date(2026, 7, 2), 22, BST)
+
+
+def test_schedule_and_run_policy(dag):
+    from airflow.timetables.events import EventsTimetable
+
+    assert isinstance(dag.timetable, EventsTimetable)
+    assert "0 22 * * 1-5 (Europe/London) on firm business days" in dag.timetable.description
     assert dag.start_date.tzinfo is not None
     assert dag.catchup is False
     assert dag.max_active_runs == 1
@@ -165,7 +216,13 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
         **{
             f"risk_modelling.risk_{r}": (
                 "eodrisk-compute-risk",
-                {"business_date": business_date, "region": r.upper()},
+                {
+                    "business_date": business_date,
+                    "region": r.upper(),
+                    "positions_date": (
+                        f"{{{{ positions_date('{r.upper()}', params.business_date or ds) }}}}"
+                    ),
+                },
             )
             for r in REGIONS
         },
@@ -184,6 +241,34 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
         assert task.databricks_conn_id == "databricks_default"
         assert task.wait_for_termination and task.do_xcom_push
         assert task.polling_period_seconds == 2
+
+
+def test_a_regions_risk_runs_after_its_skipped_ingest_never_after_a_failed_one(dag):
+    for r in REGIONS:
+        assert dag.get_task(f"risk_modelling.risk_{r}").trigger_rule == "none_failed"
+        assert dag.get_task(f"data_ingestion.ingest_{r}").trigger_rule == "all_success"
+    assert dag.get_task("firm_risk").trigger_rule == "all_success"
+
+
+@pytest.mark.parametrize(
+    ("business_date", "region", "positions"),
+    [
+        ("2026-11-26", "AMER", "2026-11-25"),  # Thanksgiving (XNYS): carried forward
+        ("2026-11-26", "EMEA", "2026-11-26"),
+        ("2026-11-23", "APAC", "2026-11-20"),  # Labour Thanksgiving (XJPX), over the weekend
+        ("2026-12-28", "EMEA", "2026-12-24"),  # Boxing Day observed, after Christmas (XLON)
+    ],
+)
+def test_the_positions_date_template_carries_a_closed_region_forward(
+    dag, business_date, region, positions
+):
+    task = dag.get_task(f"risk_modelling.risk_{region.lower()}")
+    rendered = (
+        dag.get_template_env()
+        .from_string(task.job_parameters["positions_date"])
+        .render({"params": {"business_date": None}, "ds": business_date})
+    )
+    assert rendered == positions
 
 
 def test_summary_reads_the_firm_run_from_xcom(dag):

@@ -9,17 +9,13 @@ import json
 import re
 from pathlib import Path
 
+import holidays
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from eodrisk.calendar import (
-    business_days,
-    business_days_between,
-    next_business_day,
-    previous_business_day,
-)
+from eodrisk.calendar import business_calendars, business_days
 from eodrisk.sample_data import GeneratedNight, generate_night
 from eodrisk.sample_data.market import equity_index, market_history
 from eodrisk.sample_data.universe import EQUITIES, HOME_CURRENCY
@@ -86,16 +82,17 @@ def _tree(root: Path) -> dict[str, bytes]:
 # ---- calendar -----------------------------------------------------------------------------
 
 
-def test_business_day_helpers() -> None:
-    friday, saturday, monday = dt.date(2026, 11, 20), dt.date(2026, 11, 21), dt.date(2026, 11, 23)
-    assert previous_business_day(monday) == friday
-    assert previous_business_day(saturday) == friday
-    assert next_business_day(friday) == monday
-    days = business_days(LAST, 10)
-    assert len(days) == 10 and days[-1] == LAST and days == sorted(days)
-    assert all(d.weekday() < 5 for d in days)
-    assert business_days(saturday, 1) == [friday]
-    assert business_days_between(days[0], days[-1]) == days
+def test_files_land_on_each_regions_business_days_only(night: GeneratedNight) -> None:
+    """23 November 2026 is Labour Thanksgiving in Tokyo (XJPX): no APAC file; the others land."""
+    labour_thanksgiving = dt.date(2026, 11, 23)
+    assert labour_thanksgiving in DATES
+    assert (labour_thanksgiving, "APAC") not in night.trade_files
+    assert not (night.landing_root / "APAC" / "trades_20261123.csv").exists()
+    for region in ("EMEA", "AMER"):
+        assert night.trade_files[(labour_thanksgiving, region)].exists()
+    calendars = business_calendars()
+    for day, region in night.trade_files:
+        assert calendars.is_business_day(day, region), (day, region)
 
 
 # ---- files and contracts -------------------------------------------------------------------
@@ -109,7 +106,9 @@ def test_layout_and_columns_exactly_as_documented(night: GeneratedNight) -> None
     assert list(pd.read_csv(night.books).columns) == BOOK_COLUMNS
     assert list(pd.read_csv(night.instruments).columns) == INSTRUMENT_COLUMNS
     assert night.market_data.read_text().splitlines()[0] == ",".join(MARKET_COLUMNS)
-    assert set(night.trade_files) == {(d, r) for d in DATES for r in REGIONS}
+    calendars = business_calendars()
+    open_days = {(d, r) for d in DATES for r in REGIONS if calendars.is_business_day(d, r)}
+    assert set(night.trade_files) == open_days
     for (day, region), path in night.trade_files.items():
         assert path == root / region / f"trades_{day:%Y%m%d}.csv"
         assert night.markers[(day, region)] == root / region / f"_SUCCESS_{day:%Y%m%d}"
@@ -225,7 +224,8 @@ def test_book_evolves_slowly_with_stable_trade_ids(
     trades: dict[tuple[dt.date, str], pd.DataFrame],
 ) -> None:
     for region in REGIONS:
-        for prev, day in itertools.pairwise(DATES):
+        region_days = sorted(d for d, r in trades if r == region)
+        for prev, day in itertools.pairwise(region_days):
             a = trades[(prev, region)].set_index("trade_id")
             b = trades[(day, region)].set_index("trade_id")
             kept = a.index.intersection(b.index)
@@ -267,7 +267,10 @@ def test_history_lengthens_for_a_long_backfill(tmp_path: Path) -> None:
     hist = pd.read_csv(night.market_data, usecols=["date"])["date"].unique()
     assert len(hist) == 300 + 500 - 1 + 1  # 500 changes end at the first date
     assert list(hist).index(dates[0].isoformat()) == 500
-    assert len(night.trade_files) == 300
+    # APAC's files: the firm days on which the Tokyo exchange trades
+    tokyo = holidays.financial_holidays("XJPX")
+    assert sorted(d for d, _ in night.trade_files) == [d for d in dates if d not in tokyo]
+    assert 270 <= len(night.trade_files) < 290  # ~20 Tokyo holidays a year fall on weekdays
     assert len({p.parent for p in night.trade_files.values()}) == 1
 
 
@@ -374,9 +377,15 @@ def test_instruments_are_realistic_and_options_not_expired(instruments: pd.DataF
         assert instruments.loc[instruments["instrument_type"] != "OPTION", col].isna().all()
 
 
-def test_rejects_weekend_dates(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not business days"):
-        generate_night(tmp_path, [dt.date(2026, 11, 21)], trades_per_region=10)
+@pytest.mark.parametrize(
+    ("day", "reason"),
+    [(dt.date(2026, 11, 21), "weekend"), (dt.date(2027, 1, 1), "New Year's Day")],
+)
+def test_rejects_dates_that_are_not_firm_business_days(
+    tmp_path: Path, day: dt.date, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=f"not firm business days: {day}.*{reason}"):
+        generate_night(tmp_path, [day], trades_per_region=10)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

@@ -1,8 +1,9 @@
 """Load and validate ``eod_risk.yml``, the configuration of the ``eod_risk`` DAG.
 
-Pure Python (stdlib + PyYAML): no Airflow import, so it is cheap at parse time and
-testable on its own. Every error names the file, the line and column, the key path
-and what to do, because the person reading it is an operator fixing a YAML file.
+Pure Python (stdlib, PyYAML and the ``holidays`` calendars): no Airflow import, so it is
+cheap at parse time and testable on its own. Every error names the file, the line and
+column, the key path and what to do, because the person reading it is an operator fixing
+a YAML file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from eodrisk_dag.calendars import BusinessCalendars, CalendarError, exchange_codes
 
 REGION_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -32,6 +35,9 @@ class ConfigError(ValueError):
 class Region:
     name: str
     timezone: str
+    #: Exchange calendar code of the ``holidays`` library (XNYS, XLON, XJPX): the days the
+    #: region trades and its trade file lands.
+    calendar: str
 
     @property
     def task_suffix(self) -> str:
@@ -106,6 +112,10 @@ class DagConfig:
     @property
     def region_names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.regions)
+
+    def calendars(self) -> BusinessCalendars:
+        """The regions' exchange calendars and the firm's (:mod:`eodrisk_dag.calendars`)."""
+        return BusinessCalendars({r.name: r.calendar for r in self.regions})
 
 
 # --------------------------------------------------------------------------- YAML with positions
@@ -219,6 +229,18 @@ class _Reader:
             ) from None
         return name
 
+    def exchange_calendar(self, value: Any, path: tuple[str | int, ...]) -> str:
+        code = self.string(value, path)
+        try:
+            BusinessCalendars({"_": code})
+        except CalendarError:
+            raise self.doc.error(
+                path,
+                f"unknown exchange calendar {code!r}; use a financial-market code of the "
+                f"holidays library: {', '.join(exchange_codes())}",
+            ) from None
+        return code
+
     def duration(self, value: Any, path: tuple[str | int, ...]) -> timedelta:
         if isinstance(value, bool):
             raise self.doc.error(path, f"expected a duration, got {value!r}")
@@ -310,7 +332,7 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         raise doc.error(("regions",), "expected a non-empty list of regions")
     regions: list[Region] = []
     for i, item in enumerate(regions_raw):
-        entry = r.mapping(item, ("regions", i), {"name", "timezone"})
+        entry = r.mapping(item, ("regions", i), {"name", "timezone", "calendar"})
         name = entry["name"]
         if not isinstance(name, str) or not REGION_NAME.fullmatch(name):
             raise doc.error(
@@ -321,7 +343,13 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
             )
         if name in {reg.name for reg in regions}:
             raise doc.error(("regions", i, "name"), f"region {name!r} is listed twice")
-        regions.append(Region(name, r.timezone(entry["timezone"], ("regions", i, "timezone"))))
+        regions.append(
+            Region(
+                name,
+                r.timezone(entry["timezone"], ("regions", i, "timezone")),
+                r.exchange_calendar(entry["calendar"], ("regions", i, "calendar")),
+            )
+        )
 
     jobs = r.mapping(top["jobs"], ("jobs",), {*_JOB_KEYS, "firm_summary_task_key"})
     conns = r.mapping(

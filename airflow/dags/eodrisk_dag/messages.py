@@ -205,18 +205,20 @@ def build_summary_message(
 
     regions = summary.get("regions") or {}
     trades = summary.get("trades") or {}
+    carried = carried_forward(summary)
     names = list(dict.fromkeys([*regions, *trades]))
     if names:
         rows = [("Region", "VaR99 1d", "VaR99 10d", "ES97.5 1d", "Trades", "Quarantined")]
         for name in names:
             figures = regions.get(name) or {}
             counts = trades.get(name) or {}
+            trade_cell = _count(counts.get("accepted")) + "/" + _count(counts.get("read"))
             rows.append(
                 (
-                    str(name),
+                    str(name) + ("*" if name in carried else ""),
                     *(format_usd(figures.get(key)) for key, _ in _MEASURES),
-                    _count(counts.get("accepted")) + "/" + _count(counts.get("read")),
-                    _count(counts.get("quarantined")),
+                    f"held {carried[name]}" if name in carried else trade_cell,
+                    "-" if name in carried else _count(counts.get("quarantined")),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -228,6 +230,8 @@ def build_summary_message(
             for row in rows
         )
         blocks.append(_mrkdwn(f"*By region* (trades accepted/read)\n```{escape(table)}```"))
+    if carried:
+        blocks.append(_mrkdwn(escape(carried_forward_line(carried))))
     totals = trade_totals(trades)
     if totals:
         read, accepted, quarantined = totals
@@ -248,9 +252,27 @@ def build_summary_message(
         f"{format_usd(firm.get('es_975_1d_usd'))}, diversification benefit "
         f"{format_usd(summary.get('diversification_benefit_usd'))}"
         + (f", backtest {zone}" if zone else "")
+        + (f". {carried_forward_line(carried)}" if carried else "")
         + (f". {_plain(timing)}" if timing else "")
     )
     return {"text": text, "blocks": blocks}
+
+
+def carried_forward(summary: Mapping[str, Any]) -> dict[str, str]:
+    """``{region: positions date}`` of the regions closed for their exchange holiday."""
+    carried = summary.get("carried_forward")
+    if not isinstance(carried, Mapping):
+        return {}
+    return {str(r): str(d) for r, d in carried.items()}
+
+
+def carried_forward_line(carried: Mapping[str, str]) -> str:
+    """``*AMER closed (exchange holiday): positions of 2026-11-25 carried forward ...``"""
+    parts = ", ".join(f"{region} from {day}" for region, day in carried.items())
+    return (
+        f"*Exchange holiday: positions carried forward* ({parts}), revalued under today's "
+        "market data and included in the firm figure"
+    )
 
 
 def change_vs_previous(current: Any, previous: tuple[str, float] | None) -> str:
