@@ -265,10 +265,13 @@ def print_summary(result: DemoResult, console: Console) -> None:
             "figure.[/]"
         )
     if result.holidays:
+        by_day: dict[date, list[str]] = {}
+        for day, region, exchange, name in result.holidays:
+            by_day.setdefault(day, []).append(f"{region}/{exchange} {name}")
         console.print(
-            "Exchange holidays the demo's nights cross (no file for the region, its "
-            "positions carried forward): "
-            + "; ".join(f"{day} {region} ({name})" for day, region, _, name in result.holidays)
+            f"Exchange holidays the demo's nights cross ({len(by_day)} days; a closed region "
+            "has no file and its positions are carried forward; every region closed = firm "
+            "holiday, no night): " + "; ".join(f"{d} {', '.join(c)}" for d, c in by_day.items())
         )
     if result.backtest:
         console.print(

@@ -2,9 +2,10 @@
 
 Reads ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's callbacks) and
 prints one row per night: business date, state, latency, whether the business deadline
-was met, the regions closed that day by their exchange calendar (carried forward, from
-:mod:`eodrisk.calendar`), and the failed tasks with their Databricks run and Airflow log
-links; then the firm holidays since the last night (no run is expected on them). Exit code:
+was met, and the failed tasks with their Databricks run and Airflow log links; then the
+regions closed on those nights by their exchange calendar (positions carried forward,
+:mod:`eodrisk.calendar`), the firm holidays after the last night (no run is expected on
+them) and the next run's date. Exit code:
 0 when the last night succeeded, 1 when it failed, 2 when the database cannot be read,
 3 when no run has been recorded yet.
 
@@ -139,7 +140,6 @@ def nights_table(nights: Sequence[Night], *, title: str | None = None) -> Table:
     table.add_column("State", no_wrap=True)
     table.add_column("Latency", justify="right", no_wrap=True)
     table.add_column("SLA", no_wrap=True)
-    table.add_column("Closed (carried forward)")
     table.add_column("Failed tasks")
     for night in nights:
         state = Text(night.state, style=_STATE_STYLE.get(night.state, ""))
@@ -165,16 +165,11 @@ def nights_table(nights: Sequence[Night], *, title: str | None = None) -> Table:
                 failures.append("\n  Databricks run: ").append(task.run_page_url, style="cyan")
             if task.log_url:
                 failures.append("\n  Airflow log: ").append(task.log_url, style="cyan")
-        closed = closed_regions(night.business_date)
         table.add_row(
             night.business_date.isoformat(),
             state,
             format_seconds(night.latency_s),
             sla,
-            Text(
-                "\n".join(f"{r} ({why}) from {held}" for r, (why, held) in closed.items()) or "–",
-                style="yellow" if closed else "",
-            ),
             failures if night.failed else Text("–"),
         )
     return table
@@ -188,6 +183,12 @@ def render(nights: Sequence[Night], console: Console, *, dag_id: str = DAG_ID) -
         )
         return
     console.print(nights_table(nights, title=f"{dag_id}: last {len(nights)} nights"))
+    for night in nights:
+        for region, (why, held) in closed_regions(night.business_date).items():
+            console.print(
+                f"[yellow]{night.business_date}: {region} closed ({why}), its positions of "
+                f"{held} carried forward[/]"
+            )
     last = nights[0]
     calendars = business_calendars()
     after = calendars.next_business_day(last.business_date)

@@ -25,6 +25,7 @@ import numpy as np
 from databricks_jobs.backtesting import SUMMARY_LEVELS
 from databricks_jobs.load_reporting import TABLES as LOADED_TABLES
 from databricks_jobs.trade_validation import QUARANTINE_RULES
+from eodrisk.calendar import business_calendars
 from eodrisk.sample_data.universe import books_of
 from risk_models.backtest import basel_traffic_light, christoffersen, kupiec_pof
 
@@ -51,17 +52,6 @@ class History:
         return self.tables.setdefault(table, [])
 
 
-def business_days(end: date, count: int) -> list[date]:
-    """The ``count`` Monday-to-Friday dates ending at ``end`` (inclusive), oldest first."""
-    days: list[date] = []
-    d = end
-    while len(days) < count:
-        if d.weekday() < 5:
-            days.append(d)
-        d -= timedelta(days=1)
-    return days[::-1]
-
-
 def _run_id(d: date, region: str) -> str:
     return f"eod_risk__{d.isoformat()}__{region.lower()}__1"
 
@@ -73,7 +63,8 @@ def _loaded_at(d: date) -> datetime:
 
 def build_history(end: date, days: int = 260, seed: int = 7) -> History:
     rng = np.random.default_rng(seed)
-    dates = business_days(end, days)
+    calendars = business_calendars()
+    dates = calendars.last_business_days(end, days)  # the firm's business days
     history = History(dates)
     books: dict[tuple[str, str], list[str]] = {}
     for region in REGIONS:
@@ -118,6 +109,8 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
         nodes.append(("firm", "FIRM", "", "FIRM", firm_var, list(book_var)))
 
         loaded = _loaded_at(d)
+        # a region closed on d (its exchange's holiday) carries its positions forward
+        held = {r: calendars.positions_date(r, d) for r in REGIONS} | {"FIRM": d}
         for lvl, node, parent, region, var, node_books in nodes:
             run = _run_id(d, "firm" if region == "FIRM" else region)
             history.rows("risk.var_summary").append(
@@ -130,6 +123,7 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
                     "var_99_1d_usd": var,
                     "var_99_10d_usd": var * math.sqrt(10.0),
                     "es_975_1d_usd": var * float(rng.uniform(1.12, 1.22)),
+                    "positions_date": held[region],
                     "run_id": run,
                     "loaded_at": loaded,
                 }

@@ -267,6 +267,23 @@ def assert_figures_equal_postgres_partial(html: str, e: Expected, d: date) -> No
     assert figures["meta.business_date"] == d.isoformat()
 
 
+def test_report_flags_a_region_carried_forward_over_its_holiday(loaded_dsn, expected, tmp_path):
+    """Mon 23 November 2026 is a Tokyo holiday (Labour Thanksgiving): APAC and its desks
+    show the positions of Friday 20th, equal to Postgres; the other regions are not flagged."""
+    d = date(2026, 11, 23)
+    html = write_report(loaded_dsn, d, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert_figures_equal_postgres_partial(html, expected, d)
+    figures = page_figures(html).figures
+    flagged = {k: v for k, v in figures.items() if k.endswith(".positions_date")}
+    assert flagged["node.region.APAC.positions_date"] == "2026-11-20"
+    assert {k.split(".")[2] for k in flagged if k.startswith("node.region.")} == {"APAC"}
+    assert all(v == "2026-11-20" for v in flagged.values())
+    assert len(flagged) > 1  # the desks too
+    assert 'data-testid="note.carried_forward"' in html and "APAC (positions of 2026-11-20)" in html
+    plain = write_report(loaded_dsn, END, tmp_path / "p.html").read_text(encoding="utf-8")
+    assert "positions_date" not in plain and "note.carried_forward" not in plain
+
+
 def test_report_queries_read_bi_only_as_risk_reader(loaded_dsn, tmp_path):
     for name, sql in QUERIES.items():
         assert " risk." not in sql and "from bi." in sql, name

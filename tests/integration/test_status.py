@@ -127,6 +127,21 @@ def test_status_after_a_successful_night(history):
     assert "success" in out
     assert "met (+" in out
     assert "failed" not in out
+    # Monday 23 November 2026: Tokyo closed (Labour Thanksgiving), APAC carried from Friday
+    assert "2026-11-23: APAC closed (Labor Thanksgiving Day), its positions of 2026-11-20" in out
+    assert "Next run: 2026-11-25" in out
+
+
+def test_status_names_the_firm_holidays_before_the_next_run(history):
+    night("postgres_eodrisk", "2026-12-31")
+    code, out = run_status(history, "--json")
+    assert code == 0
+    assert json.loads(out)[0]["carried_forward"] == {
+        "APAC": {"holiday": "Bank Holiday", "positions_date": "2026-12-30"}
+    }
+    code, out = run_status(history)
+    assert "No run on 2027-01-01: a firm holiday (New Year's Day" in out
+    assert "Next run: 2027-01-04" in out
 
 
 def test_status_after_a_failed_night_shows_the_failure_and_its_links(history):
