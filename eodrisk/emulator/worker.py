@@ -18,6 +18,7 @@ whole process group (Python and JVM); the pool starts a replacement on the next 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -29,6 +30,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from databricks_jobs.spark_session import local_settings
+from eodrisk.emulator.driver.process import SPARK_SETTINGS_ENV
 from eodrisk.emulator.runtime import driver_script, python_of
 
 STARTUP_TIMEOUT_S = 180.0
@@ -172,6 +175,7 @@ def _worker_env(python: str, overrides: dict[str, str | None]) -> dict[str, str]
     cluster's interpreter, then ``overrides`` (``None`` unsets a variable)."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     env.update(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, PYTHONNOUSERSITE="1")
+    env[SPARK_SETTINGS_ENV] = json.dumps(local_settings())
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for name, value in overrides.items():
         if value is None:

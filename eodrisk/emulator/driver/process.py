@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import json
 import logging
 import os
 import runpy
@@ -30,6 +31,7 @@ from typing import Any
 from .notebook import run_notebook
 
 ENTRY_POINT_GROUP = "databricks_jobs"
+SPARK_SETTINGS_ENV = "EODRISK_EMULATOR_SPARK_SETTINGS"
 STOP_TIMEOUT_S = 10.0
 _SWITCH_MARKER = b"\x1e<<eodrisk-emulator-log-switch>>\x1e"
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -131,24 +133,15 @@ def _configure_logging() -> None:
 def _start_spark() -> Any:
     """The runtime's session, started before any task (a job's ``getActiveSession`` finds it).
 
-    Mirrors a small local cluster: the same settings as ``databricks_jobs.spark_session``
-    gives a job that starts its own session outside Databricks.
+    Its master and conf come from the emulator (:data:`SPARK_SETTINGS_ENV`, JSON): those of
+    ``databricks_jobs.spark_session.local_settings``, like a small local cluster.
     """
     from pyspark.sql import SparkSession
 
-    session = (
-        SparkSession.builder.appName("emulator-driver")
-        .master(os.environ.get("EODRISK_SPARK_MASTER", "local[2]"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", os.environ.get("EODRISK_SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.appName("emulator-driver")
+    for key, value in json.loads(os.environ[SPARK_SETTINGS_ENV]).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
