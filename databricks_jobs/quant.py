@@ -1,5 +1,5 @@
 """What the quant notebooks call: the lake's results read with ``deltalake`` (no Spark
-needed), VaR methods side by side, and a node's backtest — thin wrappers over
+needed), VaR methods side by side, a node's backtest and their plots — thin wrappers over
 ``risk_models`` and the functions the jobs use, so a notebook shows the pipeline's numbers.
 
 Roots are strings, local paths or object-store URIs (``s3://bucket/lake``,
@@ -44,6 +44,19 @@ VAR_CONFIDENCE, ES_CONFIDENCE = 0.99, 0.975
 #: Bump sizes for the delta-normal exposures, in shock units: log-returns for EQ/FX,
 #: absolute moves for rates (decimal) and vols (decimal).
 BUMP = {"EQ.": 1e-4, "FX.": 1e-4, "IR.": 1e-5, "VOL.": 1e-4}
+
+
+def display_function(namespace: dict[str, Any]):
+    """How a notebook shows a table or a figure: Databricks' ``display``, IPython's in
+    Jupyter, else ``print``."""
+    if namespace.get("display") is not None:
+        return namespace["display"]
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return print
+    return display if get_ipython() is not None else print
 
 
 def widget(dbutils: Any, name: str, default: str) -> str:
@@ -263,3 +276,75 @@ def node_backtest(
         "summary": stats.iloc[0].to_dict() if not stats.empty else {},
         "exception_dates": rows.loc[rows["is_exception"], "business_date"].tolist(),
     }
+
+
+# ---------------------------------------------------------------------------------- plots
+
+
+def save_figure(figure: Any, plots_dir: str, name: str) -> str:
+    """Write ``figure`` as ``plots_dir/name`` (PNG, local folder or URI); return where."""
+    import fsspec
+
+    target = under(plots_dir, name)
+    fs, path = fsspec.core.url_to_fs(target)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as fh:
+        figure.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)  # shown once, by the notebook's display(), not again by the backend
+    return target
+
+
+def plot_pnl_distribution(pnl: np.ndarray, node: str, business_date: date) -> Any:
+    """Histogram of the scenario P&L with VaR 99% and ES 97.5% (1-day) marked as losses."""
+    import matplotlib.pyplot as plt
+
+    var, es = historical_var(pnl, VAR_CONFIDENCE), historical_es(pnl, ES_CONFIDENCE)
+    figure, ax = plt.subplots(figsize=(9, 4.5))
+    ax.hist(pnl / 1e6, bins=60, color="#8a94a6", edgecolor="white")
+    ax.axvline(-var / 1e6, color="#c0392b", lw=2, label=f"VaR 99% 1d {var / 1e6:,.2f}M")
+    ax.axvline(-es / 1e6, color="#e39b27", lw=2, ls="--", label=f"ES 97.5% 1d {es / 1e6:,.2f}M")
+    ax.set(
+        title=f"{node} scenario P&L on {business_date} ({len(pnl)} scenarios)",
+        xlabel="P&L (USD millions; losses negative)",
+        ylabel="scenarios",
+    )
+    ax.legend()
+    return figure
+
+
+def plot_backtest(daily: pd.DataFrame, node: str) -> Any:
+    """Realised (hypothetical) P&L against the previous day's VaR, exceptions circled."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(10, 4.5))
+    days = pd.to_datetime(daily["business_date"])
+    pnl = daily["hypothetical_pnl_usd"] / 1e6
+    ax.bar(days, pnl, color=np.where(pnl >= 0, "#2f7d5b", "#8a94a6"), label="hypothetical P&L")
+    ax.plot(days, -daily["var_forecast_99_1d_usd"] / 1e6, color="#c0392b", label="-VaR 99% 1d")
+    hits = daily["is_exception"].astype(bool).to_numpy()
+    ax.scatter(
+        days[hits],
+        pnl[hits],
+        s=80,
+        facecolors="none",
+        edgecolors="#c0392b",
+        lw=2,
+        label=f"exceptions ({int(hits.sum())})",
+    )
+    ax.set(title=f"{node} backtest", ylabel="USD millions")
+    ax.legend(loc="lower left")
+    figure.autofmt_xdate()
+    return figure
+
+
+def plot_methods(table: pd.DataFrame) -> Any:
+    """VaR 99% 1-day by method, one bar per node."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(10, 4.5))
+    pivot = table.pivot(index="method", columns="node", values="var_99_1d_usd") / 1e6
+    pivot.plot.barh(ax=ax)
+    ax.set(title="VaR 99% 1d by method", xlabel="USD millions", ylabel="")
+    return figure

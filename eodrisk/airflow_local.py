@@ -105,12 +105,16 @@ def prepare_airflow_home(
     pagerduty_url: str | None = None,
     dag_config: Path | None = None,
     dags_folder: Path = DAGS_FOLDER,
+    reports_root: Path | None = None,
 ) -> dict[str, str]:
     """Create ``airflow_home`` and return the environment variables of an isolated Airflow.
 
     ``postgres_dsn`` is where the DAG's callbacks record run history (``risk.task_runs``,
-    ``risk.pipeline_runs``); ``pagerduty_url`` the Events API base URL critical alerts go to
-    (locally the sink's).
+    ``risk.pipeline_runs``) and the report reads the ``bi`` views; ``pagerduty_url`` the
+    Events API base URL critical alerts go to (locally the sink's). With the loopback sink's
+    webhook URL, the Slack Web API connection (the report's file upload) points at the same
+    sink. ``publish_report`` writes to ``reports_root`` (default ``airflow_home/reports``),
+    linked as a ``file://`` URL.
 
     Nothing is applied to ``os.environ``: pass the result to :func:`activate`, or to a
     subprocess (``env={**os.environ, **env}``).
@@ -125,7 +129,15 @@ def prepare_airflow_home(
             databricks_url, databricks_token
         )
     if slack_webhook_url is not None:
+        from eodrisk.slack_sink import WEBHOOK_PATH, slack_api_connection
+
         env["AIRFLOW_CONN_SLACK_EODRISK"] = slack_webhook_connection(slack_webhook_url)
+        if slack_webhook_url.endswith(WEBHOOK_PATH):
+            sink = slack_webhook_url.removesuffix(WEBHOOK_PATH)
+            env["AIRFLOW_CONN_SLACK_API_EODRISK"] = slack_api_connection(sink + "/api/")
+    reports = Path(reports_root or airflow_home / "reports").resolve()
+    env["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"] = str(reports)
+    env["AIRFLOW_VAR_EODRISK_REPORTS_URL"] = reports.as_uri()
     if postgres_dsn is not None:
         from eodrisk.status import airflow_postgres_connection
 

@@ -28,7 +28,7 @@ from eodrisk.emulator import Emulator
 from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
 from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
 from eodrisk.progress import Progress
-from eodrisk.report import default_out_path, write_report
+from eodrisk.report import default_out_path
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
 from eodrisk.slack_sink import SlackSink, read_messages
 
@@ -132,6 +132,7 @@ def run_demo(
             landing_root=landing,
             postgres_dsn=dsn,
             pagerduty_url=sink.base_url,
+            reports_root=default_out_path(data_dir, business_date).parent,
         )
         apply_migrations(dsn)  # `eodrisk db upgrade`: the deploy step, before the first task
         if history:
@@ -160,9 +161,8 @@ def run_demo(
         ]
         if dag.succeeded:
             _read_postgres(dsn, business_date, result)
-            result.report = write_report(
-                dsn, business_date, default_out_path(data_dir, business_date)
-            )
+            # Built and shared to Slack by the DAG's publish_report task.
+            result.report = default_out_path(data_dir, business_date)
         result.slack_messages = len(read_messages(sink.messages_file))
     print_summary(result, console)
     return result

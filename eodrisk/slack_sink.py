@@ -22,21 +22,38 @@ It also stands in for the PagerDuty Events API v2 at ``POST /v2/enqueue`` (point
 ``{"status": "success", "dedup_key": ...}`` to a valid event and ``400`` with the errors
 otherwise. Records of pages have ``"path": "/v2/enqueue"``; :func:`read_pages` reads them.
 
+It also answers the three Slack Web API calls of a file upload (``files_upload_v2`` of the
+Slack SDK, used by the provider's ``SlackHook.send_file_v1_to_v2``; point a ``slack``
+connection's ``base_url`` extra at :attr:`SlackSink.api_url`, see :func:`slack_api_connection`):
+``files.getUploadURLExternal`` hands out an upload URL on the sink, the bytes posted there
+are kept under ``<messages file stem>_files/<file id>/<file name>``, and
+``files.completeUploadExternal`` records the share (``"path": "/api/files.completeUploadExternal"``,
+the channel, the comment and each file's title and kept path); :func:`read_uploads` reads
+them. Like Slack, a Web API call without a bearer token answers ``{"ok": false, "error":
+"not_authed"}``.
+
 Each record is ``{"seq": n, "path": ..., "received_monotonic_s": ..., "payload": {...}}``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 WEBHOOK_PATH = "/services/T000EODRISK/B000EODRISK/localsink"
 PAGERDUTY_EVENTS_PATH = "/v2/enqueue"
+API_PATH = "/api/"
+COMPLETE_UPLOAD_PATH = API_PATH + "files.completeUploadExternal"
+_UPLOAD_PATH = "/upload/"
+_MAX_UPLOAD_BYTES = 64 << 20
 _PAGERDUTY_ACTIONS = ("trigger", "acknowledge", "resolve")
 _PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
 _MAX_BODY_BYTES = 1 << 20
@@ -49,6 +66,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path == PAGERDUTY_EVENTS_PATH:
             self._pagerduty_event()
+            return
+        if self.path.startswith(API_PATH):
+            self._web_api(urlsplit(self.path))
+            return
+        if self.path.startswith(_UPLOAD_PATH):
+            self._upload(self.path.removeprefix(_UPLOAD_PATH))
             return
         if not self.path.startswith("/services/"):
             self._reply(404, "no_service")
@@ -70,6 +93,60 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.record(self.path, payload)
         self._reply(200, "ok")
+
+    def _web_api(self, url: Any) -> None:
+        """``files.getUploadURLExternal`` and ``files.completeUploadExternal``, as Slack."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if 0 < length <= _MAX_BODY_BYTES else b""
+        params = dict(parse_qsl(url.query))
+        if body and self.headers.get("Content-Type", "").startswith("application/json"):
+            params.update(json.loads(body))
+        elif body:
+            params.update(parse_qsl(body.decode()))
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self._reply_json(200, {"ok": False, "error": "not_authed"})
+            return
+        method = url.path.removeprefix(API_PATH)
+        if method == "files.getUploadURLExternal":
+            if not params.get("filename") or not str(params.get("length", "")).isdigit():
+                self._reply_json(200, {"ok": False, "error": "invalid_arguments"})
+                return
+            file_id = self.server.new_upload(params["filename"], int(params["length"]))
+            upload_url = f"http://{self.headers['Host']}{_UPLOAD_PATH}{file_id}"
+            self._reply_json(200, {"ok": True, "upload_url": upload_url, "file_id": file_id})
+        elif method == "files.completeUploadExternal":
+            try:
+                files = json.loads(params.get("files") or "[]")
+                shared = self.server.complete_uploads(files, params, self.headers["Host"])
+            except (ValueError, KeyError, TypeError) as exc:
+                self._reply_json(200, {"ok": False, "error": f"invalid_arguments: {exc}"})
+                return
+            self._reply_json(200, {"ok": True, "files": shared})
+        else:
+            self._reply_json(200, {"ok": False, "error": "unknown_method"})
+
+    def _upload(self, file_id: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _MAX_UPLOAD_BYTES:
+            self._reply(400, "invalid_length")
+            return
+        if not self.server.store_upload(file_id, self.rfile.read(length)):
+            self._reply(404, "unknown_upload")
+            return
+        self._reply(200, f"OK - {length}")
+
+    def do_GET(self) -> None:
+        """A kept file, at the permalink ``files.completeUploadExternal`` answered."""
+        path = self.server.kept_file(unquote(urlsplit(self.path).path))
+        if path is None:
+            self._reply(404, "file_not_found")
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _pagerduty_event(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -117,12 +194,67 @@ class _SinkServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], messages_file: Path) -> None:
         super().__init__(address, _Handler)
         self.messages_file = messages_file
+        self.files_dir = uploads_dir(messages_file)
         self._lock = threading.Lock()
         self._seq = len(read_messages(messages_file))
+        self._uploads: dict[str, dict[str, Any]] = {}
 
     def next_seq(self) -> int:
         with self._lock:
             return self._seq + 1
+
+    def new_upload(self, filename: str, length: int) -> str:
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        with self._lock:
+            self._uploads[file_id] = {"name": Path(filename).name, "length": length}
+        return file_id
+
+    def store_upload(self, file_id: str, data: bytes) -> bool:
+        upload = self._uploads.get(file_id)
+        if upload is None or upload["length"] != len(data):
+            return False
+        kept = self.files_dir / file_id / upload["name"]
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(data)
+        upload["kept"] = kept
+        return True
+
+    def complete_uploads(
+        self, files: list[dict[str, Any]], params: dict[str, Any], host: str
+    ) -> list[dict[str, Any]]:
+        shared = []
+        for item in files:
+            upload = self._uploads[item["id"]]
+            kept: Path = upload["kept"]  # KeyError: the bytes never arrived
+            shared.append(
+                {
+                    "id": item["id"],
+                    "name": upload["name"],
+                    "title": item.get("title") or upload["name"],
+                    "size": kept.stat().st_size,
+                    "sha256": hashlib.sha256(kept.read_bytes()).hexdigest(),
+                    "kept_path": str(kept),
+                    "permalink": f"http://{host}/files/{item['id']}/{upload['name']}",
+                }
+            )
+        self.record(
+            COMPLETE_UPLOAD_PATH,
+            {
+                "channel_id": params.get("channel_id"),
+                "channels": params.get("channels"),
+                "initial_comment": params.get("initial_comment"),
+                "thread_ts": params.get("thread_ts"),
+                "files": shared,
+            },
+        )
+        return shared
+
+    def kept_file(self, path: str) -> Path | None:
+        parts = path.removeprefix("/files/").split("/")
+        upload = self._uploads.get(parts[0]) if len(parts) == 2 else None
+        if upload is None or upload.get("kept") is None or upload["name"] != parts[1]:
+            return None
+        return upload["kept"]
 
     def record(self, path: str, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -155,6 +287,11 @@ class SlackSink:
         if self._server is None:
             raise RuntimeError("SlackSink is not started; call start() first")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The Slack Web API base URL, for the ``base_url`` extra of a ``slack`` connection."""
+        return self.base_url + API_PATH
 
     @property
     def url(self) -> str:
@@ -235,6 +372,26 @@ def pagerduty_events_connection(base_url: str, integration_key: str = "eodrisk-l
     return json.dumps(
         {"conn_type": "pagerduty_events", "host": base_url, "password": integration_key}
     )
+
+
+def slack_api_connection(api_url: str, token: str = "xoxb-eodrisk-local") -> str:
+    """``AIRFLOW_CONN_*`` JSON for a ``slack`` (Web API) connection calling ``api_url``.
+
+    In production leave ``base_url`` out (Slack's own) and keep the bot token in the secrets
+    backend.
+    """
+    return json.dumps({"conn_type": "slack", "password": token, "extra": {"base_url": api_url}})
+
+
+def uploads_dir(messages_file: Path | str) -> Path:
+    """Where a sink writing ``messages_file`` keeps uploaded files."""
+    path = Path(messages_file)
+    return path.with_name(f"{path.stem}_files")
+
+
+def read_uploads(messages_file: Path | str) -> list[dict[str, Any]]:
+    """The file shares a sink received (``files.completeUploadExternal`` records)."""
+    return [r for r in read_messages(messages_file) if r["path"] == COMPLETE_UPLOAD_PATH]
 
 
 def read_pages(messages_file: Path | str) -> list[dict[str, Any]]:

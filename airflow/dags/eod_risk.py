@@ -12,8 +12,8 @@ PagerDuty. Every task attempt and every run is recorded in Postgres (`risk.task_
 ```
 wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_<r> ─┐ (per region)
                                                                               ▼
-                                                    firm_risk ─┬─► load_reporting
-                                                               └─► notify_summary
+                                  firm_risk ─┬─► load_reporting ─[risk_reporting]─► publish_report
+                                             └─► notify_summary
 ```
 
 Calendars (`eodrisk_dag/calendars.py`, one exchange per region in the config): the DAG runs
@@ -21,6 +21,12 @@ only on firm business days (a weekday on which at least one region trades). On a
 holiday its sensor and ingest are skipped — no wait, no alert — and its risk task values
 the positions of its previous business day under the day's market data (carried forward,
 flagged with that date in Delta, Postgres, the report and the Slack summary).
+
+`load_reporting` produces the Asset `risk_reporting` (the night's rows in Postgres);
+`publish_report` consumes it: it builds the daily HTML report from the `bi` views, writes it
+to the reports folder (Variable `eodrisk_reports_root`) and uploads it to Slack with the
+provider's file upload. The Slack summary links to the report's place under
+`eodrisk_reports_url`.
 
 Configuration: `eod_risk.yml` next to this file (regions, job names, connection ids,
 timeouts, retries, deadline, critical tasks). Business date: the logical date (`ds`), or the
@@ -39,6 +45,7 @@ from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifie
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.sdk import (
     DAG,
+    Asset,
     AsyncCallback,
     DeadlineAlert,
     DeadlineReference,
@@ -58,6 +65,7 @@ from eodrisk_dag.callbacks import (
 from eodrisk_dag.config import load_config
 from eodrisk_dag.idempotency import idempotency_token
 from eodrisk_dag.operators import RepairingRunNowOperator
+from eodrisk_dag.publish import publish_daily_report
 from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
 from eodrisk_dag.schedule import firm_run_times, schedule_window
 
@@ -71,6 +79,12 @@ DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
+REPORTS_ROOT = f"{{{{ var.value.{CONFIG.reports_root_variable} }}}}"
+REPORT_URL = f"{{{{ var.value.{CONFIG.reports_url_variable} }}}}/" + CONFIG.report.file.replace(
+    "{date}", BUSINESS_DATE
+)
+# The night's rows in Postgres: produced by load_reporting, consumed by publish_report.
+RISK_REPORTING = Asset(name="risk_reporting", uri="eodrisk://postgres/risk", group="eodrisk")
 IDEMPOTENCY_TOKEN = (
     "{{{{ idempotency_token(dag.dag_id, run_id, '{task_id}', '{scope}', dag_run.clear_number) }}}}"
 )
@@ -111,6 +125,7 @@ def databricks_job(
     job_parameters: dict[str, str],
     scope: str = "",
     trigger_rule: str = "all_success",
+    outlets: list[Asset] | None = None,
 ):
     """Run a bundle job by name and wait for it; run_id and run_page_url go to XCom.
 
@@ -134,6 +149,7 @@ def databricks_job(
         do_xcom_push=True,
         execution_timeout=CONFIG.execution_timeout.databricks_job,
         trigger_rule=trigger_rule,
+        outlets=outlets or [],
     )
 
 
@@ -264,7 +280,12 @@ with DAG(
         return trades_landed(marker_path, trades_path)
 
     @task(execution_timeout=CONFIG.execution_timeout.notify)
-    def notify_summary(business_date: str, firm_run_id: int | None, firm_run_page_url: str | None):
+    def notify_summary(
+        business_date: str,
+        firm_run_id: int | None,
+        firm_run_page_url: str | None,
+        report_url: str,
+    ):
         from airflow.sdk import get_current_context
 
         context = get_current_context()
@@ -283,6 +304,19 @@ with DAG(
             figures_ready_at=ti.start_date,
             sla_deadline=sla_deadline_of(dag_run, CONFIG.deadline_after_logical_date),
             log_url=ti.log_url,
+            report_url=report_url,
+        )
+
+    @task(inlets=[RISK_REPORTING], execution_timeout=CONFIG.execution_timeout.notify)
+    def publish_report(business_date: str, reports_root: str) -> dict:
+        return publish_daily_report(
+            business_date=business_date,
+            reports_root=reports_root,
+            file_pattern=CONFIG.report.file,
+            report_module=CONFIG.report.module,
+            postgres_conn_id=CONFIG.postgres_conn_id,
+            slack_api_conn_id=CONFIG.slack_api_conn_id,
+            slack_channel=CONFIG.report.slack_channel,
         )
 
     def region_parameters(region: str) -> dict[str, str]:
@@ -323,7 +357,10 @@ with DAG(
         {"business_date": BUSINESS_DATE, "regions": ",".join(CONFIG.region_names)},
     )
     load_reporting = databricks_job(
-        "load_reporting", CONFIG.jobs.load_reporting, {"business_date": BUSINESS_DATE}
+        "load_reporting",
+        CONFIG.jobs.load_reporting,
+        {"business_date": BUSINESS_DATE},
+        outlets=[RISK_REPORTING],
     )
 
     for r in CONFIG.regions:
@@ -336,8 +373,10 @@ with DAG(
         landed >> ingest[r.name] >> risk[r.name] >> firm_risk
 
     firm_risk >> load_reporting
+    load_reporting >> publish_report(business_date=BUSINESS_DATE, reports_root=REPORTS_ROOT)
     notify_summary(
         business_date=BUSINESS_DATE,
         firm_run_id=XComArg(firm_risk, key="run_id"),
         firm_run_page_url=XComArg(firm_risk, key="run_page_url"),
+        report_url=REPORT_URL,
     )

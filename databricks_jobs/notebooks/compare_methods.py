@@ -9,24 +9,28 @@
 
 # COMMAND ----------
 
+# %%
 from functools import partial
 
 from databricks_jobs import quant
 
 widget = partial(quant.widget, globals().get("dbutils"))  # None outside Databricks
-show = globals().get("display", print)
+show = quant.display_function(globals())
 
 # COMMAND ----------
 
+# %%
 lake_root = widget("lake_root", "./var/demo/lake")
 landing_root = widget("landing_root", "./var/demo/landing")
 business_date = widget("business_date", "")
 nodes = [n.strip() for n in widget("nodes", "FIRM").split(",") if n.strip()]
 n_sims = int(widget("n_sims", "20000"))
+plots_dir = widget("plots_dir", "./var/notebooks")
 day = quant.parse_date(business_date) if business_date else quant.latest_date(lake_root)
 
 # COMMAND ----------
 
+# %%
 import pandas as pd
 
 table = pd.concat(
@@ -41,4 +45,8 @@ show(table)
 
 # COMMAND ----------
 
+# %%
 show(table.pivot(index="method", columns="node", values="var_99_1d_usd").round(0))
+methods_figure = quant.plot_methods(table)
+methods_plot = quant.save_figure(methods_figure, plots_dir, f"var_methods_{day}.png")
+show(methods_figure)

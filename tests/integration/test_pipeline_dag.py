@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import date
 from pathlib import Path
@@ -18,7 +19,7 @@ from eodrisk.backfill import backfill
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
-from eodrisk.slack_sink import SlackSink, read_messages
+from eodrisk.slack_sink import SlackSink, read_messages, read_uploads
 from tests.airflow_env import write_dag_config
 from tests.reference_risk import region_pnl, var_es
 
@@ -143,6 +144,7 @@ def test_every_task_of_the_night_succeeds(good_night):
         *(f"risk_modelling.risk_{r.lower()}" for r in REGIONS),
         "firm_risk",
         "load_reporting",
+        "publish_report",
         "notify_summary",
     }
     assert expected <= set(states)
@@ -186,6 +188,30 @@ def test_slack_hears_the_summary_with_the_firm_figure(platform, good_night):
     assert platform["token"] not in text
 
 
+def test_the_nights_report_reaches_slack_as_a_file_and_the_summary_links_it(platform, good_night):
+    reports = Path(platform["env"]["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"])
+    published = reports / f"risk-report-{GOOD_DAY}.html"
+    (upload,) = read_uploads(platform["sink"].messages_file)
+    assert upload["payload"]["channel_id"] == "C0EODRISK"
+    assert str(GOOD_DAY) in upload["payload"]["initial_comment"]
+    (shared,) = upload["payload"]["files"]
+    assert shared["name"] == published.name
+    kept = Path(shared["kept_path"]).read_bytes()
+    assert kept == published.read_bytes()
+
+    # The file the sink kept is the night's report: its firm figures are Postgres's.
+    values = dict(re.findall(r'data-testid="([^"]+)" data-value="([^"]*)"', kept.decode()))
+    firm = next(r for r in var_summary(platform["dsn"], GOOD_DAY) if r[0] == "firm")
+    assert values["meta.business_date"] == str(GOOD_DAY)
+    assert float(values["firm.firm_var_99_1d_usd"]) == firm[4]
+    assert float(values["firm.firm_es_975_1d_usd"]) == firm[6]
+
+    summary = next(
+        m for m in read_messages(platform["sink"].messages_file) if "firm risk computed" in str(m)
+    )
+    assert f"<{published.as_uri()}|Daily report>" in json.dumps(summary["payload"]["blocks"])
+
+
 def test_running_the_same_date_again_changes_nothing(platform, good_night):
     rows_before = var_summary(platform["dsn"], GOOD_DAY)
     delta_before = delta_contents(platform["lake"], GOOD_DAY)
@@ -197,12 +223,18 @@ def test_running_the_same_date_again_changes_nothing(platform, good_night):
 
 def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(platform, good_night):
     sent_before = len(read_messages(platform["sink"].messages_file))
+    uploads_before = read_uploads(platform["sink"].messages_file)
     result = run_dag(platform["env"], BAD_DAY)
     assert not result.succeeded
     states = {t.task_id: t.state for t in result.tasks}
     assert states["data_ingestion.ingest_emea"] == "failed"
     assert states["firm_risk"] == "upstream_failed"
     assert states["load_reporting"] == "upstream_failed"
+    # No report after a failed night: nothing built, nothing uploaded.
+    assert states["publish_report"] == "upstream_failed"
+    assert read_uploads(platform["sink"].messages_file) == uploads_before
+    reports = Path(platform["env"]["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"])
+    assert not (reports / f"risk-report-{BAD_DAY}.html").exists()
     assert var_summary(platform["dsn"], BAD_DAY) == []
 
     new = read_messages(platform["sink"].messages_file)[sent_before:]

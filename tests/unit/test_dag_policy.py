@@ -181,11 +181,16 @@ def test_task_ids_and_graph(dag):
         **{f"data_ingestion.ingest_{r}": {f"risk_modelling.risk_{r}"} for r in REGIONS},
         **{f"risk_modelling.risk_{r}": {"firm_risk"} for r in REGIONS},
         "firm_risk": {"load_reporting", "notify_summary"},
-        "load_reporting": set(),
+        "load_reporting": {"publish_report"},
+        "publish_report": set(),
         "notify_summary": set(),
     }
     actual = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
     assert actual == expected
+    # The load produces the Asset the report's publication consumes.
+    tasks = {t.task_id: t for t in dag.tasks}
+    (produced,) = tasks["load_reporting"].outlets
+    assert [a.name for a in tasks["publish_report"].inlets] == [produced.name] == ["risk_reporting"]
     assert set(dag.task_group_dict) >= {"data_ingestion", "risk_modelling"}
 
 

@@ -1,7 +1,9 @@
-"""The quant notebooks run top to bottom as Python files against a small lake (no Spark).
+"""The quant notebooks run top to bottom against a small lake (no Spark): as Python files
+(``runpy``, a stub ``dbutils`` whose widgets hold the test's values, as on Databricks) and
+as Jupyter notebooks (jupytext reads the ``# %%`` cells, nbclient executes them in a
+kernel, widgets from ``EODRISK_<NAME>`` variables) that show and write their plots.
 
-The lake is built with the back-history fast path (``eodrisk.backfill``); each notebook is
-executed with ``runpy`` and a stub ``dbutils`` whose widgets hold the test's values.
+The lake is built with the back-history fast path (``eodrisk.backfill``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def run_notebook(name: str, **widgets: str) -> dict:
     assert lines[0] == "# Databricks notebook source"
     assert "# COMMAND ----------" in lines
     shown: list = []
+    widgets.setdefault("plots_dir", str(Path(widgets["lake_root"]).parent / "plots"))
     namespace = runpy.run_path(
         str(path),
         init_globals={"dbutils": StubDbutils(**widgets), "display": shown.append},
@@ -125,3 +128,76 @@ def test_run_backtest_reports_traffic_light_and_tests(lake, capsys):
         lr += 2 * ((n - x) * math.log(1 - x / n) + x * math.log(x / n))
     assert stats_["kupiec_lr"] == pytest.approx(lr, rel=1e-12)
     assert "Basel zone" in capsys.readouterr().out
+
+
+# ---- the same notebooks in Jupyter: jupytext reads the `# %%` cells, nbclient runs a kernel
+
+
+def run_in_jupyter(name: str, monkeypatch, **widgets: str):
+    """Execute a notebook through a Jupyter kernel (widgets as EODRISK_<NAME> variables)."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    for key, value in widgets.items():
+        monkeypatch.setenv(f"EODRISK_{key.upper()}", value)
+    notebook = jupytext.read(NOTEBOOKS / name, fmt="py:percent")
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert len(code) >= 3, f"{name}: the `# %%` cells beside the Databricks markers"
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    return notebook
+
+
+def outputs(notebook, mime: str) -> list:
+    return [
+        out["data"][mime]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if mime in out.get("data", {})
+    ]
+
+
+def stream_text(notebook) -> str:
+    return "".join(
+        out.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream"
+    )
+
+
+def test_notebooks_run_in_a_jupyter_kernel_and_write_their_plots(lake, tmp_path, monkeypatch):
+    import base64
+
+    from databricks_jobs.quant import read_table
+
+    landing, lake_root = lake
+    plots = tmp_path / "plots"
+    # The lake as a URI (file://): the same path as s3:// or abfss:// roots, without Path().
+    explore = run_in_jupyter(
+        "explore_var.py", monkeypatch, lake_root=lake_root.as_uri(), plots_dir=str(plots)
+    )
+    firm = read_table(str(lake_root), "gold.var_results", business_date=DAYS[-1])
+    firm_var = firm.loc[firm["node"] == "FIRM", "var_99_1d_usd"].iloc[0]
+    assert f"FIRM VaR 99% 1d: {firm_var:,.0f} USD" in stream_text(explore)
+    backtest = run_in_jupyter("run_backtest.py", monkeypatch, node="EMEA", plots_dir=str(plots))
+    assert "Basel zone" in stream_text(backtest)
+    methods = run_in_jupyter(
+        "compare_methods.py",
+        monkeypatch,
+        landing_root=landing.as_uri(),
+        nodes="FIRM",
+        n_sims="500",
+        plots_dir=str(plots),
+    )
+    for notebook in (explore, backtest, methods):
+        (png,) = outputs(notebook, "image/png")  # shown once, inline
+        assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+    written = sorted(p.name for p in plots.iterdir())
+    assert written == [
+        "backtest_EMEA.png",
+        f"pnl_distribution_FIRM_{DAYS[-1]}.png",
+        f"var_methods_{DAYS[-1]}.png",
+    ]
+    assert all((plots / name).read_bytes()[:4] == b"\x89PNG" for name in written)

@@ -6,6 +6,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,35 @@ def test_pagerduty_provider_hook_posts_to_the_sink(sink):
     assert page["payload"]["routing_key"] == "local-key"
     assert page["payload"]["payload"]["summary"] == "SLA missed"
     assert dedup.startswith("eodrisk-sink-")
+
+
+def test_provider_file_upload_is_kept_and_recorded(sink, monkeypatch, tmp_path):
+    """SlackHook.send_file_v1_to_v2 (files_upload_v2: three Web API steps) against the sink."""
+    from airflow.providers.slack.hooks.slack import SlackHook
+
+    from eodrisk.slack_sink import read_uploads, slack_api_connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_EODRISK", slack_api_connection(sink.api_url))
+    report = tmp_path / "risk-report-2026-11-24.html"
+    report.write_bytes("<html>VaR €1</html>".encode() * 1000)
+    responses = SlackHook(slack_conn_id="slack_api_eodrisk").send_file_v1_to_v2(
+        channels="C0EODRISK", file=report, title="Daily risk report", initial_comment="see"
+    )
+    shared = responses[0]["file"]
+    uploads = read_uploads(sink.messages_file)
+    assert len(uploads) == 1
+    payload = uploads[0]["payload"]
+    assert payload["channel_id"] == "C0EODRISK" and payload["initial_comment"] == "see"
+    (kept,) = payload["files"]
+    assert kept["title"] == "Daily risk report" and kept["name"] == report.name
+    assert Path(kept["kept_path"]).read_bytes() == report.read_bytes()
+    with urllib.request.urlopen(shared["permalink"], timeout=5) as response:
+        assert response.read() == report.read_bytes()
+
+
+def test_web_api_without_a_token_is_not_authed(sink):
+    request = urllib.request.Request(
+        sink.api_url + "files.getUploadURLExternal?filename=a.html&length=3", data=b""
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read()) == {"ok": False, "error": "not_authed"}

@@ -150,6 +150,7 @@ def post_firm_summary(
     figures_ready_at: datetime | None = None,
     sla_deadline: datetime | None = None,
     log_url: str | None = None,
+    report_url: str | None = None,
 ) -> dict[str, Any]:
     """Post the success summary to Slack; returns the message (small, for the task log).
 
@@ -187,6 +188,7 @@ def post_firm_summary(
         latency_s=latency_s,
         sla_deadline=_local_time(sla_deadline),
         sla_margin_s=margin_s,
+        report_url=report_url,
     )
     send_to_slack(slack_webhook_conn_id, message)
     log.info("Posted the summary: %s", message["text"])

@@ -83,6 +83,15 @@ class ExecutionTimeouts:
 
 
 @dataclass(frozen=True)
+class Report:
+    """The daily HTML report the DAG publishes after the load (eodrisk_dag/publish.py)."""
+
+    file: str  # file name, with the placeholder {date} (YYYY-MM-DD)
+    module: str  # ``python -m <module> --date D --out FILE`` builds it
+    slack_channel: str  # Slack channel ID the file is shared to
+
+
+@dataclass(frozen=True)
 class DagConfig:
     source: Path
     owner: str
@@ -95,10 +104,14 @@ class DagConfig:
     jobs: Jobs
     databricks_conn_id: str
     slack_webhook_conn_id: str
+    slack_api_conn_id: str
     postgres_conn_id: str
     pagerduty_events_conn_id: str
     critical_tasks: tuple[str, ...]
     landing_root_variable: str
+    reports_root_variable: str
+    reports_url_variable: str
+    report: Report
     trades_file: str
     marker_file: str
     sensor_poke_interval: timedelta
@@ -307,6 +320,7 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
             "retries",
             "execution_timeout",
             "alerts",
+            "report",
         },
     )
 
@@ -355,7 +369,7 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
     conns = r.mapping(
         top["connections"],
         ("connections",),
-        {"databricks", "slack_webhook", "postgres", "pagerduty_events"},
+        {"databricks", "slack_webhook", "slack_api", "postgres", "pagerduty_events"},
     )
     alerts = r.mapping(top["alerts"], ("alerts",), {"critical_tasks"})
     critical = alerts["critical_tasks"]
@@ -365,7 +379,17 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
             "expected a non-empty list of task ids whose failure pages the on-call, "
             "e.g. [firm_risk, load_reporting]",
         )
-    variables = r.mapping(top["variables"], ("variables",), {"landing_root"})
+    variables = r.mapping(
+        top["variables"], ("variables",), {"landing_root", "reports_root", "reports_url"}
+    )
+    report = r.mapping(top["report"], ("report",), {"file", "module", "slack_channel"})
+    report_file = r.string(report["file"], ("report", "file"))
+    if "{date}" not in report_file or not _FILE_NAME.fullmatch(report_file.replace("{date}", "")):
+        raise doc.error(
+            ("report", "file"),
+            f"{report_file!r} must be a plain file name (letters, digits, '_', '-', '.'; "
+            "no '/' or '..') containing the placeholder {date}",
+        )
     landing = r.mapping(top["landing_files"], ("landing_files",), {"trades", "marker"})
     for key in ("trades", "marker"):
         pattern = r.string(landing[key], ("landing_files", key))
@@ -445,6 +469,7 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         slack_webhook_conn_id=r.string(
             conns["slack_webhook"], ("connections", "slack_webhook"), _CONN_ID
         ),
+        slack_api_conn_id=r.string(conns["slack_api"], ("connections", "slack_api"), _CONN_ID),
         postgres_conn_id=r.string(conns["postgres"], ("connections", "postgres"), _CONN_ID),
         pagerduty_events_conn_id=r.string(
             conns["pagerduty_events"], ("connections", "pagerduty_events"), _CONN_ID
@@ -454,6 +479,17 @@ def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
         ),
         landing_root_variable=r.string(
             variables["landing_root"], ("variables", "landing_root"), _CONN_ID
+        ),
+        reports_root_variable=r.string(
+            variables["reports_root"], ("variables", "reports_root"), _CONN_ID
+        ),
+        reports_url_variable=r.string(
+            variables["reports_url"], ("variables", "reports_url"), _CONN_ID
+        ),
+        report=Report(
+            file=report_file,
+            module=r.string(report["module"], ("report", "module")),
+            slack_channel=r.string(report["slack_channel"], ("report", "slack_channel")),
         ),
         trades_file=landing["trades"],
         marker_file=landing["marker"],

@@ -165,6 +165,7 @@ def build_summary_message(
     latency_s: float | None = None,
     sla_deadline: str | None = None,
     sla_margin_s: float | None = None,
+    report_url: str | None = None,
 ) -> dict[str, Any]:
     """The Slack message when the night's risk is computed (figures when the summary exists).
 
@@ -181,6 +182,8 @@ def build_summary_message(
             {"type": "mrkdwn", "text": link(log_url, "Airflow")},
         ],
     }
+    if report_url:  # published by publish_report once the figures are loaded
+        links["elements"].insert(0, {"type": "mrkdwn", "text": link(report_url, "Daily report")})
     if not summary:
         blocks.append(_mrkdwn("Figures unavailable: the firm job returned no summary output."))
         if timing:
