@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean superset
 
 # Two distributions, both editable: the jobs artifact (pyproject.toml, what the bundle deploys)
 # and the local platform (local-platform/pyproject.toml: CLI, emulator, demo, report).
@@ -15,6 +15,12 @@ $(BIN)/.installed: pyproject.toml local-platform/pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/eodrisk demo $(ARGS)
+
+# The BI tool: Apache Superset in its own virtualenv (its pins clash with Airflow's), built from
+# eodrisk/superset/requirements.txt outside the repository (~/.cache/eodrisk/superset-<hash>),
+# so a clean clone on the same machine reuses it. `eodrisk bi` serves the dashboards.
+superset: $(BIN)/.installed
+	$(BIN)/eodrisk bi install
 
 # The lint gates; CI (.github/workflows/ci.yml) and .pre-commit-config.yaml run the same
 # commands (tests/unit/test_workflows.py keeps them in step).

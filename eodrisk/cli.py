@@ -5,6 +5,7 @@ eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files
 eodrisk backfill --landing-root DIR --lake-root DIR       back history (fast path) into a lake
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
 eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
+eodrisk bi [install]                                      Superset over the bi views
 eodrisk db upgrade [--dsn DSN]                            apply sql/ (owner role; a deploy step)
 eodrisk monitoring up [--data-dir DIR]                    Prometheus + Alertmanager, live metrics
 """
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="the last nights' runs (exit 1 if the last failed)", add_help=False
     )
     sub.add_parser("metrics", help="Prometheus metrics of the runs", add_help=False)
+    sub.add_parser("bi", help="Superset over the bi views (make superset first)", add_help=False)
     sub.add_parser("monitoring", help="Prometheus + Alertmanager on this machine", add_help=False)
 
     from eodrisk.report import add_arguments as add_report_arguments
@@ -142,6 +144,10 @@ def _main(argv: list[str] | None = None) -> int:
         from eodrisk.emulator import main as emulator_main
 
         return emulator_main(argv[1:]) or 0
+    if argv[:1] == ["bi"]:
+        from eodrisk.bi import main as bi_main
+
+        return bi_main(argv[1:])
     if argv[:1] == ["backfill"]:
         from eodrisk.backfill import main as backfill_main
 

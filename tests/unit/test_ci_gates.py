@@ -29,7 +29,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-TOOLS = ("ruff", "sqlfluff", "mypy", "pytest", "check-jsonschema")
+TOOLS = (
+    "ruff",
+    "sqlfluff",
+    "mypy",
+    "pytest",
+    "check-jsonschema",
+    "eodrisk",
+)  # eodrisk: make superset
 NOT_COPIED = {".git", ".venv", "var", "build", "dist", "spark-warehouse", "metastore_db"}
 NOT_COPIED |= {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
 POLICY_MODULE = "tests/unit/test_dag_policy.py"
@@ -362,10 +369,11 @@ def test_ci_run_is_make_test_and_make_test_is_lint_then_the_whole_suite():
     for installer, required in (
         (".ci/install-chromium", "export EODRISK_REQUIRE_CHROMIUM=1"),
         (".ci/install-prometheus", "export EODRISK_REQUIRE_PROMETHEUS=1"),
+        ("make superset", "export EODRISK_REQUIRE_SUPERSET=1"),
     ):
         assert commands.index(installer) < make_test, commands
         assert commands.index(required) < make_test, commands
-        assert os.access(REPO / installer, os.X_OK), installer
+        assert installer.startswith("make ") or os.access(REPO / installer, os.X_OK), installer
     dry = subprocess.run(
         ["make", "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "test", "VENV=.venv"],
         cwd=REPO,
