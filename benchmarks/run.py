@@ -17,7 +17,7 @@ import traceback
 
 from benchmarks.common import Report, append_results, machine, markdown_table
 
-NAMES = ("var", "revaluation", "ingest", "postgres", "night")
+NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import bench_ingest
 
                 out = [bench_ingest.run(args.quick, spark)]
+            elif name == "beyond_var":
+                from benchmarks import bench_beyond_var
+
+                out = [bench_beyond_var.run(args.quick)]
             elif name == "postgres":
                 from benchmarks import bench_postgres
 

@@ -5,10 +5,11 @@ positions of P (``gold.positions``) are fully revalued, as of P, under the marke
 from P's closes to D's; each book, desk, region and the firm is compared with its 99%
 1-day VaR of P (``gold.var_results``). Writes the D partition of ``gold.backtest`` and of
 ``gold.backtest_summary`` (Basel traffic light, Kupiec and Christoffersen over the last
-250 observations of the firm and each region). On the first night (no results for P) it
-writes nothing and says why. A region closed on D (``positions_date`` of its D figures
-before D: carried forward) is observed in the firm's P&L but not on its own nodes, so each
-region's window runs over its own business days (``backtesting``).
+250 observations of the firm and each region) and of ``gold.desk_tests`` (the FRTB
+desk-level P&L attribution test and desk backtests, ``desk_tests``). On the first night
+(no results for P) it writes nothing and says why. A region closed on D (``positions_date``
+of its D figures before D: carried forward) is observed in the firm's P&L but not on its own
+nodes, so each region's window runs over its own business days (``backtesting``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from databricks_jobs.backtesting import (
     summary_rows,
 )
 from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.desk_tests import desk_tests
 from databricks_jobs.reference_data import read_instruments, read_market_history
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.valuation import instrument_terms
@@ -116,6 +118,11 @@ def run_backtest(
     )
     summary = summary_rows(history)
     write_summary(spark, store, summary, business_date, run_id)
+    store.replace_partition(
+        desk_tests(store, business_date, present, run_id),
+        "gold.desk_tests",
+        {"business_date": business_date},
+    )
 
     result = {
         "business_date": business_date.isoformat(),

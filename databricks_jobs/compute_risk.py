@@ -3,9 +3,10 @@
 Positions (trades netted by book and instrument) are fully revalued under the last 500
 daily market moves by ``risk_models.revaluation``, distributed by book over Spark; the book
 P&L vectors are rolled up to desks and the region, and each book's Euler contribution to
-its desk's and the region's VaR is computed. Writes the (business_date, region) partitions
-of ``gold.positions``, ``gold.pnl_vectors``, ``gold.var_contributions`` and
-``gold.var_results``.
+its desk's and the region's VaR is computed. In the same pass each book is revalued in the
+stress states (hypothetical shocks and the named historical periods, ``stress_testing``).
+Writes the (business_date, region) partitions of ``gold.positions``, ``gold.pnl_vectors``,
+``gold.stress_pnl``, ``gold.var_contributions`` and ``gold.var_results``.
 
 Carry-forward: on the region's exchange holiday no trade file lands, and the DAG passes
 ``--positions-date``, the region's previous business day. The positions computed for that
@@ -32,17 +33,26 @@ from databricks_jobs.reference_data import read_instruments, read_market_history
 from databricks_jobs.risk_metrics import (
     NodeRisk,
     VarContribution,
+    hierarchy_pnl,
     region_contributions,
     rollup_region,
 )
 from databricks_jobs.spark_session import get_spark
+from databricks_jobs.stress_testing import (
+    STRESS_PNL_COLUMNS,
+    StressStates,
+    read_states,
+    stress_rows,
+)
 from databricks_jobs.valuation import DAYS_PER_YEAR, SCENARIO_WINDOW, is_log_factor, portfolio_of
 from risk_models.revaluation import revalue
 from risk_models.scenarios import apply_shocks, scenario_shocks
 
 log = logging.getLogger("eodrisk.compute_risk")
 
-BOOK_PNL_SCHEMA = "book string, desk string, n_positions long, pnl array<double>"
+BOOK_PNL_SCHEMA = (
+    "book string, desk string, n_positions long, pnl array<double>, stress_pnl array<double>"
+)
 NODE_COLUMNS = (
     "business_date date, region string, level string, node string, parent string, "
     "var_99_1d_usd double, var_99_10d_usd double, es_975_1d_usd double, "
@@ -64,13 +74,15 @@ class RiskInputError(RuntimeError):
 
 def market_scenarios(
     spark: SparkSession, landing_root: str, business_date: date, window: int
-) -> tuple[list[str], np.ndarray, np.ndarray, list[date]]:
-    """Factor names, base levels (F,), scenario levels (S, F) and the scenario dates."""
+) -> tuple[list[str], np.ndarray, np.ndarray, list[date], StressStates]:
+    """Factor names, base levels (F,), scenario levels (S, F), the scenario dates and the
+    stress states of the date."""
     dates, factors, levels = read_market_history(spark, landing_root, business_date, window + 1)
     is_log = is_log_factor(factors)
     shocks = scenario_shocks(levels, is_log, window)
     base = levels[-1]
-    return factors, base, apply_shocks(base, shocks, is_log), dates[1:]
+    states = read_states(spark, landing_root, dates, factors, levels)
+    return factors, base, apply_shocks(base, shocks, is_log), dates[1:], states
 
 
 def checked_trades(store: DeltaStore, business_date: date, region: str) -> DataFrame:
@@ -138,21 +150,29 @@ def with_terms(positions: DataFrame, instruments: DataFrame, valuation_date: dat
 
 
 def book_pnl_vectors(
-    positions: DataFrame, factors: list[str], base: np.ndarray, scenarios: np.ndarray
+    positions: DataFrame,
+    factors: list[str],
+    base: np.ndarray,
+    scenarios: np.ndarray,
+    stress_levels: np.ndarray,
 ) -> DataFrame:
-    """Scenario P&L of each book, revalued in parallel on the executors."""
+    """Scenario and stress P&L of each book, revalued in parallel on the executors (one
+    revaluation of the book over the VaR scenarios and the stress states together)."""
+    n_scenarios = scenarios.shape[0]
+    states = np.vstack([scenarios, stress_levels])
 
     def revalue_book(frame: pd.DataFrame) -> pd.DataFrame:
         # Spark hands a group's rows over in no fixed order; sorting makes the float sum,
         # and so a rerun, bit-for-bit reproducible.
         frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
-        pnl = revalue(portfolio_of(frame, factors), base, scenarios).sum(axis=0)
+        pnl = revalue(portfolio_of(frame, factors), base, states).sum(axis=0)
         return pd.DataFrame(
             {
                 "book": [frame["book"].iloc[0]],
                 "desk": [frame["desk"].iloc[0]],
                 "n_positions": [len(frame)],
-                "pnl": [pnl],
+                "pnl": [pnl[:n_scenarios]],
+                "stress_pnl": [pnl[n_scenarios:]],
             }
         )
 
@@ -190,16 +210,22 @@ def compute_region_risk(
     unknown = positions.where(F.col("instrument_type").isNull()).limit(1).collect()
     if unknown:
         raise RiskInputError(f"instrument {unknown[0]['instrument_id']} has no reference data")
-    factors, base, scenarios, scenario_dates = market_scenarios(
+    factors, base, scenarios, scenario_dates, states = market_scenarios(
         spark, landing_root, business_date, window
     )
-    books = book_pnl_vectors(positions, factors, base, scenarios).orderBy("book").collect()
+    books = (
+        book_pnl_vectors(positions, factors, base, scenarios, states.levels)
+        .orderBy("book")
+        .collect()
+    )
     if not books:
         raise RiskInputError(f"no positions for {region} on {business_date}")
     book_pnl = np.array([row["pnl"] for row in books], dtype=np.float64)
     book_names, desk_names = [r["book"] for r in books], [r["desk"] for r in books]
     nodes = rollup_region(region, book_names, desk_names, book_pnl)
     contributions = region_contributions(region, book_names, desk_names, book_pnl)
+    book_stress = np.array([row["stress_pnl"] for row in books], dtype=np.float64)
+    stress_nodes = hierarchy_pnl(region, book_names, desk_names, book_stress)
 
     partition = {"business_date": business_date, "region": region}
     store.replace_partition(
@@ -217,6 +243,13 @@ def compute_region_risk(
         partition,
     )
     write_contributions(spark, store, contributions, business_date, region, run_id)
+    store.replace_partition(
+        spark.createDataFrame(
+            stress_rows(business_date, region, stress_nodes, states, run_id), STRESS_PNL_COLUMNS
+        ),
+        "gold.stress_pnl",
+        partition,
+    )
     write_nodes(spark, store, nodes, business_date, region, run_id, scenario_dates, positions_date)
     positions.unpersist()
     carried = (

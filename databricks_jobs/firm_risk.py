@@ -4,6 +4,7 @@ VaR is not additive: the firm figure comes from the scenario-by-scenario sum of 
 regions' P&L vectors, and the diversification benefit is the sum of the regions'
 stand-alone VaR minus the firm VaR. Refuses to produce a firm figure unless every
 expected region has results for the date, computed over the same scenarios.
+The firm's stress P&L is the state-by-state sum of the regions' (``gold.stress_pnl``).
 Each book's Euler contribution to the firm VaR comes from the books' P&L vectors of all
 regions. A region closed for its exchange holiday enters with its carried-forward
 positions (``compute_risk --positions-date``); the summary names such regions with the
@@ -30,6 +31,7 @@ from databricks_jobs.compute_risk import RiskInputError, write_contributions, wr
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.risk_metrics import node_contributions, node_risk
 from databricks_jobs.spark_session import get_spark
+from risk_models.stress import worst_loss
 
 log = logging.getLogger("eodrisk.firm_risk")
 
@@ -105,6 +107,7 @@ def compute_firm_risk(
         [(business_date, firm.var_99_1d_usd, sum_region_var, benefit, ",".join(regions), run_id)],
         SUMMARY_COLUMNS,
     )
+    stress = firm_stress(store, business_date, regions, run_id)
     store.replace_partition(summary_row, "gold.firm_summary", {"business_date": business_date})
 
     audits = {
@@ -119,6 +122,7 @@ def compute_firm_risk(
         "diversification_benefit_usd": benefit,
         # Regions closed for their exchange holiday: the date their positions come from.
         "carried_forward": {r: day.isoformat() for r, day in carried_forward.items()},
+        "worst_stress": stress,
         "trades": {
             r: {
                 "read": audits[r]["rows_read"],
@@ -134,6 +138,57 @@ def compute_firm_risk(
         f"benefit {benefit:,.0f} USD"
     )
     return summary
+
+
+def firm_stress(
+    store: DeltaStore, business_date: date, regions: list[str], run_id: str
+) -> dict[str, dict[str, Any]]:
+    """Write the firm's rows of ``gold.stress_pnl`` (the regions' summed state by state);
+    return the worst scenario of the firm and of each region (loss positive)."""
+    region_rows = store.read("gold.stress_pnl", {"business_date": business_date}).where(
+        (F.col("level") == "region") & F.col("region").isin(regions)
+    )
+    states = ["scenario", "kind", "state_date"]
+    firm = region_rows.groupBy(*states).agg(
+        F.sum("pnl_usd").alias("pnl_usd"),
+        F.countDistinct("region").alias("n_regions"),
+    )
+    if firm.where(F.col("n_regions") != len(regions)).limit(1).count():
+        raise RiskInputError(
+            f"stress P&L of {business_date} is missing for some of {regions} in some "
+            "scenario: rerun compute_risk for the regions"
+        )
+    firm_rows = firm.select(
+        F.lit(business_date).alias("business_date"),
+        F.lit(FIRM).alias("region"),
+        F.lit("firm").alias("level"),
+        F.lit(FIRM).alias("node"),
+        F.lit("").alias("parent"),
+        *states,
+        "pnl_usd",
+        F.lit(run_id).alias("run_id"),
+    )
+    store.replace_partition(
+        firm_rows, "gold.stress_pnl", {"business_date": business_date, "region": FIRM}
+    )
+    # Worst state of each scenario per node: a handful of rows (nodes x scenarios).
+    worst_by_scenario = (
+        store.read("gold.stress_pnl", {"business_date": business_date})
+        .where(F.col("level").isin("firm", "region") & F.col("region").isin(*regions, FIRM))
+        .groupBy("node", "scenario")
+        .agg(F.min("pnl_usd").alias("pnl_usd"))
+        .collect()
+    )
+    nodes = sorted({r["node"] for r in worst_by_scenario})
+    by_scenario: dict[str, dict[str, float]] = {}
+    for r in worst_by_scenario:
+        by_scenario.setdefault(r["scenario"], {})[r["node"]] = r["pnl_usd"]
+    loss, scenario = worst_loss(
+        {s: np.array([by_scenario[s][n] for n in nodes]) for s in sorted(by_scenario)}
+    )
+    return {
+        n: {"scenario": str(scenario[i]), "loss_usd": float(loss[i])} for i, n in enumerate(nodes)
+    }
 
 
 def _figures(node) -> dict[str, float]:

@@ -5,9 +5,11 @@ migration this artifact ships (migrations are a deploy step: the ``migrate`` job
 db upgrade`` locally), then in ONE transaction, under an advisory lock for the date:
 replaces the date's rows of ``risk.var_summary``, ``risk.firm_summary``,
 ``risk.ingest_audit``, ``risk.quarantine_summary``, ``risk.var_contributions``,
-``risk.backtest`` and ``risk.backtest_summary`` (COPY into staging + upsert).
-Nothing is loaded for a date without a firm figure; a date without a backtest (the first
-night) loads no backtest rows.
+``risk.backtest``, ``risk.backtest_summary``, ``risk.desk_tests``, ``risk.stress_results``
+and ``risk.frtb_es`` (COPY into staging
++ upsert), then recomputes the date's ``risk.limit_utilisation`` against the limits in force
+(``risk.refresh_limit_utilisation``, sql/0006). Nothing is loaded for a date without a firm
+figure; a date without a backtest (the first night) loads no backtest rows.
 """
 
 from __future__ import annotations
@@ -68,6 +70,23 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
     contributions = _rows_if_exists(store, "gold.var_contributions", when, scope)
     backtest = _rows_if_exists(store, "gold.backtest", when, scope)
     backtest_summary = _rows_if_exists(store, "gold.backtest_summary", when, scope)
+    desk_tests = _rows_if_exists(store, "gold.desk_tests", when, F.col("region").isin(regions))
+    frtb = _rows_if_exists(
+        store, "gold.frtb_results", when, scope & F.col("level").isin("firm", "desk")
+    )
+    stress = (
+        store.read("gold.stress_pnl", when)
+        .where(scope)
+        .groupBy("region", "level", "node", "scenario", "kind")
+        .agg(
+            F.min("pnl_usd").alias("pnl_usd"),
+            F.min_by("state_date", "pnl_usd").alias("worst_date"),
+            F.max("run_id").alias("run_id"),
+        )
+        .collect()
+        if store.exists("gold.stress_pnl")
+        else []
+    )
     return rows_for_tables(
         business_date,
         firm=firm,
@@ -77,6 +96,9 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
         contributions=contributions,
         backtest=backtest,
         backtest_summary=backtest_summary,
+        stress=stress,
+        desk_tests=desk_tests,
+        frtb=frtb,
     )
 
 
@@ -90,8 +112,16 @@ def rows_for_tables(
     contributions: Sequence[Mapping[str, Any]],
     backtest: Sequence[Mapping[str, Any]],
     backtest_summary: Sequence[Mapping[str, Any]],
+    stress: Sequence[Mapping[str, Any]] = (),
+    desk_tests: Sequence[Mapping[str, Any]] = (),
+    frtb: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, list[tuple]]:
-    """The date's rows of each Postgres table, from the Delta rows (Spark rows or dicts)."""
+    """The date's rows of each Postgres table, from the Delta rows (Spark rows or dicts).
+
+    ``stress``: each node's worst state per stress scenario; ``desk_tests``: the desks' PLA
+    test and backtest; ``frtb``: FRTB ES of the firm and the desks (the back history has
+    none of them).
+    """
     return {
         "risk.var_summary": [
             (
@@ -152,6 +182,12 @@ def rows_for_tables(
             (d, s["level"], s["node"], *(s[c] for c in BACKTEST_SUMMARY_VALUES))
             for s in backtest_summary
         ],
+        "risk.stress_results": [
+            (d, s["level"], s["node"], s["scenario"], *(s[c] for c in STRESS_VALUES))
+            for s in stress
+        ],
+        "risk.desk_tests": [(d, t["desk"], *(t[c] for c in DESK_TEST_VALUES)) for t in desk_tests],
+        "risk.frtb_es": [(d, f["level"], f["node"], *(f[c] for c in FRTB_VALUES)) for f in frtb],
     }
 
 
@@ -172,6 +208,29 @@ BACKTEST_VALUES = (
 )
 # The summary's columns after its key (level, node), as the backtest job writes them.
 BACKTEST_SUMMARY_VALUES = (*SUMMARY_COLUMNS[2:], "run_id")
+STRESS_VALUES = ("region", "kind", "worst_date", "pnl_usd", "run_id")
+FRTB_VALUES = (
+    "region",
+    "es_full_current_usd",
+    "es_reduced_current_usd",
+    "es_reduced_stressed_usd",
+    "stress_window_start",
+    "stress_window_end",
+    "frtb_es_usd",
+    "imcc_usd",
+    "run_id",
+)
+DESK_TEST_VALUES = (
+    "region",
+    "observations",
+    "pla_spearman",
+    "pla_ks",
+    "pla_zone",
+    "exceptions_99",
+    "exceptions_975",
+    "backtest_eligible",
+    "run_id",
+)
 TABLES = {
     "risk.var_summary": (
         ("business_date", "level", "node"),
@@ -201,6 +260,9 @@ TABLES = {
     ),
     "risk.backtest": (("business_date", "level", "node"), BACKTEST_VALUES),
     "risk.backtest_summary": (("business_date", "level", "node"), BACKTEST_SUMMARY_VALUES),
+    "risk.stress_results": (("business_date", "level", "node", "scenario"), STRESS_VALUES),
+    "risk.desk_tests": (("business_date", "desk"), DESK_TEST_VALUES),
+    "risk.frtb_es": (("business_date", "level", "node"), FRTB_VALUES),
 }
 
 
@@ -221,7 +283,8 @@ def connect(dsn: str):
 
 
 def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[str, int]:
-    """Replace the date's rows of every table in one transaction; return row counts."""
+    """Replace the date's rows of every table and the date's limit utilisation, in one
+    transaction; return row counts."""
     conn = connect(dsn)
     try:
         with conn, conn.cursor() as cur:
@@ -241,9 +304,14 @@ def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[
                     rows=rows,
                     scope={"business_date": business_date},
                 )
+            cur.execute("select risk.refresh_limit_utilisation(%s)", (business_date,))
+            utilisation_rows = cur.fetchone()[0]
     finally:
         conn.close()
-    return {table: len(rows) for table, rows in tables.items()}
+    return {
+        **{table: len(rows) for table, rows in tables.items()},
+        "risk.limit_utilisation": utilisation_rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,12 +6,14 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from databricks_jobs.job_args import under_root
 from databricks_jobs.storage_paths import spark_path
+from risk_models.stress import HistoricalPeriod
 
 BOOKS_SCHEMA = T.StructType(
     [
@@ -32,6 +34,14 @@ INSTRUMENTS_SCHEMA = T.StructType(
         T.StructField("option_type", T.StringType(), True),
         T.StructField("coupon_rate", T.DoubleType(), True),
         T.StructField("maturity_date", T.DateType(), True),
+    ]
+)
+
+STRESS_PERIODS_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType(), False),
+        T.StructField("start_date", T.DateType(), False),
+        T.StructField("end_date", T.DateType(), False),
     ]
 )
 
@@ -56,6 +66,35 @@ def _read_csv(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame
 
 def read_books(spark: SparkSession, landing_root: str) -> DataFrame:
     return _read_csv(spark, under_root(landing_root, "reference", "books.csv"), BOOKS_SCHEMA)
+
+
+def read_stress_periods(spark: SparkSession, landing_root: str) -> list[HistoricalPeriod]:
+    """The named historical stress periods of ``reference/stress_periods.csv``, in file order.
+
+    The file is optional: without it the night runs the hypothetical shocks only.
+    """
+    path = under_root(landing_root, "reference", "stress_periods.csv")
+    try:
+        rows = _read_csv(spark, path, STRESS_PERIODS_SCHEMA).collect()
+    except AnalysisException as err:
+        if "PATH_NOT_FOUND" not in str(err):
+            raise
+        return []
+    periods = []
+    for line, row in enumerate(rows, start=2):
+        if row["end_date"] < row["start_date"]:
+            raise ValueError(
+                f"{path}, line {line}: period {row['name']!r} ends ({row['end_date']}) before "
+                f"it starts ({row['start_date']})"
+            )
+        if row["name"] in {p.name for p in periods}:
+            raise ValueError(f"{path}, line {line}: period name {row['name']!r} is repeated")
+        periods.append(
+            HistoricalPeriod(
+                row["name"], row["start_date"].isoformat(), row["end_date"].isoformat()
+            )
+        )
+    return periods
 
 
 def read_instruments(spark: SparkSession, landing_root: str) -> DataFrame:

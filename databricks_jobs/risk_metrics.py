@@ -45,30 +45,33 @@ def node_risk(level: str, node: str, parent: str, pnl: np.ndarray) -> NodeRisk:
     )
 
 
-def rollup_region(
+def hierarchy_pnl(
     region: str, books: Sequence[str], desks: Sequence[str], book_pnl: np.ndarray
-) -> list[NodeRisk]:
-    """Book, desk and region figures of one region.
+) -> list[tuple[str, str, str, np.ndarray]]:
+    """``(level, node, parent, pnl)`` of every book, desk and the region.
 
     Parameters
     ----------
     books, desks : (B,)
         Each book and the desk it belongs to.
     book_pnl : (B, S)
-        Scenario P&L of each book in USD.
+        P&L of each book in USD under each of S scenarios (or stress states).
     """
     desk_names = sorted(set(desks))
     desk_of_book = np.array([desk_names.index(d) for d in desks], dtype=np.int64)
     desk_pnl = aggregate_pnl(book_pnl, desk_of_book, len(desk_names))
-    region_pnl = desk_pnl.sum(axis=0)
     return [
-        *(
-            node_risk("book", b, d, book_pnl[i])
-            for i, (b, d) in enumerate(zip(books, desks, strict=True))
-        ),
-        *(node_risk("desk", d, region, desk_pnl[i]) for i, d in enumerate(desk_names)),
-        node_risk("region", region, "FIRM", region_pnl),
+        *(("book", b, d, book_pnl[i]) for i, (b, d) in enumerate(zip(books, desks, strict=True))),
+        *(("desk", d, region, desk_pnl[i]) for i, d in enumerate(desk_names)),
+        ("region", region, "FIRM", desk_pnl.sum(axis=0)),
     ]
+
+
+def rollup_region(
+    region: str, books: Sequence[str], desks: Sequence[str], book_pnl: np.ndarray
+) -> list[NodeRisk]:
+    """Book, desk and region figures of one region (see :func:`hierarchy_pnl`)."""
+    return [node_risk(*node) for node in hierarchy_pnl(region, books, desks, book_pnl)]
 
 
 @dataclass(frozen=True)

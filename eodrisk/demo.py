@@ -49,6 +49,7 @@ class DemoResult:
     firm_summary: dict[str, float] = field(default_factory=dict)
     trades: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     backtest: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    beyond_var: list[dict] = field(default_factory=list)
     slack_messages: int = 0
     report: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -231,7 +232,52 @@ def _read_postgres(dsn: str, business_date: date, result: DemoResult) -> None:
             (business_date,),
         )
         result.backtest = {node: (zone, exc, obs) for node, zone, exc, obs in cur.fetchall()}
+        cur.execute(
+            "select level, node, var_99_1d_usd, es_975_1d_usd, frtb_es_usd, "
+            "worst_stress_scenario, worst_stress_loss_usd, max_utilisation, limit_status, "
+            "pla_zone from bi.risk_beyond_var where business_date = %s and level <> 'region' "
+            "order by level = 'desk', node",
+            (business_date,),
+        )
+        names = [c.name for c in cur.description]
+        result.beyond_var = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     conn.close()
+
+
+def beyond_var_table(rows: list[dict], d: date) -> Table:
+    """Firm and desks side by side: VaR, ES, FRTB ES, worst stress, limits, PLA zone."""
+
+    def usd(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    table = Table(title=f"Beyond VaR {d} (USD, losses positive)")
+    columns = (
+        "node",
+        "VaR 99% 1d",
+        "ES 97.5% 1d",
+        "FRTB ES",
+        "worst stress",
+        "scenario",
+        "max limit use",
+        "limits",
+        "PLA zone",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("node", "scenario") else "right")
+    for r in rows:
+        used = r["max_utilisation"]
+        table.add_row(
+            r["node"],
+            usd(r["var_99_1d_usd"]),
+            usd(r["es_975_1d_usd"]),
+            usd(r["frtb_es_usd"]),
+            usd(r["worst_stress_loss_usd"]),
+            r["worst_stress_scenario"] or "-",
+            "-" if used is None else f"{used:.0%}",
+            r["limit_status"] or "-",
+            r["pla_zone"] or "-",
+        )
+    return table
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -281,6 +327,9 @@ def print_summary(result: DemoResult, console: Console) -> None:
                 for node, (zone, exc, obs) in result.backtest.items()
             )
         )
+
+    if result.beyond_var:
+        console.print(beyond_var_table(result.beyond_var, d))
 
     trades = Table(title="Trades")
     for col in ("region", "read", "ingested", "quarantined"):

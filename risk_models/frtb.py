@@ -67,9 +67,10 @@ MAR33_HORIZON_RULES: tuple[tuple[str, int], ...] = (
 """Liquidity horizon in days by factor-name prefix, first match wins (MAR33.12, with the
 portfolio's equities treated as "other" names). Pass your own rules to configure."""
 
-REDUCED_SET_RULES: tuple[str, ...] = ("EQ.", "FX.", "IR.", "VOL.")
-"""Factor-name prefixes of the reduced set R of the stressed calibration (every factor
-with a long history; narrow it where a class's history is short)."""
+REDUCED_SET_RULES: tuple[str, ...] = ("EQ.", "FX.", "IR.")
+"""Factor-name prefixes of the reduced set R of the stressed calibration: prices, FX rates
+and zero rates, whose histories reach back through stress periods; implied volatilities
+(``VOL.``) are left out, as their observable history is typically short."""
 
 RISK_CLASSES = ("IR", "FX", "EQ")
 """Risk classes of the IMCC: equity prices and equity volatilities form ``EQ``."""

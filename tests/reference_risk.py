@@ -115,6 +115,27 @@ def region_pnl(
     ``positions_of``: the date of the trade file to value (default ``as_of``); an earlier
     date values those trades as of ``as_of`` under its scenarios (a carried-forward region).
     """
+    base, states = market_states(landing, as_of)
+    return region_state_pnl(landing, region, as_of, base, states, positions_of)
+
+
+def market_closes(landing: Path) -> dict[str, dict[str, float]]:
+    """Every close of the market file: date (ISO) -> factor -> level."""
+    by_date: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in _rows(landing / "market" / "market_data.csv"):
+        by_date[row["date"]][row["risk_factor"]] = float(row["value"])
+    return by_date
+
+
+def region_state_pnl(
+    landing: Path,
+    region: str,
+    as_of: date,
+    base: dict[str, float],
+    states: list[dict[str, float]],
+    positions_of: date | None = None,
+) -> dict[str, np.ndarray]:
+    """P&L in USD of the region, its books and desks in each market state, ``(len(states),)``."""
     instruments = {r["instrument_id"]: r for r in _rows(landing / "reference" / "instruments.csv")}
     desk_of = {r["book"]: r["desk"] for r in _rows(landing / "reference" / "books.csv")}
     positions: dict[tuple[str, str], float] = defaultdict(float)
@@ -122,7 +143,6 @@ def region_pnl(
     for trade in _rows(trades):
         sign = 1.0 if trade["side"] == "BUY" else -1.0
         positions[(trade["book"], trade["instrument_id"])] += sign * float(trade["quantity"])
-    base, states = market_states(landing, as_of)
     nodes: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(states)))
     unit_pnl_cache: dict[str, np.ndarray] = {}
     for (book, instrument_id), quantity in positions.items():

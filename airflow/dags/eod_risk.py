@@ -4,7 +4,8 @@
 Every firm business day after the close, per region: wait for the trade file and its
 `_SUCCESS` marker, ingest it (Databricks job), compute the region's VaR/ES (Databricks job); then
 aggregate the firm's risk across regions, and in parallel load Postgres for BI and post
-the Slack summary. Every task alerts Slack on failure with the Databricks run and log links;
+the Slack summary; after the load, limit warnings and breaches go to Slack (a firm breach
+also pages PagerDuty). Every task alerts Slack on failure with the Databricks run and log links;
 a failure of `firm_risk` or `load_reporting`, or a missed business deadline, also pages
 PagerDuty. Every task attempt and every run is recorded in Postgres (`risk.task_runs`,
 `risk.pipeline_runs`) by the callbacks, for `eodrisk status`, metrics and BI.
@@ -13,6 +14,7 @@ PagerDuty. Every task attempt and every run is recorded in Postgres (`risk.task_
 wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_<r> ─┐ (per region)
                                                                               ▼
                                   firm_risk ─┬─► load_reporting ─[risk_reporting]─► publish_report
+                                             │                └────────────► notify_limits
                                              └─► notify_summary
 ```
 
@@ -60,6 +62,7 @@ from eodrisk_dag.callbacks import (
     PagerDutyCriticalAlert,
     SlackFailureAlert,
     post_firm_summary,
+    post_limit_alerts,
     trades_landed,
 )
 from eodrisk_dag.config import load_config
@@ -319,6 +322,19 @@ with DAG(
             slack_channel=CONFIG.report.slack_channel,
         )
 
+    @task(execution_timeout=CONFIG.execution_timeout.notify)
+    def notify_limits(business_date: str):
+        from airflow.sdk import get_current_context
+
+        return post_limit_alerts(
+            dag_id=DAG_ID,
+            business_date=business_date,
+            run_id=get_current_context()["dag_run"].run_id,
+            postgres_conn_id=CONFIG.postgres_conn_id,
+            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id,
+            pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id,
+        )
+
     def region_parameters(region: str) -> dict[str, str]:
         return {"business_date": BUSINESS_DATE, "region": region}
 
@@ -374,6 +390,7 @@ with DAG(
 
     firm_risk >> load_reporting
     load_reporting >> publish_report(business_date=BUSINESS_DATE, reports_root=REPORTS_ROOT)
+    load_reporting >> notify_limits(business_date=BUSINESS_DATE)
     notify_summary(
         business_date=BUSINESS_DATE,
         firm_run_id=XComArg(firm_risk, key="run_id"),

@@ -83,6 +83,8 @@ VIEWS_USED = (
     "bi.backtest",
     "bi.data_quality",
     "bi.data_quality_by_rule",
+    "bi.risk_beyond_var",
+    "bi.limit_breaches",
 )
 
 
@@ -417,6 +419,113 @@ def _backtest(data: ReportData) -> str:
     )
 
 
+LIMIT_MEASURES = {
+    "var_99_1d_usd": "VaR 99% 1d",
+    "es_975_1d_usd": "ES 97.5% 1d",
+    "worst_stress_loss_usd": "Worst stress loss",
+}
+STATUS_BADGE = {"ok": "green", "warning": "yellow", "breach": "red", "green": "green",
+                "amber": "yellow", "red": "red"}  # fmt: skip
+
+
+def _status(testid: str, status: str | None, empty: str) -> str:
+    z = STATUS_BADGE.get(status or "", "none")
+    return f'<span class="badge {z}" {attrs(testid, status)}>{escape(status or empty)}</span>'
+
+
+def _beyond_var(data: ReportData) -> str:
+    title = "<h2>Beyond VaR: stress, limits, FRTB ES, desk tests</h2>"
+    if not data.beyond_var:
+        return (
+            f'<section data-testid="section.beyond_var">{title}'
+            '<p class="empty">No stress, limit, FRTB or desk-test figures for this date.</p>'
+            "</section>"
+        )
+    rows = []
+    for n in data.beyond_var:
+        key = f"rbv.{n['level']}.{n['node']}"
+        used = n["max_utilisation"]
+        eligible = n["backtest_eligible"]
+        rows.append(
+            f'<tr class="{n["level"]}">'
+            + _td(escape(n["node"]), num=False)
+            + _td(fig(f"{key}.var_99_1d_usd", n["var_99_1d_usd"], musd(n["var_99_1d_usd"])))
+            + _td(fig(f"{key}.es_975_1d_usd", n["es_975_1d_usd"], musd(n["es_975_1d_usd"])))
+            + _td(fig(f"{key}.frtb_es_usd", n["frtb_es_usd"], musd(n["frtb_es_usd"])))
+            + _td(fig(f"{key}.imcc_usd", n["imcc_usd"], musd(n["imcc_usd"])))
+            + _td(
+                fig(
+                    f"{key}.worst_stress_loss_usd",
+                    n["worst_stress_loss_usd"],
+                    musd(n["worst_stress_loss_usd"]),
+                )
+            )
+            + _td(
+                fig(
+                    f"{key}.worst_stress_scenario",
+                    n["worst_stress_scenario"],
+                    n["worst_stress_scenario"] or "–",
+                ),
+                num=False,
+            )
+            + _td(fig(f"{key}.max_utilisation", used, pct(used, digits=0)))
+            + _td(_status(f"{key}.limit_status", n["limit_status"], "no limit"), num=False)
+            + _td(_status(f"{key}.pla_zone", n["pla_zone"], "–"), num=False)
+            + _td(
+                fig(
+                    f"{key}.backtest_eligible",
+                    eligible,
+                    "–" if eligible is None else ("yes" if eligible else "no"),
+                ),
+                num=False,
+            )
+            + "</tr>"
+        )
+    breaches = "".join(
+        "<li>"
+        + _status(f"limit.{b['level']}.{b['node']}.{b['measure']}.status", b["status"], "")
+        + f" {escape(b['level'])} {escape(b['node'])}: "
+        + escape(LIMIT_MEASURES.get(b["measure"], b["measure"]))
+        + " "
+        + fig(f"limit.{b['level']}.{b['node']}.{b['measure']}.figure_usd", b["figure_usd"],
+              musd(b["figure_usd"]))
+        + " vs limit "
+        + fig(f"limit.{b['level']}.{b['node']}.{b['measure']}.limit_usd", b["limit_usd"],
+              musd(b["limit_usd"]))
+        + " ("
+        + fig(f"limit.{b['level']}.{b['node']}.{b['measure']}.utilisation", b["utilisation"],
+              pct(b["utilisation"], digits=0))
+        + ")</li>"
+        for b in data.limit_breaches
+    )  # fmt: skip
+    limits = (
+        f"<h3>Limit warnings (≥ 80%) and breaches (≥ 100%)</h3><ul>{breaches}</ul>"
+        if breaches
+        else '<p class="empty">Every limited figure is below 80% of its limit.</p>'
+    )
+    return (
+        f'<section data-testid="section.beyond_var">{title}<table>'
+        + _th(
+            "Node",
+            "VaR 99% 1d",
+            "ES 97.5% 1d",
+            "FRTB ES",
+            "IMCC",
+            "Worst stress loss",
+            "Worst scenario",
+            "Max limit use",
+            "Limits",
+            "PLA zone",
+            "Backtest eligible",
+        )
+        + "<tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + limits
+        + "</section>"
+    )
+
+
 def _data_quality(data: ReportData) -> str:
     rows = []
     for q in data.data_quality:
@@ -592,6 +701,7 @@ def render(data: ReportData, generated_at: datetime | None = None) -> str:
         + _trend(data)
         + _contributors(data)
         + _backtest(data)
+        + _beyond_var(data)
         + _data_quality(data)
         + _runs(data)
         + "</main><footer>Sources: "

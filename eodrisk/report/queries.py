@@ -34,6 +34,8 @@ class ReportData:
     data_quality: list[Row]
     data_quality_by_rule: list[Row]
     runs: list[Row]
+    beyond_var: list[Row] = field(default_factory=list)
+    limit_breaches: list[Row] = field(default_factory=list)
     pipeline_run: Row | None = None
     pipeline_runs_available: bool = False
     role: str = ""
@@ -207,6 +209,41 @@ QUERIES: dict[str, str] = {
         where business_date = %(d)s and level = 'region'
         order by node
     """,
+    # Nodes with a figure beyond VaR (stress, limits, FRTB, desk tests) for the date.
+    "beyond_var": """
+        select
+            level,
+            node,
+            region,
+            var_99_1d_usd,
+            es_975_1d_usd,
+            frtb_es_usd,
+            imcc_usd,
+            worst_stress_scenario,
+            worst_stress_loss_usd,
+            max_utilisation,
+            limit_status,
+            pla_zone,
+            backtest_eligible
+        from bi.risk_beyond_var
+        where
+            business_date = %(d)s
+            and num_nonnulls(worst_stress_loss_usd, max_utilisation, frtb_es_usd, pla_zone) > 0
+        order by array_position(array['firm', 'region', 'desk'], level), region, node
+    """,
+    "limit_breaches": """
+        select
+            level,
+            node,
+            measure,
+            figure_usd,
+            limit_usd,
+            utilisation,
+            status
+        from bi.limit_breaches
+        where business_date = %(d)s
+        order by utilisation desc, level, node, measure
+    """,
     "loaded_dates": """
         select
             min(business_date),
@@ -264,6 +301,8 @@ def fetch(conn: Any, business_date: date) -> ReportData:
             data_quality=_rows(cur, QUERIES["data_quality"], params),
             data_quality_by_rule=_rows(cur, QUERIES["data_quality_by_rule"], params),
             runs=_rows(cur, QUERIES["runs"], params),
+            beyond_var=_rows(cur, QUERIES["beyond_var"], params),
+            limit_breaches=_rows(cur, QUERIES["limit_breaches"], params),
             role=role,
             loaded_dates=(first, last),
         )

@@ -87,7 +87,8 @@ def generate_night(
 ) -> GeneratedNight:
     """Write a seeded sample landing zone for ``business_dates`` (see docs/data.md).
 
-    * ``reference/books.csv``, ``reference/instruments.csv``;
+    * ``reference/books.csv``, ``reference/instruments.csv``, ``reference/stress_periods.csv``
+      (the scripted crash as the named historical stress period ``sample_crash``);
     * ``market/market_data.csv``: ``history_days`` market-data days (the firm's business
       days, :mod:`eodrisk.calendar`) ending at the last date (lengthened so the first date
       has 500 scenarios behind it);
@@ -134,8 +135,17 @@ def generate_night(
     books_path = root / "reference" / "books.csv"
     instruments_path = root / "reference" / "instruments.csv"
     market_path = root / "market" / "market_data.csv"
+    periods_path = root / "reference" / "stress_periods.csv"
     atomic_write_bytes(books_path, _frame_bytes(books))
     atomic_write_bytes(instruments_path, _frame_bytes(instruments))
+    crash = (
+        full.dates[full.stress_start].astype(dt.date),
+        full.dates[full.stress_end - 1].astype(dt.date),
+    )
+    periods = pd.DataFrame(
+        {"name": ["sample_crash"], "start_date": [crash[0]], "end_date": [crash[1]]}
+    )
+    atomic_write_bytes(periods_path, _frame_bytes(periods))
     market_frame = market.to_long_frame()
     atomic_write_bytes(market_path, _frame_bytes(market_frame))
 
@@ -187,10 +197,7 @@ def generate_night(
         market_rows=len(market_frame),
         history_start=hist[0],
         history_end=hist[-1],
-        stress_window=(
-            full.dates[full.stress_start].astype(dt.date),
-            full.dates[full.stress_end - 1].astype(dt.date),
-        ),
+        stress_window=crash,
         seed=seed,
         n_instruments=len(instruments),
         n_books=len(books),

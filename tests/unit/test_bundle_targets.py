@@ -114,13 +114,15 @@ def test_jobs_have_timeouts_retries_concurrency_and_permissions():
 
 def test_the_firm_workflow_is_aggregation_then_backtest_then_data_quality():
     tasks = {t["task_key"]: t for t in raw_jobs()["firm_risk"]["tasks"]}
-    assert list(tasks) == ["firm_aggregation", "backtest", "data_quality"]
+    assert list(tasks) == ["firm_aggregation", "backtest", "data_quality", "frtb_es"]
     assert tasks["backtest"]["depends_on"] == [{"task_key": "firm_aggregation"}]
     assert tasks["data_quality"]["depends_on"] == [{"task_key": "backtest"}]
-    entry = tasks["data_quality"]["python_wheel_task"]["entry_point"]
+    assert tasks["frtb_es"]["depends_on"] == [{"task_key": "firm_aggregation"}]
     from importlib.metadata import entry_points
 
-    assert entry in {ep.name for ep in entry_points(group="databricks_jobs")}
+    entries = {ep.name for ep in entry_points(group="databricks_jobs")}
+    for key in ("data_quality", "frtb_es"):
+        assert tasks[key]["python_wheel_task"]["entry_point"] in entries
 
 
 def test_the_local_target_still_serves_through_the_emulator_without_a_workspace():

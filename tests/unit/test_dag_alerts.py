@@ -393,3 +393,111 @@ def test_deadline_alerts_slack_and_pagerduty_with_the_shared_dedup_key(dag):
     assert rendered == f"eod_risk/{RUN_ID}/deadline"  # = PageMissedDeadline's
     for alert in dag.deadline:
         assert alert.interval == timedelta(hours=8)
+
+
+# ------------------------------------------------------------------------------- limits
+
+LIMIT_ROWS = [
+    {
+        "level": "desk",
+        "node": "EMEA_RATES",
+        "region": "EMEA",
+        "measure": "var_99_1d_usd",
+        "figure_usd": 8_500_000.0,
+        "limit_usd": 10_000_000.0,
+        "utilisation": 0.85,
+        "status": "warning",
+    },
+    {
+        "level": "firm",
+        "node": "FIRM",
+        "region": "FIRM",
+        "measure": "worst_stress_loss_usd",
+        "figure_usd": 412_000_000.0,
+        "limit_usd": 400_000_000.0,
+        "utilisation": 1.03,
+        "status": "breach",
+    },
+]
+
+
+def test_limit_message_names_node_measure_figure_limit_and_utilisation():
+    message = messages.build_limit_message(
+        dag_id="eod_risk", business_date="2026-11-24", alerts=LIMIT_ROWS
+    )
+    assert_valid_blocks(message)
+    text = all_text(message)
+    assert "1 limit breaches, 1 warnings" in text
+    assert "firm FIRM: worst stress loss $412,000,000 vs limit $400,000,000 (103% used)" in text
+    assert "desk EMEA_RATES: VaR 99% 1d $8,500,000 vs limit $10,000,000 (85% used)" in text
+    assert text.index("FIRM") < text.index("EMEA_RATES")  # the worst first
+    assert messages.build_limit_message(dag_id="d", business_date="x", alerts=[]) is None
+
+
+def test_only_a_firm_breach_pages():
+    event = messages.build_limit_page_event(
+        dag_id="eod_risk", run_id=RUN_ID, business_date="2026-11-24", breaches=LIMIT_ROWS
+    )
+    assert event["dedup_key"] == f"eod_risk/{RUN_ID}/firm_limit_breach"
+    assert "firm FIRM: worst stress loss" in event["summary"]
+    desk_only = [r for r in LIMIT_ROWS if r["level"] == "desk"]
+    desk_breach = [{**desk_only[0], "status": "breach", "utilisation": 1.2}]
+    for rows in (desk_only, desk_breach):
+        assert (
+            messages.build_limit_page_event(
+                dag_id="eod_risk", run_id=RUN_ID, business_date="2026-11-24", breaches=rows
+            )
+            is None
+        )
+
+
+def test_limit_alerts_read_postgres_post_to_slack_and_page(sink, pg_dsn, monkeypatch):
+    from urllib.parse import urlsplit
+
+    from databricks_jobs.postgres import apply_migrations
+
+    apply_migrations(pg_dsn)
+    parts = urlsplit(pg_dsn)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_POSTGRES_EODRISK",
+        json.dumps(
+            {"conn_type": "postgres", "host": parts.hostname, "port": parts.port,
+             "login": parts.username, "schema": parts.path.lstrip("/")}
+        ),
+    )  # fmt: skip
+    import psycopg2
+
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        for row in [*LIMIT_ROWS, {**LIMIT_ROWS[0], "node": "APAC_FX", "utilisation": 0.5}]:
+            cur.execute(
+                "insert into risk.limit_utilisation (business_date, level, node, region, measure, "
+                "figure_usd, limit_usd, limit_node, limit_effective_from, utilisation, status, "
+                "run_id) values ('2026-11-24', %(level)s, %(node)s, %(region)s, %(measure)s, "
+                "%(figure_usd)s, %(limit_usd)s, '*', '2000-01-01', %(utilisation)s, "
+                "case when %(utilisation)s >= 1 then 'breach' when %(utilisation)s >= 0.8 "
+                "then 'warning' else 'ok' end, 'r1')",
+                row,
+            )
+    conn.close()
+    sent = callbacks.post_limit_alerts(
+        dag_id="eod_risk",
+        business_date="2026-11-24",
+        run_id=RUN_ID,
+        postgres_conn_id="postgres_eodrisk",
+        slack_webhook_conn_id="slack_eodrisk",
+        pagerduty_events_conn_id="pagerduty_eodrisk",
+    )
+    assert sent == {"alerts": 2, "slack": True, "paged": True}
+    slack = json.dumps(read_messages(sink.messages_file))
+    assert "EMEA_RATES" in slack and "APAC_FX" not in slack
+    [page] = read_pages(sink.messages_file)
+    assert page["payload"]["payload"]["component"] == "limits"
+    quiet = callbacks.post_limit_alerts(
+        dag_id="eod_risk",
+        business_date="2026-11-23",
+        run_id=RUN_ID,
+        postgres_conn_id="postgres_eodrisk",
+        slack_webhook_conn_id="slack_eodrisk",
+        pagerduty_events_conn_id="pagerduty_eodrisk",
+    )
+    assert quiet == {"alerts": 0, "slack": False, "paged": False}

@@ -181,8 +181,9 @@ def test_task_ids_and_graph(dag):
         **{f"data_ingestion.ingest_{r}": {f"risk_modelling.risk_{r}"} for r in REGIONS},
         **{f"risk_modelling.risk_{r}": {"firm_risk"} for r in REGIONS},
         "firm_risk": {"load_reporting", "notify_summary"},
-        "load_reporting": {"publish_report"},
+        "load_reporting": {"publish_report", "notify_limits"},
         "publish_report": set(),
+        "notify_limits": set(),
         "notify_summary": set(),
     }
     actual = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}

@@ -136,7 +136,7 @@ def test_same_seed_is_byte_identical_and_another_seed_differs(tmp_path: Path) ->
     generate_night(tmp_path / "b", DATES[-2:], **kwargs)
     generate_night(tmp_path / "c", DATES[-2:], seed=7, **kwargs)
     a, b, c = _tree(tmp_path / "a"), _tree(tmp_path / "b"), _tree(tmp_path / "c")
-    assert len(a) == 3 + 2 * 2 * 2
+    assert len(a) == 4 + 2 * 2 * 2  # books, instruments, stress periods, market; files
     assert a == b
     assert a.keys() == c.keys()
     for name in a:

@@ -14,12 +14,19 @@ from typing import Any
 
 from eodrisk_dag.messages import (
     build_failure_message,
+    build_limit_message,
+    build_limit_page_event,
     build_page_event,
     build_summary_message,
     parse_firm_summary,
     region_of_task,
 )
-from eodrisk_dag.run_history import previous_firm_var, seconds_between, write_ingest_rows
+from eodrisk_dag.run_history import (
+    limit_alerts,
+    previous_firm_var,
+    seconds_between,
+    write_ingest_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +200,35 @@ def post_firm_summary(
     send_to_slack(slack_webhook_conn_id, message)
     log.info("Posted the summary: %s", message["text"])
     return message
+
+
+def post_limit_alerts(
+    *,
+    dag_id: str,
+    business_date: str,
+    run_id: str,
+    postgres_conn_id: str,
+    slack_webhook_conn_id: str,
+    pagerduty_events_conn_id: str,
+) -> dict[str, Any]:
+    """After the load: post the night's limit warnings and breaches to Slack, and page the
+    on-call when a firm limit is breached. Returns what was sent (small, for the log).
+
+    Unlike the courtesy summary this raises when Postgres cannot be read: a night whose
+    limits were not checked must not look green.
+    """
+    alerts = limit_alerts(postgres_conn_id, business_date)
+    message = build_limit_message(dag_id=dag_id, business_date=business_date, alerts=alerts)
+    if message:
+        send_to_slack(slack_webhook_conn_id, message)
+        log.info("Posted the limit alerts: %s", message["text"])
+    event = build_limit_page_event(
+        dag_id=dag_id, run_id=run_id, business_date=business_date, breaches=alerts
+    )
+    if event:
+        send_pagerduty_event(pagerduty_events_conn_id, event)
+        log.info("Paged the firm limit breach: %s", event["summary"])
+    return {"alerts": len(alerts), "slack": bool(message), "paged": bool(event)}
 
 
 def _local_time(moment: datetime | None, tz: str = "Europe/London") -> str | None:

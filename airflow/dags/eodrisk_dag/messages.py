@@ -392,6 +392,81 @@ def build_page_event(
     }
 
 
+LIMIT_MEASURES = {
+    "var_99_1d_usd": "VaR 99% 1d",
+    "es_975_1d_usd": "ES 97.5% 1d",
+    "worst_stress_loss_usd": "worst stress loss",
+}
+
+
+def limit_line(row: Mapping[str, Any]) -> str:
+    """One warning or breach in words: node, measure, figure, limit and utilisation."""
+    measure = LIMIT_MEASURES.get(str(row.get("measure")), str(row.get("measure")))
+    utilisation = row.get("utilisation")
+    used = f"{utilisation:.0%}" if isinstance(utilisation, int | float) else "n/a"
+    return (
+        f"{row.get('level')} {row.get('node')}: {measure} {format_usd(row.get('figure_usd'))} "
+        f"vs limit {format_usd(row.get('limit_usd'))} ({used} used)"
+    )
+
+
+def build_limit_message(
+    *, dag_id: str, business_date: str, alerts: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The Slack message of the night's limit warnings (>= 80%) and breaches (>= 100%).
+
+    ``alerts`` are rows of ``risk.limit_utilisation`` (level, node, measure, figure_usd,
+    limit_usd, utilisation, status). None when there is nothing to say.
+    """
+    if not alerts:
+        return None
+    ordered = sorted(alerts, key=lambda r: -float(r.get("utilisation") or 0.0))
+    breaches = [r for r in ordered if r.get("status") == "breach"]
+    warnings = [r for r in ordered if r.get("status") != "breach"]
+    icon = "🔴" if breaches else "🟠"
+    title = (
+        f"{icon} EOD risk {business_date}: {len(breaches)} limit breaches, {len(warnings)} warnings"
+    )
+    blocks: list[dict[str, Any]] = [_header(title)]
+    for label, rows in (("Breaches (>= 100%)", breaches), ("Warnings (>= 80%)", warnings)):
+        if rows:
+            lines = "\n".join(f"• {escape(limit_line(r))}" for r in rows)
+            blocks.append(_mrkdwn(f"*{label}*\n{lines}"))
+    text = f"{dag_id}: {title[2:]}: " + "; ".join(limit_line(r) for r in ordered)
+    return {"text": text[:3000], "blocks": blocks}
+
+
+def build_limit_page_event(
+    *, dag_id: str, run_id: str, business_date: str, breaches: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The PagerDuty event of firm-level limit breaches (None when the firm is within limits).
+
+    One incident per run: the dedup key names the run and ``firm_limit_breach``.
+    """
+    firm = [r for r in breaches if r.get("level") == "firm" and r.get("status") == "breach"]
+    if not firm:
+        return None
+    return {
+        "summary": (
+            f"{dag_id} {business_date}: firm limit breach: "
+            + "; ".join(limit_line(r) for r in firm)
+        )[:1024],
+        "severity": "critical",
+        "source": dag_id,
+        "action": "trigger",
+        "dedup_key": f"{dag_id}/{run_id}/firm_limit_breach",
+        "custom_details": {
+            "business_date": business_date,
+            "run_id": run_id,
+            "breaches": [limit_line(r) for r in firm],
+        },
+        "group": dag_id,
+        "component": "limits",
+        "class_type": "limit_breach",
+        "links": None,
+    }
+
+
 def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "n/a"
 

@@ -333,6 +333,35 @@ def previous_firm_var(postgres_conn_id: str, business_date: str) -> tuple[str, f
     return (row[0].isoformat(), float(row[1])) if row else None
 
 
+LIMIT_ALERT_COLUMNS = (
+    "level",
+    "node",
+    "region",
+    "measure",
+    "figure_usd",
+    "limit_usd",
+    "utilisation",
+    "status",
+)
+
+
+def limit_alerts(postgres_conn_id: str, business_date: str) -> list[dict[str, Any]]:
+    """The date's rows of ``risk.limit_utilisation`` at 80% of their limit or more."""
+    conn = _connect(postgres_conn_id)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                f"select {', '.join(LIMIT_ALERT_COLUMNS)} from risk.limit_utilisation "
+                "where business_date = %s and status in ('warning', 'breach') "
+                "order by utilisation desc, level, node, measure",
+                (business_date,),
+            )
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    return [dict(zip(LIMIT_ALERT_COLUMNS, row, strict=True)) for row in rows]
+
+
 # ------------------------------------------------------------------------------- callbacks
 
 

@@ -1,0 +1,127 @@
+"""Stress tests in the nightly run: the stress market states and the nodes' stress P&L rows.
+
+``compute_risk`` revalues every book in the states of :func:`stress_states` in the same
+pass as the VaR scenarios (same pricers, same positions) and writes one row per node and
+state to ``gold.stress_pnl``; ``firm_risk`` sums the regions' rows state by state for the
+firm (a period's worst day of the firm is not the sum of the regions' worst days). The
+hypothetical shocks are ``risk_models.stress.hypothetical_shocks`` over the currencies of
+the market data; the historical periods come from ``reference/stress_periods.csv``
+(docs/data.md): each day of a period is today's market moved by the period's cumulative
+move up to that day.
+
+Pure numpy/pandas except the reader of the periods file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from databricks_jobs.reference_data import read_stress_periods
+from databricks_jobs.valuation import is_log_factor
+from risk_models.stress import HistoricalPeriod, hypothetical_shocks, period_levels, stressed_levels
+
+log = logging.getLogger("eodrisk.stress")
+
+STRESS_PNL_COLUMNS = (
+    "business_date date, region string, level string, node string, parent string, "
+    "scenario string, kind string, state_date date, pnl_usd double, run_id string"
+)
+HYPOTHETICAL = "hypothetical"
+HISTORICAL = "historical"
+
+
+@dataclass(frozen=True)
+class StressStates:
+    """Stress market states, one row of ``levels`` ``(N, F)`` per state.
+
+    A hypothetical scenario is one state (``state_date`` None); a historical period is one
+    state per business day of the period (``state_date`` that day).
+    """
+
+    scenario: tuple[str, ...]
+    kind: tuple[str, ...]
+    state_date: tuple[date | None, ...]
+    levels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scenario)
+
+
+def stress_states(
+    dates: Sequence[date],
+    factors: list[str],
+    levels: np.ndarray,
+    periods: Sequence[HistoricalPeriod],
+) -> StressStates:
+    """The night's stress states from the market history ``levels`` ``(T, F)``.
+
+    The last row of ``levels`` (the business date) is the base. A period must lie inside
+    the history with at least one close before it; a period that has not ended by the
+    business date is skipped (logged).
+    """
+    base = levels[-1]
+    currencies = sorted(name[3:6] for name in factors if name.startswith("FX."))
+    shocks = hypothetical_shocks(currencies)
+    scenario = [s.name for s in shocks]
+    kind = [HYPOTHETICAL] * len(shocks)
+    state_date: list[date | None] = [None] * len(shocks)
+    blocks = [stressed_levels(shocks, factors, base)]
+    is_log = is_log_factor(factors)
+    day_index = np.array(dates, dtype="datetime64[D]")
+    for period in periods:
+        start, end = np.datetime64(period.start, "D"), np.datetime64(period.end, "D")
+        if end > day_index[-1]:
+            log.warning("stress period %s ends after %s: skipped", period.name, dates[-1])
+            continue
+        first = int(np.searchsorted(day_index, start, side="left"))
+        last = int(np.searchsorted(day_index, end, side="right")) - 1
+        if first == 0:
+            raise ValueError(
+                f"reference/stress_periods.csv: period {period.name!r} starts {period.start}, "
+                f"but the market history has no close before it (first date {dates[0]}); "
+                "load more history or move the period"
+            )
+        if last < first:
+            raise ValueError(
+                f"reference/stress_periods.csv: period {period.name!r} "
+                f"({period.start}..{period.end}) holds no business day of the market history"
+            )
+        blocks.append(period_levels(base, levels[first - 1 : last + 1], is_log))
+        scenario += [period.name] * (last - first + 1)
+        kind += [HISTORICAL] * (last - first + 1)
+        state_date += list(dates[first : last + 1])
+    return StressStates(tuple(scenario), tuple(kind), tuple(state_date), np.vstack(blocks))
+
+
+def read_states(
+    spark: SparkSession,
+    landing_root: str,
+    dates: Sequence[date],
+    factors: list[str],
+    levels: np.ndarray,
+) -> StressStates:
+    """:func:`stress_states` with the periods of the landing zone's reference file."""
+    return stress_states(dates, factors, levels, read_stress_periods(spark, landing_root))
+
+
+def stress_rows(
+    business_date: date,
+    region: str,
+    nodes: Sequence[tuple[str, str, str, np.ndarray]],
+    states: StressStates,
+    run_id: str,
+) -> list[tuple]:
+    """Rows of ``gold.stress_pnl``: one per node ``(level, node, parent, pnl (N,))`` and state."""
+    return [
+        (business_date, region, level, node, parent, scenario, kind, day, float(value), run_id)
+        for level, node, parent, pnl in nodes
+        for scenario, kind, day, value in zip(
+            states.scenario, states.kind, states.state_date, pnl, strict=True
+        )
+    ]

@@ -1,0 +1,13 @@
+drop view if exists bi.risk_beyond_var;
+drop view if exists bi.desk_tests;
+drop view if exists bi.frtb_es;
+drop view if exists bi.limit_breaches;
+drop view if exists bi.limit_utilisation;
+drop view if exists bi.worst_stress;
+drop view if exists bi.stress_results;
+drop table if exists risk.desk_tests;
+drop table if exists risk.frtb_es;
+drop function if exists risk.refresh_limit_utilisation(date);
+drop table if exists risk.limit_utilisation;
+drop table if exists risk.limits;
+drop table if exists risk.stress_results;
