@@ -61,9 +61,10 @@ def stress_states(
 ) -> StressStates:
     """The night's stress states from the market history ``levels`` ``(T, F)``.
 
-    The last row of ``levels`` (the business date) is the base. A period must lie inside
-    the history with at least one close before it; a period that has not ended by the
-    business date is skipped (logged).
+    The last row of ``levels`` (the business date) is the base. A period is replayed when
+    it lies inside the history with at least one close before it; one that has not ended by
+    the business date, or starts before the history read, is skipped (logged); one with no
+    business day in the history is refused.
     """
     base = levels[-1]
     currencies = sorted(name[3:6] for name in factors if name.startswith("FX."))
@@ -82,11 +83,16 @@ def stress_states(
         first = int(np.searchsorted(day_index, start, side="left"))
         last = int(np.searchsorted(day_index, end, side="right")) - 1
         if first == 0:
-            raise ValueError(
-                f"reference/stress_periods.csv: period {period.name!r} starts {period.start}, "
-                f"but the market history has no close before it (first date {dates[0]}); "
-                "load more history or move the period"
+            # The night reads a fixed window of history; a period older than it cannot be
+            # replayed, and must not fail the night it has drifted out of.
+            log.warning(
+                "reference/stress_periods.csv: period %s starts %s, before the close that "
+                "precedes the history read (first date %s): skipped",
+                period.name,
+                period.start,
+                dates[0],
             )
+            continue
         if last < first:
             raise ValueError(
                 f"reference/stress_periods.csv: period {period.name!r} "
