@@ -18,6 +18,7 @@ import pytest
 
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
+from eodrisk.calendar import business_calendars
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
@@ -43,6 +44,9 @@ def delta_rows(table_path, day: date) -> list[dict]:
 def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(
     tmp_path, pg_server_dsn, make_db
 ):
+    # A business day of the late region (New York open): late is not a holiday, and the
+    # calendar does not excuse it — the sensor waits, times out and alerts.
+    assert business_calendars().is_business_day(DAY, LATE)
     landing, lake = tmp_path / "landing", tmp_path / "lake"
     generate_night(landing, [DAY], regions=REGIONS, trades_per_region=300, history_days=520)
     marker = landing / LATE / f"_SUCCESS_{DAY:%Y%m%d}"
@@ -86,6 +90,8 @@ def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(
             assert states[f"data_ingestion.ingest_{region.lower()}"] == "success"
             assert states[f"risk_modelling.risk_{region.lower()}"] == "success"
     assert states[f"data_ingestion.ingest_{LATE.lower()}"] == "upstream_failed"
+    # not carried forward: that is for the region's holidays only
+    assert states[f"risk_modelling.risk_{LATE.lower()}"] == "upstream_failed"
     assert states["firm_risk"] == "upstream_failed"
     assert states["load_reporting"] == "upstream_failed"
 
