@@ -14,6 +14,7 @@ from databricks_jobs.firm_risk import compute_firm_risk
 from databricks_jobs.ingest_trades import ingest
 from eodrisk import backfill as backfill_module
 from eodrisk.backfill import backfill, main
+from eodrisk.calendar import business_calendars
 from eodrisk.sample_data import business_days, generate_night
 
 pytestmark = pytest.mark.spark
@@ -102,7 +103,14 @@ def test_backtest_equals_the_spark_job_and_history_is_populated(lakes):
                     assert mine[column] == value, (table, key, column)
     summaries = fast["gold.backtest_summary"]
     assert set(summaries) == {("firm", "FIRM"), *(("region", r) for r in REGIONS)}
-    assert all(r["observations"] == len(DAYS) - 1 for r in summaries.values())
+    # a region is observed on its own business days (APAC not on Mon 23 November, a Tokyo
+    # holiday), the firm on every backtested day
+    calendars = business_calendars()
+    assert {node: r["observations"] for (_, node), r in summaries.items()} == {
+        "FIRM": len(DAYS) - 1,
+        **{r: sum(calendars.is_business_day(d, r) for d in DAYS[1:]) for r in REGIONS},
+    }
+    assert summaries[("region", "APAC")]["observations"] == len(DAYS) - 2
     backtested = DeltaTable(str(lake / "gold" / "backtest")).to_pandas()
     assert sorted(set(backtested["business_date"])) == DAYS[1:]
 
