@@ -2,20 +2,24 @@
 
 A generated file knows, for every physical data line, whether the line must be accepted
 (and with which trade id, quantity and price) or quarantined (and under which rules), or,
-for a file-level problem, which error it must fail with. The damage is drawn from a fixed
-list (docs/faults.md, 'Fuzzed trade files') with a ``random.Random`` seeded per file, so a
-run is reproducible and a failing file can be regenerated from its number alone.
+for a file-level problem, which error it must fail with — and its manifest, valid or not.
+The damage is drawn from a list of kinds (docs/faults.md, 'Fuzzed trade files') and from
+the grammar of each field's value space (:mod:`tests.faults.fuzz_grammar`), with a
+``random.Random`` seeded per file, so a run is reproducible and a failing file can be
+regenerated from its number alone.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 from databricks_jobs.trade_validation import EXPECTED_HEADER, TRADE_COLUMNS
+from tests.faults import fuzz_grammar as grammar
 
 ANY = frozenset({"*"})  # quarantined under whichever rule breaks first
 
@@ -28,6 +32,7 @@ class Line:
     quantity: float | None = None
     price: float | None = None
     side: str | None = None
+    utf8_only: bool = False  # holds what only UTF-8 can carry (or malformed UTF-8 bytes)
 
 
 @dataclass
@@ -38,6 +43,8 @@ class FuzzFile:
     file_error: str | None = None  # a regex the file-level error must match
     encoding: str = "utf-8"
     kinds: list[str] = field(default_factory=list)  # what was done to it, for messages
+    manifest_change: dict | None = None  # the manifest as written (None: not an object)
+    manifest_error: str | None = None  # a regex the manifest's refusal must match
 
     @property
     def rows(self) -> int:
@@ -94,18 +101,20 @@ class Generator:
         return Line(
             text if text is not None else self.join(fields),
             None,
-            trade_id=fields["trade_id"],
+            trade_id=fields["trade_id"].strip(" "),
             quantity=float(fields["quantity"]),
             price=float(fields["price"]),
-            side=fields["side"],
+            side=fields["side"].strip(" "),
         )
 
     # ------------------------------------------------------------------ a line: valid or damaged
     def valid_variant(self, rng: random.Random, t: dict[str, str]) -> tuple[Line, str]:
         kind = rng.choice(
             ["plain", "plain", "plain", "quoted", "spaces", "number_forms", "tiny", "boundary",
-             "unicode_id", "doubled_quote"]
+             "unicode_id", "doubled_quote", "grammar", "grammar", "grammar"]
         )  # fmt: skip
+        if kind == "grammar":
+            return self.grammar_valid(rng, t)
         if kind == "quoted":
             cols = rng.sample(list(TRADE_COLUMNS), rng.randint(1, 4))
             text = ",".join(f'"{t[c]}"' if c in cols else t[c] for c in TRADE_COLUMNS)
@@ -135,6 +144,8 @@ class Generator:
         cols = list(TRADE_COLUMNS)
         kind = rng.choice(DAMAGE)
         one = frozenset
+        if kind.startswith("grammar_"):
+            return self.grammar_damage(rng, t, kind)
         if kind == "empty_field":
             t[rng.choice(cols)] = rng.choice(["", "   "])
             return [Line(self.join(t), one({"missing_field"}))], kind
@@ -233,6 +244,61 @@ class Generator:
         # duplicate kinds with nothing earlier to copy: a plain valid line
         return [self.accepted(t)], "plain"
 
+    # ------------------------------------------------------------------ the grammar
+    FIELD_GRAMMAR = ("trade_id", "business_date", "trade_date", "book", "instrument_id",
+                     "side", "quantity", "price", "currency")  # fmt: skip
+
+    def field_value(self, rng: random.Random, t: dict[str, str], column: str) -> grammar.Value:
+        if column == "trade_id":
+            return grammar.trade_id(rng, t["trade_id"])
+        if column in ("business_date", "trade_date"):
+            return grammar.iso_date(rng, t[column])
+        if column in ("quantity", "price"):
+            return grammar.number(rng, float(t[column]))
+        rule = {"book": "unknown_book", "instrument_id": "unknown_instrument",
+                "side": "invalid_side", "currency": "currency_mismatch"}[column]  # fmt: skip
+        return grammar.code(rng, t[column], rule)
+
+    def grammar_valid(self, rng: random.Random, t: dict[str, str]) -> tuple[Line, str]:
+        """A valid line with one field drawn from the valid part of its value space."""
+        column = rng.choice(self.FIELD_GRAMMAR)
+        for _ in range(20):
+            value = self.field_value(rng, t, column)
+            if value.rule is None:
+                break
+        else:
+            return self.accepted(t), "plain"
+        t[column] = value.text
+        line = self.accepted(t)
+        line.utf8_only = any(ord(ch) > 0xFF for ch in line.text)
+        return line, f"grammar:{value.kind}"
+
+    def grammar_damage(
+        self, rng: random.Random, t: dict[str, str], kind: str
+    ) -> tuple[list[Line], str]:
+        if kind == "grammar_field":
+            column = rng.choice(self.FIELD_GRAMMAR[1:])  # any trade id is valid
+            for _ in range(20):
+                value = self.field_value(rng, t, column)
+                if value.rule is not None:
+                    break
+            else:
+                return [self.accepted(t)], "plain"
+            t[column] = value.text
+            return [Line(self.join(t), frozenset({value.rule}), utf8_only=True)], (
+                f"grammar:{column}:{value.kind}"
+            )
+        if kind == "grammar_control":
+            value = grammar.control(rng, self.join(t))
+        elif kind == "grammar_utf8":
+            value = grammar.malformed_utf8(rng, self.join(t))
+        else:  # grammar_huge: rare, they cost a megabyte each
+            if rng.random() > 0.03:
+                return [self.accepted(t)], "plain"
+            text, rule, huge_kind = grammar.huge(rng, self.join(t))
+            return [Line(text, frozenset({rule}))], f"grammar:{huge_kind}"
+        return [Line(value.text, frozenset({value.rule}), utf8_only=True)], f"grammar:{value.kind}"
+
     # ------------------------------------------------------------------ a whole file
     def file(self, number: int) -> FuzzFile:
         rng = random.Random(self.seed * 1_000_003 + number)
@@ -255,8 +321,8 @@ class Generator:
         if roll < 0.10:
             header, file_error = self.bad_header(rng)
             kinds.append("bad_header")
-        newline = rng.choice(["\n"] * 6 + ["\r\n"] * 3 + ["\r"])
-        kinds.append({"\n": "lf", "\r\n": "crlf", "\r": "cr"}[newline])
+        newline = rng.choice(["\n"] * 6 + ["\r\n"] * 3 + ["\r"] + ["mixed"] * 2)
+        kinds.append({"\n": "lf", "\r\n": "crlf", "\r": "cr", "mixed": "mixed_eol"}[newline])
         trailing = rng.random() < 0.85
         if not trailing:
             kinds.append("no_final_newline")
@@ -265,7 +331,10 @@ class Generator:
             trailing = False
             kinds.append("truncated_last_line")
         texts = [header, *(line.text for line in lines)]
-        body = newline.join(texts) + (newline if trailing else "")
+        if newline == "mixed":
+            body = mixed_line_ends(rng, texts, trailing)
+        else:
+            body = newline.join(texts) + (newline if trailing else "")
         if lines and not trailing and lines[-1].text == "":
             # "...\n" then nothing: the reader sees no final empty line
             lines.pop()
@@ -273,16 +342,22 @@ class Generator:
         encoding = "utf-8"
         roll = rng.random()
         bom = b""
+        utf8_only = any(line.utf8_only for line in lines)
         if roll < 0.08:
             bom = b"\xef\xbb\xbf"
             kinds.append("utf8_bom")
-        elif roll < 0.16:
+        elif roll < 0.16 and not utf8_only:
             encoding = "latin-1"
-        elif roll < 0.20 and file_error is None:
+        elif roll < 0.20 and file_error is None and not utf8_only:
             encoding = rng.choice(["utf-16", "utf-16-le", "utf-16-be"])
             file_error = "UTF-16|NUL bytes"
         kinds.append(encoding)
-        data = bom + body.encode(encoding, errors="replace")
+        if encoding == "utf-8":
+            data = bom + grammar.encode_utf8(body)
+            for line in lines:
+                line.text = grammar.as_read(line.text)
+        else:
+            data = bom + body.encode(encoding, errors="replace")
         if encoding == "latin-1":
             for line in lines:
                 # latin-1 bytes 0x80-0xff are not UTF-8 (read as U+FFFD); characters beyond
@@ -296,7 +371,17 @@ class Generator:
             data, lines, file_error = rng.choice(EMPTY_FILES)
             lines = list(lines)
             kinds.append("empty_or_blank_file")
-        return FuzzFile(number, data, lines, file_error, encoding, kinds)
+        manifest = {
+            "file": f"trades_{number:05d}.csv",
+            "rows": len(lines),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        manifest_kind, manifest_change, manifest_error = grammar.manifest_variant(rng, manifest)
+        kinds.append(f"manifest:{manifest_kind}")
+        return FuzzFile(
+            number, data, lines, file_error, encoding, kinds, manifest_change, manifest_error
+        )
 
     def bad_header(self, rng: random.Random) -> tuple[str, str]:
         cols = list(TRADE_COLUMNS)
@@ -329,6 +414,21 @@ class Generator:
         elif kind == "trailing_comma":
             return ",".join(cols) + ",", "header .* does not match"
         return ",".join(cols), "header .* does not match the expected columns"
+
+
+def mixed_line_ends(rng: random.Random, texts: list[str], trailing: bool) -> str:
+    """``texts`` joined by LF, CRLF or CR chosen line by line. A CR followed by an empty
+    line's LF would read as one CRLF (one line less), so that LF is never drawn."""
+    out, previous = [], ""
+    for i, text in enumerate(texts):
+        last = i == len(texts) - 1
+        ends = ["\n", "\r\n", "\r"]
+        if previous == "\r" and text == "":
+            ends = ["\r", "\r\n"]
+        end = rng.choice(ends) if (trailing or not last) else ""
+        out.append(text + end)
+        previous = end
+    return "".join(out)
 
 
 def truncate(rng: random.Random, line: Line) -> Line:
@@ -377,4 +477,9 @@ DAMAGE = [
     "embedded_newline",
     "unbalanced_quote",
     "quoted_comma",
+    # the grammar (tests/faults/fuzz_grammar.py), drawn more often than any one listed kind
+    *["grammar_field"] * 6,
+    *["grammar_control"] * 2,
+    *["grammar_utf8"] * 2,
+    "grammar_huge",
 ]

@@ -1,9 +1,14 @@
-"""Fuzzed trade files: >= 1,000 seeded damaged files through the ingest's checks and rules.
+"""Fuzzed trade files: >= 5,000 seeded files, drawn from a list of damage kinds and from the
+grammar of each field's value space (tests/faults/fuzz_grammar.py), through the ingest's
+checks and rules. The invariant, for every file: it is refused with an error naming it, or
+each bad line is quarantined under its rule (raw text kept), each good line accepted with
+its values, and read = accepted + quarantined; nothing else escapes.
 
 Where each part runs (honestly):
 
-* every file: the file-level check the ingest runs first (``ingest_trades.check_file``:
-  encoding, header), in Python;
+* every file: its completion marker through ``ingest_trades.verify_manifest`` (manifest
+  field types, the file it names, size, checksum) and the file-level check the ingest runs
+  next (``ingest_trades.check_file``: encoding, header), in Python;
 * every file that passes it: its lines split by the line reader the ingest uses (Hadoop's
   LineRecordReader, under both ``textFile`` and the job's ``spark.read.text``; ``Text``
   decoded as UTF-8 with replacement, as the job's ``make_valid_utf8`` does) — all
@@ -12,14 +17,14 @@ Where each part runs (honestly):
   by ``trade_validation.validate_trades`` with ``file_key`` (trade ids unique per file) —
   the transform the job runs. (1,000 separate ``textFile`` RDDs would cost a py4j round
   trip and a task each: minutes on this machine.);
-* a representative subset (one file per kind of damage / encoding / line ending, and the
-  file-level failures): the whole ``ingest()`` job, manifest, Delta writes and audit row.
+* a seeded sample of 20 files: the whole ``ingest()`` job, manifest, Delta writes and
+  audit row.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import random
 import re
 from collections import Counter, defaultdict
 from datetime import date
@@ -30,7 +35,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from databricks_jobs.delta_store import DeltaStore
-from databricks_jobs.ingest_trades import check_file, ingest
+from databricks_jobs.ingest_trades import IngestError, check_file, ingest, verify_manifest
 from databricks_jobs.reference_data import read_books, read_instruments
 from databricks_jobs.trade_validation import FileFormatError, validate_trades
 from eodrisk.sample_data import generate_night
@@ -40,8 +45,9 @@ pytestmark = pytest.mark.spark
 
 DAY = date(2026, 11, 24)
 REGION = "EMEA"
-N_FILES = 1_200
+N_FILES = 5_000
 SEED = 8
+WHOLE_JOB_SAMPLE = 20
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +64,42 @@ def files(landing, tmp_path_factory) -> list[tuple[FuzzFile, Path]]:
     out = []
     for n in range(N_FILES):
         f = gen.file(n)
-        path = folder / f"trades_{n:04d}.csv"
+        path = folder / f"trades_{n:05d}.csv"
         path.write_bytes(f.data)
+        marker_path(path).write_text(manifest_text(f, path.name))
         out.append((f, path))
     return out
+
+
+def marker_path(path: Path) -> Path:
+    return path.with_name("_SUCCESS_" + path.stem.removeprefix("trades_"))
+
+
+def manifest_text(f: FuzzFile, file_name: str) -> str:
+    """The file's manifest as drawn, naming ``file_name`` where it names the file."""
+    if f.manifest_change is None:
+        return json.dumps([f.rows, len(f.data)])
+    manifest = dict(f.manifest_change)
+    if manifest.get("file") == f"trades_{f.number:05d}.csv":
+        manifest["file"] = file_name
+    return json.dumps(manifest) + "\n"
+
+
+def test_every_manifest_is_verified_or_refused_naming_the_marker(files):
+    problems = []
+    for f, path in files:
+        marker = marker_path(path)
+        try:
+            verify_manifest(str(path), str(marker))
+        except IngestError as exc:
+            if f.manifest_error is None or not re.search(f.manifest_error, str(exc)):
+                problems.append(f"{describe(f)}: refused: {exc}")
+            elif str(marker) not in str(exc):
+                problems.append(f"{describe(f)}: the error does not name the marker: {exc}")
+            continue
+        if f.manifest_error is not None:
+            problems.append(f"{describe(f)}: should be refused ({f.manifest_error})")
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:25])
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +162,36 @@ def lines_of_many_files(spark, files: list[tuple[int, Path]]) -> DataFrame:
     )
 
 
+def same_text(text: str) -> str:
+    """``text`` with each run of U+FFFD as one: the reader may replace a malformed UTF-8
+    sequence by one U+FFFD or by one per byte."""
+    return re.sub("\ufffd+", "\ufffd", text)
+
+
 def describe(f: FuzzFile) -> str:
     return f"file {f.number} ({', '.join(f.kinds)})"
 
 
-def test_at_least_a_thousand_files_cover_every_kind_of_damage(files):
-    assert len(files) >= 1_000
+def test_five_thousand_files_cover_every_kind_and_grammar_class(files):
+    assert len(files) >= 5_000
     kinds = Counter(k for f, _ in files for k in f.kinds)
     from tests.faults.fuzz_files import DAMAGE
 
-    for kind in [*DAMAGE, "bad_header", "crlf", "cr", "utf8_bom", "latin-1", "utf-16",
-                 "truncated_last_line", "no_final_newline", "empty_or_blank_file", "quoted",
-                 "tiny", "boundary", "doubled_quote", "unicode_id"]:  # fmt: skip
+    listed = [k for k in DAMAGE if not k.startswith("grammar_")]
+    for kind in [*listed, "bad_header", "crlf", "cr", "mixed_eol", "utf8_bom", "latin-1",
+                 "utf-16", "truncated_last_line", "no_final_newline", "empty_or_blank_file",
+                 "quoted", "tiny", "boundary", "doubled_quote", "unicode_id"]:  # fmt: skip
         assert kinds[kind] >= 3, f"only {kinds[kind]} files with {kind}"
+    grammar = Counter(k.split(":")[-1] for k in kinds.elements() if k.startswith("grammar:"))
+    for cls in ["number_unicode_digit", "number_lookalike", "number_unicode_space",
+                "number_invisible", "number_literal", "number_exp", "number_plus",
+                "date_unicode_digit", "date_lookalike", "date_invisible", "code_lookalike",
+                "code_fullwidth", "code_unicode_space", "code_invisible", "free_text_id",
+                "control", "malformed_utf8", "megabyte_field", "megabyte_line",
+                "only_separators"]:  # fmt: skip
+        assert grammar[cls] >= 2, f"only {grammar[cls]} lines of grammar class {cls}"
+    manifests = Counter(k for k in kinds.elements() if k.startswith("manifest:"))
+    assert len(manifests) >= 15 and min(manifests.values()) >= 20, manifests
 
 
 def test_file_level_problems_fail_naming_the_file_and_what_was_expected(files, validated):
@@ -190,7 +245,7 @@ def test_every_line_is_accepted_or_quarantined_as_predicted(validated):
                     continue
                 if line.rules != ANY and got["rule"] not in line.rules:
                     problems.append(f"{where}: expected {set(line.rules)}, got {got['rule']}")
-                if got["raw_line"] != line.text or not got["message"]:
+                if same_text(got["raw_line"]) != same_text(line.text) or not got["message"]:
                     problems.append(f"{where}: raw text kept as {got['raw_line']!r}")
                 total["quarantined"] += 1
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:25])
@@ -199,16 +254,17 @@ def test_every_line_is_accepted_or_quarantined_as_predicted(validated):
 
 @pytest.fixture(scope="module")
 def subset(files):
-    """One file per kind of damage, encoding and line ending, plus every file-level failure
-    kind: the ones run through the whole ingest job."""
-    chosen: dict[str, tuple[FuzzFile, Path]] = {}
-    for f, path in files:
-        for kind in f.kinds:
-            if f.file_error is None and len(f.lines) < 8:
-                continue  # the valid ones chosen are files with enough lines to mean something
-            chosen.setdefault(kind, (f, path))
-    picked = {f.number: (f, p) for f, p in chosen.values()}
-    return [picked[n] for n in sorted(picked)]
+    """A seeded sample of files for the whole ingest job, half of them with 8 lines or more
+    and a manifest and file the job accepts, the rest any file (refused ones included)."""
+    rng = random.Random(SEED)
+    ingestible = [
+        (f, p) for f, p in files if f.manifest_error is None and f.file_error is None
+        and len(f.lines) >= 8
+    ]  # fmt: skip
+    chosen = rng.sample(ingestible, WHOLE_JOB_SAMPLE // 2)
+    rest = [fp for fp in files if fp not in chosen]
+    chosen += rng.sample(rest, WHOLE_JOB_SAMPLE - len(chosen))
+    return sorted(chosen, key=lambda fp: fp[0].number)
 
 
 def write_landing(landing: Path, root: Path, f: FuzzFile) -> Path:
@@ -218,13 +274,7 @@ def write_landing(landing: Path, root: Path, f: FuzzFile) -> Path:
     stamp = f"{DAY:%Y%m%d}"
     trade_file = root / REGION / f"trades_{stamp}.csv"
     trade_file.write_bytes(f.data)
-    manifest = {
-        "file": trade_file.name,
-        "rows": f.rows,
-        "bytes": len(f.data),
-        "sha256": hashlib.sha256(f.data).hexdigest(),
-    }
-    (root / REGION / f"_SUCCESS_{stamp}").write_text(json.dumps(manifest) + "\n")
+    (root / REGION / f"_SUCCESS_{stamp}").write_text(manifest_text(f, trade_file.name))
     return trade_file
 
 
@@ -232,7 +282,7 @@ def test_representative_files_through_the_whole_ingest_job(
     spark, landing, subset, validated, tmp_path
 ):
     _, _, _, valid, quarantine = validated
-    assert len(subset) >= 10
+    assert len(subset) >= WHOLE_JOB_SAMPLE
     ran = 0
     for f, _ in subset:
         root = tmp_path / f"f{f.number}"
@@ -245,14 +295,17 @@ def test_representative_files_through_the_whole_ingest_job(
             region=REGION,
             run_id=f"fuzz-{f.number}",
         )
+        if f.manifest_error is not None:
+            with pytest.raises(IngestError, match=f.manifest_error):
+                ingest(spark, **kwargs)
+            assert not lake.exists(), "nothing is written for a refused manifest"
+            continue
         if f.file_error is not None:
             with pytest.raises(FileFormatError) as err:
                 ingest(spark, **kwargs)
             assert str(trade_file) in str(err.value) and "expected" in str(err.value)
             assert not lake.exists(), "nothing is written for a refused file"
             continue
-        if ran >= 10:
-            continue  # keep the test quick: ten whole-job runs, the rest were checked above
         ran += 1
         result = ingest(spark, **kwargs)
         expected_q = sorted(
@@ -272,7 +325,9 @@ def test_representative_files_through_the_whole_ingest_job(
             (r["line_number"], r["rule"], r["raw_line"])
             for r in store.read("silver.trades_quarantine", part).collect()
         )
-        assert got_q == expected_q, describe(f)
+        assert [(n, r, same_text(t)) for n, r, t in got_q] == [
+            (n, r, same_text(t)) for n, r, t in expected_q
+        ], describe(f)
         got_v = sorted(r["source_line"] for r in store.read("silver.trades", part).collect())
         assert got_v == expected_v, describe(f)
         (audit,) = store.read("silver.ingest_audit", part).collect()
@@ -281,4 +336,4 @@ def test_representative_files_through_the_whole_ingest_job(
             result.rows_accepted,
             result.rows_quarantined,
         )
-    assert ran >= 5
+    assert ran >= WHOLE_JOB_SAMPLE // 2
