@@ -48,9 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eodrisk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run one seeded night through the local platform")
+    demo = sub.add_parser(
+        "demo",
+        help="run one seeded night through the local platform",
+        description="Generates a seeded night and its back history, runs the real eod_risk "
+        "DAG against the local platform and prints the results. With the defaults it writes "
+        "about 2 GB under DATA_DIR (mostly landing CSVs: 251 nights x 3 regions x 30,000 "
+        "trades); --trades and --history-days make it smaller.",
+    )
     demo.add_argument(
-        "--date", type=_business_date, default=None, help="business date (YYYY-MM-DD)"
+        "--date",
+        type=_business_date,
+        default=None,
+        help="business date (YYYY-MM-DD), a business day (default: the demo's seeded night)",
     )
     demo.add_argument(
         "--data-dir",
