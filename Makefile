@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 
 # Two distributions, both editable: the jobs artifact (pyproject.toml, what the bundle deploys)
 # and the local platform (local-platform/pyproject.toml: CLI, emulator, demo, report).
-$(BIN)/.installed: pyproject.toml local-platform/pyproject.toml
+# local-platform/constraints.txt pins the whole environment: without it pip backtracks for
+# many minutes through Amazon provider / botocore releases on a fresh machine.
+CONSTRAINTS := local-platform/constraints.txt
+$(BIN)/.installed: pyproject.toml local-platform/pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . -e "./local-platform[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e . -e "./local-platform[dev]"
 	touch $@
 
 demo: $(BIN)/.installed
@@ -35,8 +38,8 @@ test: lint
 
 # Benchmarks (benchmarks/, not tests): `make bench` (full, ~30 min on 2 cores) or
 # `make bench ARGS=--quick` (< 5 min); tables are appended to benchmarks/RESULTS.md.
-$(BIN)/.bench-installed: $(BIN)/.installed local-platform/pyproject.toml
-	$(BIN)/python -m pip install --quiet -e . -e "./local-platform[bench]"
+$(BIN)/.bench-installed: $(BIN)/.installed local-platform/pyproject.toml $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e . -e "./local-platform[bench]"
 	touch $@
 
 bench: $(BIN)/.bench-installed
