@@ -160,9 +160,12 @@ class Worker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(grace)
                 break
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        # kill() can race itself (a run thread's _crashed and the pool's close at shutdown):
+        # take the connection first so only one caller closes its descriptor.
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def _crashed(self) -> TaskResult:
         code = self._process.poll() if self._process is not None else None

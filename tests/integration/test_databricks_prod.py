@@ -47,7 +47,11 @@ from eodrisk.airflow_local import (  # noqa: E402
 from eodrisk.emulator import Emulator  # noqa: E402
 from eodrisk.postgres_server import loader_dsn  # noqa: E402
 from eodrisk.sample_data import generate_night  # noqa: E402
-from eodrisk.slack_sink import SlackSink, pagerduty_events_connection  # noqa: E402
+from eodrisk.slack_sink import (  # noqa: E402
+    SlackSink,
+    pagerduty_events_connection,
+    slack_api_connection,
+)
 from eodrisk.status import airflow_postgres_connection  # noqa: E402
 from tests.airflow_env import write_dag_config  # noqa: E402
 
@@ -135,6 +139,7 @@ def platform(tmp_path_factory, pg_server_dsn):
         connections = {
             "databricks_default": oauth_connection(emulator, client_secret),
             "slack_eodrisk": json.loads(slack_webhook_connection(sink.url)),
+            "slack_api_eodrisk": json.loads(slack_api_connection(sink.api_url)),
             "postgres_eodrisk": json.loads(airflow_postgres_connection(dsn)),
             "pagerduty_eodrisk": json.loads(pagerduty_events_connection(sink.base_url)),
         }
@@ -244,7 +249,12 @@ def test_rate_limits_and_transient_5xx_were_survived_without_duplicate_runs(plat
     }
     assert {name: len(runs_of(emulator, name)) for name in expected} == expected
     firm = runs_of(emulator, "eodrisk-firm-risk")[0]
-    assert [t.task_key for t in firm.tasks] == ["firm_aggregation", "backtest", "data_quality"]
+    assert [t.task_key for t in firm.tasks] == [
+        "firm_aggregation",
+        "backtest",
+        "data_quality",
+        "frtb_es",
+    ]
     assert all(t.result_state == "SUCCESS" for t in firm.tasks)
 
 

@@ -283,26 +283,34 @@ def test_desk_tests_equal_an_independent_computation(history, spark):
     store = DeltaStore(spark, str(lake))
     rows = store.read("gold.desk_tests", {"business_date": DAYS[-1]}).collect()
     scenario = {
-        (region, day): region_pnl(landing, region, day) for region in REGIONS for day in DAYS
+        (region, day): region_pnl(landing, region, day, positions_of=POSITIONS_OF[(region, day)])
+        for region in REGIONS
+        for day in DAYS
     }
     assert len(rows) >= 6
     for row in rows:
         desk, region = row["desk"], row["region"]
+        # A desk is observed on its region's business days only: APAC's desks not on Mon 23.
+        observed = [(p, d) for p, d in itertools.pairwise(DAYS) if POSITIONS_OF[(region, d)] == d]
         hpl, rtpl, exceptions_975 = [], [], 0
-        for previous, day in itertools.pairwise(DAYS):
+        for previous, day in observed:
             realised = reference_hypothetical(landing, previous, day)[desk]
             hpl.append(realised)
             rtpl.append(scenario[(region, day)][desk][-1])  # the latest move, today's book
             losses = np.sort(-scenario[(region, previous)][desk])[::-1]
             exceptions_975 += realised < -losses[math.ceil(500 * 0.025) - 1]
-        assert row["observations"] == len(hpl) == 2
+        assert row["observations"] == len(hpl) == (1 if region == "APAC" else 2)
         assert row["exceptions_975"] == exceptions_975
-        assert row["pla_ks"] == pytest.approx(stats.ks_2samp(rtpl, hpl).statistic)
-        rho = stats.spearmanr(rtpl, hpl).statistic
-        assert row["pla_spearman"] == pytest.approx(rho)
-        zone = "green" if rho > 0.8 and row["pla_ks"] < 0.09 else None
-        zone = zone or ("red" if rho < 0.7 or row["pla_ks"] > 0.12 else "amber")
-        assert row["pla_zone"] == zone
+        if len(hpl) < 2:  # seen once: no attribution yet, red until it can be attributed
+            assert row["pla_spearman"] is None and row["pla_ks"] is None
+            assert row["pla_zone"] == "red"
+        else:
+            assert row["pla_ks"] == pytest.approx(stats.ks_2samp(rtpl, hpl).statistic)
+            rho = stats.spearmanr(rtpl, hpl).statistic
+            assert row["pla_spearman"] == pytest.approx(rho)
+            zone = "green" if rho > 0.8 and row["pla_ks"] < 0.09 else None
+            zone = zone or ("red" if rho < 0.7 or row["pla_ks"] > 0.12 else "amber")
+            assert row["pla_zone"] == zone
         assert row["backtest_eligible"] == (
             row["exceptions_99"] <= 12 and row["exceptions_975"] <= 30
         )
