@@ -44,8 +44,12 @@ from databricks_jobs.stress_testing import (
     read_states,
     stress_rows,
 )
-from databricks_jobs.valuation import DAYS_PER_YEAR, SCENARIO_WINDOW, is_log_factor, portfolio_of
-from risk_models.revaluation import revalue
+from databricks_jobs.valuation import (
+    DAYS_PER_YEAR,
+    SCENARIO_WINDOW,
+    book_state_pnl,
+    is_log_factor,
+)
 from risk_models.scenarios import apply_shocks, scenario_shocks
 
 log = logging.getLogger("eodrisk.compute_risk")
@@ -162,10 +166,7 @@ def book_pnl_vectors(
     states = np.vstack([scenarios, stress_levels])
 
     def revalue_book(frame: pd.DataFrame) -> pd.DataFrame:
-        # Spark hands a group's rows over in no fixed order; sorting makes the float sum,
-        # and so a rerun, bit-for-bit reproducible.
-        frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
-        pnl = revalue(portfolio_of(frame, factors), base, states).sum(axis=0)
+        pnl = book_state_pnl(frame, factors, base, states)
         return pd.DataFrame(
             {
                 "book": [frame["book"].iloc[0]],

@@ -34,8 +34,7 @@ from databricks_jobs.frtb_capital import (
 )
 from databricks_jobs.reference_data import read_instruments, read_market_history
 from databricks_jobs.spark_session import get_spark
-from databricks_jobs.valuation import SCENARIO_WINDOW, portfolio_of
-from risk_models.revaluation import revalue
+from databricks_jobs.valuation import SCENARIO_WINDOW, book_state_pnl
 
 log = logging.getLogger("eodrisk.frtb_es")
 
@@ -49,8 +48,7 @@ def book_frtb_vectors(
     """FRTB P&L of each book over ``states`` ``(N, F)``, revalued on the executors."""
 
     def revalue_book(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
-        pnl = revalue(portfolio_of(frame, factors), base, states).sum(axis=0)
+        pnl = book_state_pnl(frame, factors, base, states)
         return pd.DataFrame(
             {
                 "book": [frame["book"].iloc[0]],

@@ -94,6 +94,16 @@ def portfolio_of(frame: pd.DataFrame, factors: list[str]) -> Portfolio:
     )
 
 
+def book_state_pnl(
+    frame: pd.DataFrame, factors: list[str], base: np.ndarray, states: np.ndarray
+) -> np.ndarray:
+    """P&L ``(S,)`` of one book's positions in each of ``states`` ``(S, F)``, summed over its
+    positions in ``instrument_id`` order: Spark hands a group's rows over in no fixed order,
+    and sorting makes the float sum, and so a rerun, bit-for-bit reproducible."""
+    frame = frame.sort_values("instrument_id", kind="stable", ignore_index=True)
+    return revalue(portfolio_of(frame, factors), base, states).sum(axis=0)
+
+
 def unit_pnl(
     terms: pd.DataFrame, factors: list[str], base: np.ndarray, scenarios: np.ndarray
 ) -> np.ndarray:
