@@ -1,9 +1,10 @@
 # The two commands of the README:  make demo  ·  make test
 VENV ?= .venv
+TEST_LAYERS := models jobs dag platform repo
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean superset
+.PHONY: demo test lint bench clean superset $(addprefix test-,$(TEST_LAYERS))
 
 # Two distributions, both editable: the jobs artifact (pyproject.toml, what the bundle deploys)
 # and the local platform (local-platform/pyproject.toml: CLI, emulator, demo, report).
@@ -26,7 +27,7 @@ superset: $(BIN)/.installed
 	$(BIN)/eodrisk bi install
 
 # The lint gates; CI (.github/workflows/ci.yml) and .pre-commit-config.yaml run the same
-# commands (tests/unit/test_workflows.py keeps them in step).
+# commands (tests/repo/test_workflows.py keeps them in step).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,6 +36,14 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# One target per test layer (tests/<layer>/), so a contributor runs the layer they touch:
+# models (risk_models, pure numpy) · jobs (the Databricks jobs on local Spark, their faults) ·
+# dag (the DAG, its config and callbacks, nights through the emulator) · platform (emulator,
+# CLI, report, BI, monitoring) · repo (policy and CI gates, workflows, the bundle as deployed).
+# CI runs each in its own job (.github/workflows/ci.yml); `make test` runs them all.
+test-%: $(BIN)/.installed
+	$(BIN)/pytest tests/$* $(PYTEST_ARGS)
 
 # Benchmarks (benchmarks/, not tests): `make bench` (full, ~30 min on 2 cores) or
 # `make bench ARGS=--quick` (< 5 min); tables are appended to benchmarks/RESULTS.md.

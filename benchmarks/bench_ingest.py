@@ -1,6 +1,6 @@
 """Benchmark 3 — ingestion: the ingest job on 1M trade rows vs a raw Spark CSV read + count.
 
-``databricks_jobs.ingest_trades.ingest`` (manifest check with sha256, header check, line
+``databricks_jobs.jobs.ingest_trades.ingest`` (manifest check with sha256, header check, line
 numbering, validation against reference data, Delta writes of trades / quarantine / audit,
 reconciliation) against ``spark.read.csv(file, header=True).count()`` of the same file in
 the same Spark session. Target: ingest <= 2x the raw read.
@@ -30,7 +30,7 @@ def generate(root: Path, rows: int) -> Path:
 
 
 def run(quick: bool = False, spark=None) -> Report:
-    from databricks_jobs.ingest_trades import _sha256, ingest, numbered_lines
+    from databricks_jobs.jobs.ingest_trades import _sha256, ingest, numbered_lines
     from databricks_jobs.trade_validation import TRADE_COLUMNS
 
     started = time.perf_counter()

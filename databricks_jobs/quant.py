@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from databricks_jobs.backtesting import FIRM, WINDOW, summary_rows
+from databricks_jobs.node_backtests import FIRM, WINDOW, summary_rows
 from databricks_jobs.valuation import (
     MarketLevels,
     instrument_terms,

@@ -11,7 +11,7 @@ without Spark:
 * each instrument is revalued ONCE per date under all scenarios (``valuation.unit_pnl``),
   and the books' P&L vectors are the matrix product positions × unit P&L;
 * the node figures, contributions and backtest rows come from the very functions the
-  jobs call (``risk_metrics``, ``backtesting``);
+  jobs call (``risk_metrics``, ``node_backtests``);
 * each table is written with ONE Delta commit for all dates (partition overwrite by
   predicate), not one per date.
 
@@ -48,15 +48,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from databricks_jobs.backtesting import (
-    BACKTEST_COLUMNS,
-    FIRM,
-    SUMMARY_COLUMNS,
-    SUMMARY_LEVELS,
-    backtest_rows,
-    hypothetical_pnl,
-    summary_rows,
-)
 from databricks_jobs.job_args import check_regions, lake_root, region_list
 from databricks_jobs.landing import (
     MARKER_PREFIX,
@@ -65,6 +56,15 @@ from databricks_jobs.landing import (
     marker_name,
     parse_manifest,
     trade_file_name,
+)
+from databricks_jobs.node_backtests import (
+    BACKTEST_COLUMNS,
+    FIRM,
+    SUMMARY_COLUMNS,
+    SUMMARY_LEVELS,
+    backtest_rows,
+    hypothetical_pnl,
+    summary_rows,
 )
 from databricks_jobs.risk_metrics import (
     node_contributions,
@@ -917,7 +917,7 @@ def load_history(
     pipeline loaded (``run_id`` not ``backfill``) is never replaced.
     ``progress(dates_done, dates_total)`` is called after each date.
     """
-    from databricks_jobs.load_reporting import load, rows_for_tables
+    from databricks_jobs.jobs.load_reporting import load, rows_for_tables
 
     lake = Path(lake_root)
     ran = pipeline_nights(dsn, dates)

@@ -56,7 +56,7 @@ STAGES = (
 MEASURES = ("var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd")
 
 # name → (help, label names). The single source of what the exporter exports: the monitoring
-# rules and dashboard are checked against it (tests/unit/test_monitoring.py).
+# rules and dashboard are checked against it (tests/platform/test_monitoring.py).
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "eodrisk_pipeline_last_run_success": (
         "1 when the latest recorded run succeeded, 0 when it failed.",

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,3 +68,30 @@ def pg_dsn(pg_server_dsn) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f"drop database if exists {name} with (force)")
         admin.close()
+
+
+@pytest.fixture(scope="module")
+def make_db(pg_server_dsn) -> Iterator[Callable[[str], str]]:
+    """``make_db(prefix)`` creates an empty database and returns its DSN; all are dropped
+    when the module's tests are done."""
+    import psycopg2
+
+    created: list[str] = []
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        admin = psycopg2.connect(pg_server_dsn)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f"create database {name}")
+        admin.close()
+        created.append(name)
+        return urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}"))
+
+    yield make
+    admin = psycopg2.connect(pg_server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        for name in created:
+            cur.execute(f"drop database if exists {name} with (force)")
+    admin.close()

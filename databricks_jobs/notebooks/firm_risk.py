@@ -2,7 +2,7 @@
 # MAGIC %md
 # MAGIC # Firm aggregation
 # MAGIC Sums the regions' P&L vectors into the firm's and writes firm VaR/ES and the
-# MAGIC diversification benefit (`databricks_jobs.firm_risk`). The task's output — the
+# MAGIC diversification benefit (`databricks_jobs.jobs.firm_risk`). The task's output — the
 # MAGIC night's summary as JSON — is what Airflow's Slack summary reads through
 # MAGIC `runs/get-output`. Outside Databricks the parameters come from `EODRISK_<NAME>`
 # MAGIC environment variables and the summary is printed (it writes to the lake: use a copy).
@@ -13,7 +13,7 @@
 from functools import partial
 
 from databricks_jobs import quant
-from databricks_jobs.firm_risk import run
+from databricks_jobs.jobs.firm_risk import run
 
 dbutils = globals().get("dbutils")  # None outside Databricks
 widget = partial(quant.widget, dbutils)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from databricks_jobs.backtesting import SUMMARY_LEVELS
-from databricks_jobs.load_reporting import TABLES as LOADED_TABLES
+from databricks_jobs.jobs.load_reporting import TABLES as LOADED_TABLES
+from databricks_jobs.node_backtests import SUMMARY_LEVELS
 from databricks_jobs.trade_validation import QUARANTINE_RULES
 from eodrisk.calendar import business_calendars
 from eodrisk.sample_data.universe import books_of

@@ -1,0 +1,115 @@
+"""Landing and lake roots may be any legal path (issue 16): spaces, '#', '%', non-ASCII
+letters, glob characters, quotes, a Hive-style ``key=value`` folder.
+
+delta-rs hands back percent-encoded file URIs and Spark globs the paths it is given; both
+went into Spark as they were, so the first Delta read after a write failed (or read the
+wrong files) under such a root.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.jobs.ingest_trades import ingest
+from databricks_jobs.storage_paths import spark_path, uri_to_path
+from eodrisk.sample_data import generate_night
+
+DAY = date(2026, 11, 24)
+#: A folder name with every kind of character that broke a read: space, '#', '%', non-ASCII,
+#: glob characters, quotes, and a partition-like name.
+HOSTILE = "root #1 %zz% ü 東京 {b,c}*? 'q' ;&=+ business_date=1999-01-01"
+#: A landing root (read by Spark and Python only) may hold anything but NUL and '/'.
+HOSTILE_LANDING = HOSTILE + " [a] %41%2F ^|\\ \t"
+
+
+@pytest.mark.parametrize(
+    ("uri", "path"),
+    [
+        ("file:///srv/lake%20root/%23/x.parquet", "/srv/lake root/#/x.parquet"),
+        ("file:///srv/%25252F/%C3%BC", "/srv/%252F/ü"),
+        ("/srv/lake%20root/%23/%7Bb,c%7D*%3F", "/srv/lake root/#/{b,c}*?"),  # delta-rs 1.x
+        ("s3://bucket/lake%20root/%E6%9D%B1/part-0", "s3://bucket/lake root/東/part-0"),
+        ("abfss://c@acct.dfs.core.windows.net/a%23b/x", "abfss://c@acct.dfs.core.windows.net/a#b/x"),
+    ],
+)  # fmt: skip
+def test_delta_rs_uris_become_the_paths_they_name(uri, path):
+    assert uri_to_path(uri) == path
+
+
+@pytest.mark.parametrize(
+    ("path", "escaped"),
+    [
+        ("/srv/plain/x.parquet", "/srv/plain/x.parquet"),
+        ("/srv/[a]{b,c}*?/x", r"/srv/\[a\]\{b,c\}\*\?/x"),
+        ("/srv/back\\slash", "/srv/back\\\\slash"),
+        ("s3://b/a*b", r"s3://b/a\*b"),
+    ],
+)
+def test_spark_paths_escape_hadoop_glob_characters(path, escaped):
+    assert spark_path(path) == escaped
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("bad", ["[", "]", "^", "|", "\\", "%41", "%2F", "\n"])
+def test_a_local_lake_root_delta_rs_cannot_open_is_refused_before_any_io(
+    spark, bad, tmp_path, capsys
+):
+    """delta-rs misreads these in a local path (decodes '%41' to 'A', panics on '[');
+    the jobs refuse such a lake root at parse time, saying which character and why."""
+    from databricks_jobs.jobs import load_reporting
+
+    root = str(tmp_path / f"lake {bad} root")
+    with pytest.raises(SystemExit):
+        load_reporting.main(["--business-date", "2026-11-24", "--lake-root", root])
+    err = capsys.readouterr().err
+    assert "cannot be used in a local lake root" in err and repr(bad) in err
+    assert not (tmp_path / f"lake {bad} root").exists()
+    with pytest.raises(ValueError, match="cannot be used in a local lake root"):
+        DeltaStore(spark, root)
+
+
+@pytest.mark.spark
+def test_delta_tables_under_a_hostile_lake_root_round_trip(spark, tmp_path):
+    lake = tmp_path / HOSTILE / "lake"
+    store = DeltaStore(spark, str(lake))
+    rows = {
+        "EMEA": [(DAY, "EMEA", "T1", 1.5), (DAY, "EMEA", "T2", -2.0)],
+        "APAC": [(DAY, "APAC", "T3", 3.0)],
+    }
+    schema = "business_date date, region string, trade_id string, quantity double"
+    for region, data in rows.items():
+        part = {"business_date": DAY, "region": region}
+        store.replace_partition(spark.createDataFrame(data, schema), "silver.trades", part)
+    got = sorted(tuple(r) for r in store.read("silver.trades").collect())
+    assert got == sorted(rows["EMEA"] + rows["APAC"])
+    emea = store.read("silver.trades", {"business_date": DAY, "region": "EMEA"})
+    assert sorted(tuple(r) for r in emea.collect()) == sorted(rows["EMEA"])
+    assert not (tmp_path / HOSTILE / "lake" / "_staging").exists() or not any(
+        (tmp_path / HOSTILE / "lake" / "_staging").iterdir()
+    )
+
+
+@pytest.mark.spark
+def test_ingest_with_hostile_landing_and_lake_roots(spark, tmp_path):
+    landing = tmp_path / HOSTILE_LANDING / "landing"
+    generate_night(landing, [DAY], regions=["EMEA"], trades_per_region=20, history_days=520)
+    lake = tmp_path / HOSTILE / "lake"
+    result = ingest(
+        spark,
+        landing_root=str(landing),
+        lake_root=str(lake),
+        business_date=DAY,
+        region="EMEA",
+        run_id="roots",
+    )
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (20, 20, 0)
+    store = DeltaStore(spark, str(lake))
+    trades = store.read("silver.trades", {"business_date": DAY, "region": "EMEA"})
+    assert trades.count() == 20
+    (audit,) = store.read("silver.ingest_audit").collect()
+    assert (audit["business_date"], audit["region"], audit["rows_read"]) == (DAY, "EMEA", 20)
+    assert Path(lake / "silver" / "trades").is_dir()
