@@ -81,9 +81,9 @@ CALENDARS = CONFIG.calendars()
 DAG_ID = "eod_risk"
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
-LANDING_ROOT = f"{{{{ var.value.{CONFIG.landing_root_variable} }}}}"
-REPORTS_ROOT = f"{{{{ var.value.{CONFIG.reports_root_variable} }}}}"
-REPORT_URL = f"{{{{ var.value.{CONFIG.reports_url_variable} }}}}/" + CONFIG.report.file.replace(
+LANDING_ROOT = f"{{{{ var.value.{CONFIG.variables.landing_root} }}}}"
+REPORTS_ROOT = f"{{{{ var.value.{CONFIG.variables.reports_root} }}}}"
+REPORT_URL = f"{{{{ var.value.{CONFIG.variables.reports_url} }}}}/" + CONFIG.report.file.replace(
     "{date}", BUSINESS_DATE
 )
 # The night's rows in Postgres: produced by load_reporting, consumed by publish_report.
@@ -97,8 +97,8 @@ DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.dag_run_id }}}}/deadline"  # = the 
 def record_task(state: str) -> RecordTaskRun:
     return RecordTaskRun(
         state=state,
-        postgres_conn_id=CONFIG.postgres_conn_id,
-        databricks_conn_id=CONFIG.databricks_conn_id,
+        postgres_conn_id=CONFIG.connections.postgres,
+        databricks_conn_id=CONFIG.connections.databricks,
         regions=CONFIG.region_names,
     )
 
@@ -106,9 +106,11 @@ def record_task(state: str) -> RecordTaskRun:
 def record_run(state: str) -> RecordPipelineRun:
     return RecordPipelineRun(
         state=state,
-        postgres_conn_id=CONFIG.postgres_conn_id,
-        deadline_after=CONFIG.deadline_after_logical_date,
-        on_missed_sla=PageMissedDeadline(pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id),
+        postgres_conn_id=CONFIG.connections.postgres,
+        deadline_after=CONFIG.deadline.after_logical_date,
+        on_missed_sla=PageMissedDeadline(
+            pagerduty_events_conn_id=CONFIG.connections.pagerduty_events
+        ),
     )
 
 
@@ -141,7 +143,7 @@ def databricks_job(
         task_id=task_id,
         job_name=job_name,
         job_parameters=job_parameters,
-        databricks_conn_id=CONFIG.databricks_conn_id,
+        databricks_conn_id=CONFIG.connections.databricks,
         wait_for_termination=True,
         polling_period_seconds=max(1, int(options.polling_period.total_seconds())),
         deferrable=options.deferrable,
@@ -163,19 +165,19 @@ with DAG(
     # Parse-time dates are the DAG's schedule, not a task's business date.
     schedule=EventsTimetable(
         firm_run_times(
-            CONFIG.cron,
-            CONFIG.schedule_timezone,
-            *schedule_window(CONFIG.start_date, date.today()),
+            CONFIG.schedule.cron,
+            CONFIG.schedule.timezone,
+            *schedule_window(CONFIG.schedule.start_date, date.today()),
             CALENDARS,
         ),
         presorted=True,
-        description=f"{CONFIG.cron} ({CONFIG.schedule_timezone}) on firm business days",
+        description=f"{CONFIG.schedule.cron} ({CONFIG.schedule.timezone}) on firm business days",
     ),
     start_date=pendulum.datetime(
-        CONFIG.start_date.year,
-        CONFIG.start_date.month,
-        CONFIG.start_date.day,
-        tz=CONFIG.schedule_timezone,
+        CONFIG.schedule.start_date.year,
+        CONFIG.schedule.start_date.month,
+        CONFIG.schedule.start_date.day,
+        tz=CONFIG.schedule.timezone,
     ),
     catchup=False,
     max_active_runs=1,
@@ -203,11 +205,11 @@ with DAG(
         # Alert first (fastest to a human), then page, then record.
         "on_failure_callback": [
             SlackFailureAlert(
-                slack_webhook_conn_id=CONFIG.slack_webhook_conn_id, regions=CONFIG.region_names
+                slack_webhook_conn_id=CONFIG.connections.slack_webhook, regions=CONFIG.region_names
             ),
             PagerDutyCriticalAlert(
-                pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id,
-                critical_tasks=CONFIG.critical_tasks,
+                pagerduty_events_conn_id=CONFIG.connections.pagerduty_events,
+                critical_tasks=CONFIG.alerts.critical_tasks,
                 regions=CONFIG.region_names,
             ),
             record_task("failed"),
@@ -223,11 +225,11 @@ with DAG(
     deadline=[
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-            interval=CONFIG.deadline_after_logical_date,
+            interval=CONFIG.deadline.after_logical_date,
             callback=AsyncCallback(
                 SlackWebhookNotifier,
                 kwargs={
-                    "slack_webhook_conn_id": CONFIG.slack_webhook_conn_id,
+                    "slack_webhook_conn_id": CONFIG.connections.slack_webhook,
                     "text": (
                         f":alarm_clock: {DAG_ID} missed its deadline: run "
                         "{{ dag_run.dag_run_id }} was not done by {{ deadline.deadline_time }}"
@@ -238,11 +240,11 @@ with DAG(
         ),
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-            interval=CONFIG.deadline_after_logical_date,
+            interval=CONFIG.deadline.after_logical_date,
             callback=AsyncCallback(
                 PagerdutyNotifier,
                 kwargs={
-                    "pagerduty_events_conn_id": CONFIG.pagerduty_events_conn_id,
+                    "pagerduty_events_conn_id": CONFIG.connections.pagerduty_events,
                     "summary": (
                         f"{DAG_ID}: run {{{{ dag_run.dag_run_id }}}} missed the business deadline "
                         "{{ deadline.deadline_time }}"
@@ -261,9 +263,9 @@ with DAG(
 ) as dag:
 
     @task.sensor(
-        poke_interval=CONFIG.sensor_poke_interval,
-        timeout=CONFIG.sensor_timeout,
-        mode=CONFIG.sensor_mode,
+        poke_interval=CONFIG.sensor.poke_interval,
+        timeout=CONFIG.sensor.timeout,
+        mode=CONFIG.sensor.mode,
         execution_timeout=CONFIG.execution_timeout.sensor,
     )
     def wait_for_trades(region: str, business_date: str, marker_path: str, trades_path: str):
@@ -298,14 +300,14 @@ with DAG(
             business_date=business_date,
             firm_run_id=firm_run_id,
             firm_run_page_url=firm_run_page_url,
-            databricks_conn_id=CONFIG.databricks_conn_id,
-            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id,
+            databricks_conn_id=CONFIG.connections.databricks,
+            slack_webhook_conn_id=CONFIG.connections.slack_webhook,
             firm_summary_task_key=CONFIG.jobs.firm_summary_task_key,
-            postgres_conn_id=CONFIG.postgres_conn_id,
+            postgres_conn_id=CONFIG.connections.postgres,
             run_id=dag_run.run_id,
             run_started_at=dag_run.start_date,
             figures_ready_at=ti.start_date,
-            sla_deadline=sla_deadline_of(dag_run, CONFIG.deadline_after_logical_date),
+            sla_deadline=sla_deadline_of(dag_run, CONFIG.deadline.after_logical_date),
             log_url=ti.log_url,
             report_url=report_url,
         )
@@ -317,8 +319,8 @@ with DAG(
             reports_root=reports_root,
             file_pattern=CONFIG.report.file,
             report_module=CONFIG.report.module,
-            postgres_conn_id=CONFIG.postgres_conn_id,
-            slack_api_conn_id=CONFIG.slack_api_conn_id,
+            postgres_conn_id=CONFIG.connections.postgres,
+            slack_api_conn_id=CONFIG.connections.slack_api,
             slack_channel=CONFIG.report.slack_channel,
         )
 
@@ -330,9 +332,9 @@ with DAG(
             dag_id=DAG_ID,
             business_date=business_date,
             run_id=get_current_context()["dag_run"].run_id,
-            postgres_conn_id=CONFIG.postgres_conn_id,
-            slack_webhook_conn_id=CONFIG.slack_webhook_conn_id,
-            pagerduty_events_conn_id=CONFIG.pagerduty_events_conn_id,
+            postgres_conn_id=CONFIG.connections.postgres,
+            slack_webhook_conn_id=CONFIG.connections.slack_webhook,
+            pagerduty_events_conn_id=CONFIG.connections.pagerduty_events,
         )
 
     def region_parameters(region: str) -> dict[str, str]:
@@ -383,8 +385,8 @@ with DAG(
         landed = wait_for_trades.override(task_id=f"wait_for_trades_{r.task_suffix}")(
             region=r.name,
             business_date=BUSINESS_DATE,
-            marker_path=landing_path(r.name, CONFIG.marker_file),
-            trades_path=landing_path(r.name, CONFIG.trades_file),
+            marker_path=landing_path(r.name, CONFIG.landing_files.marker),
+            trades_path=landing_path(r.name, CONFIG.landing_files.trades),
         )
         landed >> ingest[r.name] >> risk[r.name] >> firm_risk
 

@@ -37,16 +37,16 @@ def test_shipped_config_is_valid():
         "Asia/Tokyo",
         "America/New_York",
     }
-    assert config.databricks_conn_id == "databricks_default"
-    assert config.slack_webhook_conn_id == "slack_eodrisk"
-    assert config.landing_root_variable == "eodrisk_landing_root"
+    assert config.connections.databricks == "databricks_default"
+    assert config.connections.slack_webhook == "slack_eodrisk"
+    assert config.variables.landing_root == "eodrisk_landing_root"
     assert config.retries.retries >= 2
     assert config.retries.exponential_backoff > 1
-    assert config.schedule_timezone == "Europe/London"
+    assert config.schedule.timezone == "Europe/London"
     # 22:00 Europe/London + deadline = 06:00 the next morning.
-    assert config.deadline_after_logical_date == timedelta(hours=8)
-    assert config.marker_file == "_SUCCESS_{yyyymmdd}"
-    assert config.trades_file == "trades_{yyyymmdd}.csv"
+    assert config.deadline.after_logical_date == timedelta(hours=8)
+    assert config.landing_files.marker == "_SUCCESS_{yyyymmdd}"
+    assert config.landing_files.trades == "trades_{yyyymmdd}.csv"
 
 
 def test_job_names_are_the_bundle_jobs():
@@ -169,4 +169,24 @@ def test_write_dag_config_overrides_sections(tmp_path):
     config = load_config(path)
     assert config.retries.retry_delay == timedelta(seconds=1)
     assert config.retries.retries == load_config(DAG_CONFIG).retries.retries
-    assert config.sensor_timeout == timedelta(seconds=5)
+    assert config.sensor.timeout == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("line", "replacement", "expected"),
+    [
+        ("  deferrable: true", "  deferrable: yes please", "expected true or false"),
+        ("  retries: 3", "  retries: true", "expected an integer, got True"),
+        ("  start_date: 2026-01-01", "  start_date: soon", "expected a date YYYY-MM-DD"),
+        ("  api_retry_limit: 5", "  api_retry_limit: 0", "expected an integer >= 1, got 0"),
+    ],
+)
+def test_type_errors_name_the_line_of_their_key(line, replacement, expected):
+    text = DAG_CONFIG.read_text()
+    assert line in text
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace(line, replacement, 1), "eod_risk.yml")
+    number = next(i for i, row in enumerate(text.splitlines(), 1) if row == line)
+    key = line.split(":")[0].strip()
+    assert str(err.value).startswith(f"eod_risk.yml:{number}:3: ")
+    assert f".{key}: {expected}" in str(err.value)

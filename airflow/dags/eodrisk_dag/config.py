@@ -1,43 +1,166 @@
-"""Load and validate ``eod_risk.yml``, the configuration of the ``eod_risk`` DAG.
+"""``eod_risk.yml``, the configuration of the ``eod_risk`` DAG, as a declared pydantic model.
 
-Pure Python (stdlib, PyYAML and the ``holidays`` calendars): no Airflow import, so it is
-cheap at parse time and testable on its own. Every error names the file, the line and
-column, the key path and what to do, because the person reading it is an operator fixing
-a YAML file.
+The model mirrors the file: one class per section, unknown keys refused, every value typed
+(durations, time zones, exchange calendars, connection ids, file name patterns). The YAML
+is composed with its node positions kept, so a validation error names the file, the line
+and column, the key path and what to do: the person reading it is an operator fixing a
+YAML file. Imports only pydantic, PyYAML (Airflow's own dependencies) and this package.
 """
 
 from __future__ import annotations
 
 import re
 import zoneinfo
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from eodrisk_dag.calendars import BusinessCalendars, CalendarError, exchange_codes
 
 REGION_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_JOB_KEYS = ("ingest_trades", "compute_risk", "firm_risk", "load_reporting")
 _FILE_NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_.-]+$")
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 
 
 class ConfigError(ValueError):
     """The DAG configuration file is invalid; the message says where and how to fix it."""
 
 
-@dataclass(frozen=True)
-class Region:
-    name: str
-    timezone: str
+def _invalid(message: str, *, at: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """A validation error with our message; ``at`` is a key path below the validated value."""
+    return PydanticCustomError("eodrisk", message, {"at": at})
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _identifier(value: Any) -> str:
+    if not _IDENTIFIER.fullmatch(_text(value)):
+        raise _invalid(f"{value!r} does not match {_IDENTIFIER.pattern}")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, bool):
+        raise _invalid(f"expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise _invalid(
+            f"expected a duration such as 30s, 5m, 2h or a number of seconds, got {value!r}"
+        )
+    if seconds <= 0:
+        raise _invalid(f"duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def _timezone(value: Any) -> str:
+    try:
+        zoneinfo.ZoneInfo(_text(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _invalid(
+            f"unknown time zone {value!r}; use an IANA name such as Europe/London"
+        ) from None
+    return value
+
+
+def _exchange_calendar(value: Any) -> str:
+    try:
+        BusinessCalendars({"_": _text(value)})
+    except CalendarError:
+        raise _invalid(
+            f"unknown exchange calendar {value!r}; use a financial-market code of the "
+            f"holidays library: {', '.join(exchange_codes())}"
+        ) from None
+    return value
+
+
+def _file_pattern(placeholder: str):
+    def check(value: str) -> str:
+        if placeholder not in value or not _FILE_NAME.fullmatch(value.replace(placeholder, "")):
+            raise _invalid(
+                f"{value!r} must be a plain file name (letters, digits, '_', '-', '.'; "
+                f"no '/' or '..') containing the placeholder {placeholder}"
+            )
+        return value
+
+    return check
+
+
+def _region_name(value: Any) -> str:
+    if not isinstance(value, str) or not REGION_NAME.fullmatch(value):
+        raise _invalid(
+            f"invalid region name {value!r}: a region name becomes part of file paths and "
+            "task ids, so it must be 2-16 characters, an upper-case letter first, then "
+            "upper-case letters, digits or '_' (no '/', '..' or spaces), e.g. EMEA"
+        )
+    return value
+
+
+def _cron(value: str) -> str:
+    if len(value.split()) != 5:
+        raise _invalid(f"expected a 5-field cron expression, got {value!r}")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Identifier = Annotated[str, BeforeValidator(_identifier)]
+#: 30s, 5m, 2h, 1d or a number of seconds
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+TimeZone = Annotated[str, BeforeValidator(_timezone)]
+ExchangeCalendar = Annotated[str, BeforeValidator(_exchange_calendar)]
+LandingFile = Annotated[Text, AfterValidator(_file_pattern("{yyyymmdd}"))]
+ReportFile = Annotated[Text, AfterValidator(_file_pattern("{date}"))]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Schedule(Section):
+    """After the close, on the firm's business days only (eodrisk_dag/schedule.py)."""
+
+    cron: Annotated[Text, AfterValidator(_cron)]
+    timezone: TimeZone
+    start_date: date
+
+
+class Deadline(Section):
+    after_logical_date: Duration
+
+
+class Region(Section):
+    name: Annotated[str, BeforeValidator(_region_name)]
+    timezone: TimeZone
     #: Exchange calendar code of the ``holidays`` library (XNYS, XLON, XJPX): the days the
     #: region trades and its trade file lands.
-    calendar: str
+    calendar: ExchangeCalendar
 
     @property
     def task_suffix(self) -> str:
@@ -45,82 +168,153 @@ class Region:
         return self.name.lower()
 
 
-@dataclass(frozen=True)
-class Jobs:
+class Jobs(Section):
     """Databricks job names (``resources/jobs.yml``), looked up by name at run time."""
 
-    ingest_trades: str
-    compute_risk: str
-    firm_risk: str
-    load_reporting: str
-    firm_summary_task_key: str
+    ingest_trades: Text
+    compute_risk: Text
+    firm_risk: Text
+    load_reporting: Text
+    #: Task of the firm job whose run output (notebook_output.result) is the JSON summary.
+    firm_summary_task_key: Text
 
 
-@dataclass(frozen=True)
-class Retries:
-    retries: int
-    retry_delay: timedelta
-    exponential_backoff: float
-    max_retry_delay: timedelta
+class Connections(Section):
+    """Airflow connection ids; the connections come from the secrets backend."""
+
+    databricks: Identifier
+    slack_webhook: Identifier
+    slack_api: Identifier
+    postgres: Identifier
+    pagerduty_events: Identifier
 
 
-@dataclass(frozen=True)
-class DatabricksOptions:
-    """How the Databricks tasks wait, retry API calls and recover a failed run."""
+class Alerts(Section):
+    critical_tasks: tuple[Text, ...]
 
-    polling_period: timedelta
-    deferrable: bool = True
-    repair_run: bool = True
-    api_retry_limit: int = 3
-    api_retry_delay: timedelta = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class ExecutionTimeouts:
-    sensor: timedelta
-    databricks_job: timedelta
-    notify: timedelta
+    @field_validator("critical_tasks", mode="before")
+    @classmethod
+    def _non_empty(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _invalid(
+                "expected a non-empty list of task ids whose failure pages the on-call, "
+                "e.g. [firm_risk, load_reporting]"
+            )
+        return tuple(value)
 
 
-@dataclass(frozen=True)
-class Report:
+class Variables(Section):
+    """Airflow Variable names, read when a task runs (templated), never at parse time."""
+
+    landing_root: Identifier
+    reports_root: Identifier
+    reports_url: Identifier
+
+
+class Report(Section):
     """The daily HTML report the DAG publishes after the load (eodrisk_dag/publish.py)."""
 
-    file: str  # file name, with the placeholder {date} (YYYY-MM-DD)
-    module: str  # ``python -m <module> --date D --out FILE`` builds it
-    slack_channel: str  # Slack channel ID the file is shared to
+    file: ReportFile  # file name, with the placeholder {date} (YYYY-MM-DD)
+    module: Text  # ``python -m <module> --date D --out FILE`` builds it
+    slack_channel: Text  # Slack channel ID the file is shared to
 
 
-@dataclass(frozen=True)
-class DagConfig:
-    source: Path
-    owner: str
-    tags: tuple[str, ...]
-    cron: str
-    schedule_timezone: str
-    start_date: date
-    deadline_after_logical_date: timedelta
+class LandingFiles(Section):
+    """Files a region's producer drops under ``{landing_root}/{REGION}/``, the marker last."""
+
+    trades: LandingFile
+    marker: LandingFile
+
+
+class Sensor(Section):
+    poke_interval: Duration
+    timeout: Duration
+    mode: Literal["reschedule", "poke"]
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        if value not in ("reschedule", "poke"):
+            raise _invalid(
+                "expected 'reschedule' (holds no worker slot while waiting) or 'poke', "
+                f"got {value!r}"
+            )
+        return value
+
+
+class Databricks(Section):
+    """How the Databricks tasks wait, retry API calls and recover a failed run."""
+
+    polling_period: Duration
+    deferrable: bool = True
+    repair_run: bool = True
+    api_retry_limit: Annotated[int, Field(ge=1)] = 3
+    api_retry_delay: Duration = timedelta(seconds=1)
+
+
+class Retries(Section):
+    retries: Annotated[int, Field(ge=2)]
+    retry_delay: Duration
+    exponential_backoff: Annotated[float, Field(ge=1.0, strict=False)]
+    max_retry_delay: Duration
+
+    @model_validator(mode="after")
+    def _delays_grow(self) -> Retries:
+        if self.max_retry_delay < self.retry_delay:
+            raise _invalid(
+                "max_retry_delay must not be shorter than retry_delay", at=("max_retry_delay",)
+            )
+        return self
+
+
+class ExecutionTimeouts(Section):
+    sensor: Duration
+    databricks_job: Duration
+    notify: Duration
+
+
+class DagConfig(Section):
+    """The whole of ``eod_risk.yml``."""
+
+    owner: Text
+    tags: tuple[Text, ...]
+    schedule: Schedule
+    deadline: Deadline
     regions: tuple[Region, ...]
     jobs: Jobs
-    databricks_conn_id: str
-    slack_webhook_conn_id: str
-    slack_api_conn_id: str
-    postgres_conn_id: str
-    pagerduty_events_conn_id: str
-    critical_tasks: tuple[str, ...]
-    landing_root_variable: str
-    reports_root_variable: str
-    reports_url_variable: str
+    connections: Connections
+    alerts: Alerts
+    variables: Variables
     report: Report
-    trades_file: str
-    marker_file: str
-    sensor_poke_interval: timedelta
-    sensor_timeout: timedelta
-    sensor_mode: str
-    databricks_polling_period: timedelta
-    databricks: DatabricksOptions
+    landing_files: LandingFiles
+    sensor: Sensor
+    databricks: Databricks
     retries: Retries
     execution_timeout: ExecutionTimeouts
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _some_tags(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _invalid("expected a non-empty list of tags")
+        return tuple(value)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _some_regions(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _invalid("expected a non-empty list of regions")
+        return tuple(value)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_once(cls, regions: tuple[Region, ...]) -> tuple[Region, ...]:
+        seen: set[str] = set()
+        for i, region in enumerate(regions):
+            if region.name in seen:
+                raise _invalid(f"region {region.name!r} is listed twice", at=(i, "name"))
+            seen.add(region.name)
+        return regions
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -133,13 +327,15 @@ class DagConfig:
 
 # --------------------------------------------------------------------------- YAML with positions
 
+KeyPath = tuple[str | int, ...]
 
-class _Doc:
-    """A parsed YAML document that remembers where each value came from."""
+
+class _Positions:
+    """The YAML document's data, and where each key or value came from (line, column)."""
 
     def __init__(self, source: Path, text: str) -> None:
         self.source = source
-        self.marks: dict[tuple[str | int, ...], tuple[int, int]] = {}
+        self.marks: dict[KeyPath, tuple[int, int]] = {}
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as err:
@@ -148,15 +344,20 @@ class _Doc:
             raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
         self.data = self._build(node, ()) if node is not None else None
 
-    def _build(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+    def _build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = key_node.value
                 if key in out:
-                    raise self.error((*path, key), f"duplicate key {key!r}", key_node)
+                    raise ConfigError(
+                        f"{self.source}:{key_node.start_mark.line + 1}:"
+                        f"{key_node.start_mark.column + 1}: {_dotted((*path, key))}: "
+                        f"duplicate key {key!r}"
+                    )
                 out[key] = self._build(value_node, (*path, key))
+                # A key's errors point at the key, not at its value.
                 self.marks[(*path, key)] = (
                     key_node.start_mark.line + 1,
                     key_node.start_mark.column + 1,
@@ -170,120 +371,68 @@ class _Doc:
         finally:
             loader.dispose()
 
-    def where(self, path: tuple[str | int, ...]) -> str:
+    def where(self, path: KeyPath) -> str:
         probe = path
         while probe and probe not in self.marks:
             probe = probe[:-1]
         line, col = self.marks.get(probe, (0, 0))
         return f"{self.source}:{line}:{col}" if line else str(self.source)
 
-    def error(
-        self, path: tuple[str | int, ...], message: str, node: yaml.Node | None = None
-    ) -> ConfigError:
-        where = (
-            f"{self.source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
-            if node is not None
-            else self.where(path)
-        )
-        return ConfigError(f"{where}: {_dotted(path) or '<top>'}: {message}")
 
-
-def _dotted(path: tuple[str | int, ...]) -> str:
+def _dotted(path: KeyPath) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+    return out or "<top>"
 
 
-# --------------------------------------------------------------------------- field readers
+def _model_at(path: KeyPath) -> type[BaseModel] | None:
+    """The section model found at ``path`` of the document (for its allowed keys)."""
+    model: Any = DagConfig
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type)), None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
 
 
-class _Reader:
-    def __init__(self, doc: _Doc) -> None:
-        self.doc = doc
-
-    def mapping(
-        self,
-        value: Any,
-        path: tuple[str | int, ...],
-        required: set[str],
-        optional: set[str] = frozenset(),
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.doc.error(path, f"expected a mapping, got {type(value).__name__}")
-        allowed = required | optional
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise self.doc.error(
-                (*path, unknown[0]),
-                f"unknown key {unknown[0]!r}; allowed keys here: {', '.join(sorted(allowed))}",
-            )
-        missing = sorted(required - set(value))
-        if missing:
-            raise self.doc.error(path, f"missing required key {missing[0]!r}")
-        return value
-
-    def string(
-        self, value: Any, path: tuple[str | int, ...], pattern: re.Pattern | None = None
-    ) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.doc.error(path, f"expected a non-empty string, got {value!r}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.doc.error(path, f"{value!r} does not match {pattern.pattern}")
-        return value
-
-    def timezone(self, value: Any, path: tuple[str | int, ...]) -> str:
-        name = self.string(value, path)
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise self.doc.error(
-                path, f"unknown time zone {name!r}; use an IANA name such as Europe/London"
-            ) from None
-        return name
-
-    def exchange_calendar(self, value: Any, path: tuple[str | int, ...]) -> str:
-        code = self.string(value, path)
-        try:
-            BusinessCalendars({"_": code})
-        except CalendarError:
-            raise self.doc.error(
-                path,
-                f"unknown exchange calendar {code!r}; use a financial-market code of the "
-                f"holidays library: {', '.join(exchange_codes())}",
-            ) from None
-        return code
-
-    def duration(self, value: Any, path: tuple[str | int, ...]) -> timedelta:
-        if isinstance(value, bool):
-            raise self.doc.error(path, f"expected a duration, got {value!r}")
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (m := _DURATION.match(value)):
-            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        else:
-            raise self.doc.error(
-                path,
-                f"expected a duration such as 30s, 5m, 2h or a number of seconds, got {value!r}",
-            )
-        if seconds <= 0:
-            raise self.doc.error(path, f"duration must be positive, got {value!r}")
-        return timedelta(seconds=seconds)
-
-    def integer(self, value: Any, path: tuple[str | int, ...], minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.doc.error(path, f"expected an integer >= {minimum}, got {value!r}")
-        return value
-
-    def boolean(self, value: Any, path: tuple[str | int, ...]) -> bool:
-        if not isinstance(value, bool):
-            raise self.doc.error(path, f"expected true or false, got {value!r}")
-        return value
-
-    def number(self, value: Any, path: tuple[str | int, ...], minimum: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise self.doc.error(path, f"expected a number >= {minimum}, got {value!r}")
-        return float(value)
+def _config_error(doc: _Positions, error: Any) -> ConfigError:
+    """One pydantic error as ``file:line:col: key.path: what is wrong``."""
+    path: KeyPath = tuple(error["loc"])
+    value, kind, ctx = error.get("input"), error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        model = _model_at(path[:-1])
+        allowed = ", ".join(sorted(model.model_fields)) if model else "?"
+        message = f"unknown key {path[-1]!r}; allowed keys here: {allowed}"
+    elif kind == "missing":
+        path, message = path[:-1], f"missing required key {path[-1]!r}"
+    elif kind == "eodrisk":
+        path, message = (*path, *ctx.get("at", ())), error["msg"]
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        message = f"expected a mapping, got {type(value).__name__}"
+    elif kind == "greater_than_equal":
+        what = "an integer" if isinstance(ctx.get("ge"), int) else "a number"
+        message = f"expected {what} >= {ctx['ge']}, got {value!r}"
+    elif kind in ("int_type", "int_parsing", "int_from_float"):
+        message = f"expected an integer, got {value!r}"
+    elif kind in ("float_type", "float_parsing"):
+        message = f"expected a number, got {value!r}"
+    elif kind == "bool_type":
+        message = f"expected true or false, got {value!r}"
+    elif kind in ("date_type", "date_parsing", "date_from_datetime_inexact"):
+        message = f"expected a date YYYY-MM-DD, got {value!r}"
+    elif kind in ("tuple_type", "list_type"):
+        message = f"expected a list, got {value!r}"
+    else:
+        message = error["msg"]
+    return ConfigError(f"{doc.where(path)}: {_dotted(path)}: {message}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -300,206 +449,23 @@ def load_config(path: Path | str) -> DagConfig:
 
 
 def parse_config(text: str, source: Path | str = "<string>") -> DagConfig:
-    doc = _Doc(Path(source), text)
-    r = _Reader(doc)
-    top = r.mapping(
-        doc.data,
-        (),
-        required={
-            "owner",
-            "tags",
-            "schedule",
-            "deadline",
-            "regions",
-            "jobs",
-            "connections",
-            "variables",
-            "landing_files",
-            "sensor",
-            "databricks",
-            "retries",
-            "execution_timeout",
-            "alerts",
-            "report",
-        },
-    )
-
-    tags = top["tags"]
-    if not isinstance(tags, list) or not tags:
-        raise doc.error(("tags",), "expected a non-empty list of tags")
-    tag_values = tuple(r.string(t, ("tags", i)) for i, t in enumerate(tags))
-
-    schedule = r.mapping(top["schedule"], ("schedule",), {"cron", "timezone", "start_date"})
-    cron = r.string(schedule["cron"], ("schedule", "cron"))
-    if len(cron.split()) != 5:
-        raise doc.error(("schedule", "cron"), f"expected a 5-field cron expression, got {cron!r}")
-    start_date = schedule["start_date"]
-    if not isinstance(start_date, date):
-        raise doc.error(
-            ("schedule", "start_date"), f"expected a date YYYY-MM-DD, got {start_date!r}"
+    """Validate the text of a DAG configuration; the first problem is raised, located."""
+    doc = _Positions(Path(source), text)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(
+            f"{doc.where(())}: <top>: expected a mapping, got {type(doc.data).__name__}"
         )
+    try:
+        return DagConfig.model_validate(doc.data)
+    except ValidationError as err:
+        first = min(err.errors(), key=lambda e: _report_order(doc, e))
+        raise _config_error(doc, first) from None
 
-    deadline = r.mapping(top["deadline"], ("deadline",), {"after_logical_date"})
 
-    regions_raw = top["regions"]
-    if not isinstance(regions_raw, list) or not regions_raw:
-        raise doc.error(("regions",), "expected a non-empty list of regions")
-    regions: list[Region] = []
-    for i, item in enumerate(regions_raw):
-        entry = r.mapping(item, ("regions", i), {"name", "timezone", "calendar"})
-        name = entry["name"]
-        if not isinstance(name, str) or not REGION_NAME.fullmatch(name):
-            raise doc.error(
-                ("regions", i, "name"),
-                f"invalid region name {name!r}: a region name becomes part of file paths and "
-                "task ids, so it must be 2-16 characters, an upper-case letter first, then "
-                "upper-case letters, digits or '_' (no '/', '..' or spaces), e.g. EMEA",
-            )
-        if name in {reg.name for reg in regions}:
-            raise doc.error(("regions", i, "name"), f"region {name!r} is listed twice")
-        regions.append(
-            Region(
-                name,
-                r.timezone(entry["timezone"], ("regions", i, "timezone")),
-                r.exchange_calendar(entry["calendar"], ("regions", i, "calendar")),
-            )
-        )
-
-    jobs = r.mapping(top["jobs"], ("jobs",), {*_JOB_KEYS, "firm_summary_task_key"})
-    conns = r.mapping(
-        top["connections"],
-        ("connections",),
-        {"databricks", "slack_webhook", "slack_api", "postgres", "pagerduty_events"},
-    )
-    alerts = r.mapping(top["alerts"], ("alerts",), {"critical_tasks"})
-    critical = alerts["critical_tasks"]
-    if not isinstance(critical, list) or not critical:
-        raise doc.error(
-            ("alerts", "critical_tasks"),
-            "expected a non-empty list of task ids whose failure pages the on-call, "
-            "e.g. [firm_risk, load_reporting]",
-        )
-    variables = r.mapping(
-        top["variables"], ("variables",), {"landing_root", "reports_root", "reports_url"}
-    )
-    report = r.mapping(top["report"], ("report",), {"file", "module", "slack_channel"})
-    report_file = r.string(report["file"], ("report", "file"))
-    if "{date}" not in report_file or not _FILE_NAME.fullmatch(report_file.replace("{date}", "")):
-        raise doc.error(
-            ("report", "file"),
-            f"{report_file!r} must be a plain file name (letters, digits, '_', '-', '.'; "
-            "no '/' or '..') containing the placeholder {date}",
-        )
-    landing = r.mapping(top["landing_files"], ("landing_files",), {"trades", "marker"})
-    for key in ("trades", "marker"):
-        pattern = r.string(landing[key], ("landing_files", key))
-        if "{yyyymmdd}" not in pattern or not _FILE_NAME.fullmatch(
-            pattern.replace("{yyyymmdd}", "")
-        ):
-            raise doc.error(
-                ("landing_files", key),
-                f"{pattern!r} must be a plain file name (letters, digits, '_', '-', '.'; "
-                "no '/' or '..') containing the placeholder {yyyymmdd}",
-            )
-    sensor = r.mapping(top["sensor"], ("sensor",), {"poke_interval", "timeout", "mode"})
-    if sensor["mode"] not in ("reschedule", "poke"):
-        raise doc.error(
-            ("sensor", "mode"),
-            f"expected 'reschedule' (holds no worker slot while waiting) or 'poke', "
-            f"got {sensor['mode']!r}",
-        )
-    databricks = r.mapping(
-        top["databricks"],
-        ("databricks",),
-        {"polling_period"},
-        {"deferrable", "repair_run", "api_retry_limit", "api_retry_delay"},
-    )
-    polling_period = r.duration(databricks["polling_period"], ("databricks", "polling_period"))
-    databricks_options = DatabricksOptions(
-        polling_period=polling_period,
-        deferrable=r.boolean(databricks.get("deferrable", True), ("databricks", "deferrable")),
-        repair_run=r.boolean(databricks.get("repair_run", True), ("databricks", "repair_run")),
-        api_retry_limit=r.integer(
-            databricks.get("api_retry_limit", 3), ("databricks", "api_retry_limit"), minimum=1
-        ),
-        api_retry_delay=r.duration(
-            databricks.get("api_retry_delay", 1), ("databricks", "api_retry_delay")
-        ),
-    )
-    retries = r.mapping(
-        top["retries"],
-        ("retries",),
-        {"retries", "retry_delay", "exponential_backoff", "max_retry_delay"},
-    )
-    timeouts = r.mapping(
-        top["execution_timeout"], ("execution_timeout",), {"sensor", "databricks_job", "notify"}
-    )
-
-    retry_policy = Retries(
-        retries=r.integer(retries["retries"], ("retries", "retries"), minimum=2),
-        retry_delay=r.duration(retries["retry_delay"], ("retries", "retry_delay")),
-        exponential_backoff=r.number(
-            retries["exponential_backoff"], ("retries", "exponential_backoff"), minimum=1.0
-        ),
-        max_retry_delay=r.duration(retries["max_retry_delay"], ("retries", "max_retry_delay")),
-    )
-    if retry_policy.max_retry_delay < retry_policy.retry_delay:
-        raise doc.error(
-            ("retries", "max_retry_delay"), "max_retry_delay must not be shorter than retry_delay"
-        )
-
-    return DagConfig(
-        source=Path(source),
-        owner=r.string(top["owner"], ("owner",)),
-        tags=tag_values,
-        cron=cron,
-        schedule_timezone=r.timezone(schedule["timezone"], ("schedule", "timezone")),
-        start_date=start_date,
-        deadline_after_logical_date=r.duration(
-            deadline["after_logical_date"], ("deadline", "after_logical_date")
-        ),
-        regions=tuple(regions),
-        jobs=Jobs(
-            **{k: r.string(jobs[k], ("jobs", k)) for k in _JOB_KEYS},
-            firm_summary_task_key=r.string(
-                jobs["firm_summary_task_key"], ("jobs", "firm_summary_task_key")
-            ),
-        ),
-        databricks_conn_id=r.string(conns["databricks"], ("connections", "databricks"), _CONN_ID),
-        slack_webhook_conn_id=r.string(
-            conns["slack_webhook"], ("connections", "slack_webhook"), _CONN_ID
-        ),
-        slack_api_conn_id=r.string(conns["slack_api"], ("connections", "slack_api"), _CONN_ID),
-        postgres_conn_id=r.string(conns["postgres"], ("connections", "postgres"), _CONN_ID),
-        pagerduty_events_conn_id=r.string(
-            conns["pagerduty_events"], ("connections", "pagerduty_events"), _CONN_ID
-        ),
-        critical_tasks=tuple(
-            r.string(t, ("alerts", "critical_tasks", i)) for i, t in enumerate(critical)
-        ),
-        landing_root_variable=r.string(
-            variables["landing_root"], ("variables", "landing_root"), _CONN_ID
-        ),
-        reports_root_variable=r.string(
-            variables["reports_root"], ("variables", "reports_root"), _CONN_ID
-        ),
-        reports_url_variable=r.string(
-            variables["reports_url"], ("variables", "reports_url"), _CONN_ID
-        ),
-        report=Report(
-            file=report_file,
-            module=r.string(report["module"], ("report", "module")),
-            slack_channel=r.string(report["slack_channel"], ("report", "slack_channel")),
-        ),
-        trades_file=landing["trades"],
-        marker_file=landing["marker"],
-        sensor_poke_interval=r.duration(sensor["poke_interval"], ("sensor", "poke_interval")),
-        sensor_timeout=r.duration(sensor["timeout"], ("sensor", "timeout")),
-        sensor_mode=sensor["mode"],
-        databricks_polling_period=polling_period,
-        databricks=databricks_options,
-        retries=retry_policy,
-        execution_timeout=ExecutionTimeouts(
-            **{k: r.duration(timeouts[k], ("execution_timeout", k)) for k in timeouts}
-        ),
-    )
+def _report_order(doc: _Positions, error: Any) -> tuple[int, int, int]:
+    """Unknown keys first (a misspelt key also makes its right spelling "missing"), missing
+    keys last, each in the order of the file (pydantic reports in the order of the fields)."""
+    rank = {"extra_forbidden": 0, "missing": 2}.get(error["type"], 1)
+    where = doc.where(tuple(error["loc"])).rsplit(":", 2)
+    line, col = (int(where[1]), int(where[2])) if len(where) == 3 else (0, 0)
+    return rank, line, col
