@@ -7,7 +7,6 @@ with ``dag.test()``, and prints what a user wants to see the morning after.
 
 from __future__ import annotations
 
-import secrets
 import shlex
 import socket
 import sys
@@ -20,17 +19,16 @@ import psycopg2
 from rich.console import Console
 from rich.table import Table
 
-from databricks_jobs.postgres import apply_migrations
-from eodrisk.airflow_local import REPO_ROOT, DagResult, prepare_airflow_home, run_dag
+from eodrisk.airflow_local import REPO_ROOT, DagResult
 from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_calendars, business_days
-from eodrisk.emulator import Emulator
 from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
-from eodrisk.postgres_server import DSN_ENV, describe, loader_dsn, postgres
+from eodrisk.platform import local_platform
+from eodrisk.postgres_server import describe
 from eodrisk.progress import Progress
 from eodrisk.report import default_out_path
 from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
-from eodrisk.slack_sink import SlackSink, read_messages
+from eodrisk.slack_sink import read_messages
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
 # Nights of history before the demo night, so the backtest (250 observations), the VaR
@@ -103,39 +101,19 @@ def run_demo(
             backfill(landing, lake, history, regions, progress=step.update)
         timings["back history (fast path)"] = time.perf_counter() - started
 
-    token = secrets.token_urlsafe(24)
     # the documented port, so the run links in Slack and the report open after the demo
     # (`eodrisk emulator` serves them again from the state folder); a free one when taken
     emulator_port = EMULATOR_PORT if _port_is_free(EMULATOR_PORT) else 0
-    with (
-        postgres(data_dir / "postgres") as dsn,
-        SlackSink(data_dir / "slack_messages.jsonl") as sink,
-        Emulator(
-            REPO_ROOT,
-            data_dir / "emulator",
-            variables={"landing_root": str(landing), "lake_root": str(lake)},
-            token=token,
-            env={DSN_ENV: loader_dsn(dsn)},  # the jobs load as risk_loader
-            port=emulator_port,
-        ) as emulator,
-    ):
-        console.print(f"Databricks emulator at {emulator.url}, Slack sink at {sink.url}")
+    with local_platform(data_dir, emulator_port=emulator_port) as platform:
+        dsn = platform.dsn
+        console.print(
+            f"Databricks emulator at {platform.emulator.url}, Slack sink at {platform.sink.url}"
+        )
         if emulator_port == 0:
             progress.say(
                 f"port {EMULATOR_PORT} is taken: the run links of this night work while the "
                 "demo runs only"
             )
-        env = prepare_airflow_home(
-            data_dir / "airflow",
-            databricks_url=emulator.url,
-            databricks_token=token,
-            slack_webhook_url=sink.url,
-            landing_root=landing,
-            postgres_dsn=dsn,
-            pagerduty_url=sink.base_url,
-            reports_root=default_out_path(data_dir, business_date).parent,
-        )
-        apply_migrations(dsn)  # `eodrisk db upgrade`: the deploy step, before the first task
         if history:
             started = time.perf_counter()
             with progress.step(
@@ -147,8 +125,7 @@ def run_demo(
         progress.say(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
         started = time.perf_counter()
         with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
-            dag = run_dag(
-                env,
+            dag = platform.run_dag(
                 business_date,
                 log_file=dag_log,
                 progress=lambda done, total, running: step.update(done, total, running),
@@ -164,7 +141,7 @@ def run_demo(
             _read_postgres(dsn, business_date, result)
             # Built and shared to Slack by the DAG's publish_report task.
             result.report = default_out_path(data_dir, business_date)
-        result.slack_messages = len(read_messages(sink.messages_file))
+        result.slack_messages = len(read_messages(platform.sink.messages_file))
     print_summary(result, console)
     return result
 

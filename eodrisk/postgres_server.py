@@ -36,6 +36,30 @@ def postgres(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+@contextmanager
+def scratch_database(server_dsn: str, prefix: str = "eodrisk_scratch") -> Iterator[str]:
+    """Yield the DSN of a new, empty database on ``server_dsn``'s server (a role that may
+    create databases); drop it afterwards, even on error."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server_dsn, connect_timeout=5)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"create database {name}")
+        try:
+            yield urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f"drop database if exists {name} with (force)")
+    finally:
+        admin.close()
+
+
 def describe(dsn: str) -> str:
     """The DSN without its password, as a URI that ``psql`` and libpq accept as printed
     (a Unix-socket server, like the embedded one, in the ``host`` query parameter)."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -55,43 +54,35 @@ def pg_server_dsn(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def pg_dsn(pg_server_dsn) -> Iterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
-    import psycopg2
+    from eodrisk.postgres_server import scratch_database
 
-    name = f"eodrisk_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"create database {name}")
-    try:
-        yield urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}"))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"drop database if exists {name} with (force)")
-        admin.close()
+    with scratch_database(pg_server_dsn, "eodrisk_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
 def make_db(pg_server_dsn) -> Iterator[Callable[[str], str]]:
     """``make_db(prefix)`` creates an empty database and returns its DSN; all are dropped
     when the module's tests are done."""
-    import psycopg2
+    from eodrisk.postgres_server import scratch_database
 
-    created: list[str] = []
+    with ExitStack() as databases:
+        yield lambda prefix: databases.enter_context(scratch_database(pg_server_dsn, prefix))
 
-    def make(prefix: str) -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        admin = psycopg2.connect(pg_server_dsn)
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f"create database {name}")
-        admin.close()
-        created.append(name)
-        return urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}"))
 
-    yield make
-    admin = psycopg2.connect(pg_server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        for name in created:
-            cur.execute(f"drop database if exists {name} with (force)")
-    admin.close()
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory, pg_server_dsn):
+    """The local platform (eodrisk.platform.local_platform) on a database of its own, shared
+    by every integration test of the session: one emulator start, one Airflow home.
+
+    Tests that share it keep to dates (and landing files) of their own, and pass their DAG
+    settings per run (``platform.run_dag(day, dag_config=...)``).
+    """
+    from eodrisk.platform import local_platform
+    from eodrisk.postgres_server import scratch_database
+
+    with (
+        scratch_database(pg_server_dsn, "eodrisk_platform") as dsn,
+        local_platform(tmp_path_factory.mktemp("platform"), pg_dsn=dsn) as running,
+    ):
+        yield running
