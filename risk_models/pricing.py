@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from risk_models._types import BoolArray, DateArray, DateLike, FloatArray, as_day
+from risk_models._types import BoolArray, DateArray, DateLike, FloatArray, IntArray, as_day
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -20,6 +20,7 @@ __all__ = [
     "ZeroCurve",
     "black_scholes",
     "black_scholes_price",
+    "bond_cashflow_table",
     "bond_cashflows",
     "bond_price",
     "coupon_dates",
@@ -87,6 +88,11 @@ def black_scholes_price(
     intrinsic; no volatility, spot or strike: discounted forward intrinsic), without
     computing any greek.
 
+    The hot path of revaluation: terms constant across scenarios (strike, expiry, the call
+    flag, shape ``(O,)``) stay in their own shape, only spot, rate and vol are per
+    scenario ``(S, O)``; the degenerate branch is computed only when some input is
+    degenerate, and puts take the same two ``ndtr`` as calls (no parity cancellation).
+
     Parameters
     ----------
     spot, strike, rate, vol, t : array_like, broadcastable
@@ -99,18 +105,51 @@ def black_scholes_price(
     -------
     array of the broadcast shape (0-d for scalar inputs)
     """
-    s, k, r, v, tt, is_call = _broadcast_terms(spot, strike, rate, vol, t, call)
-    tau = np.where(tt > 0.0, tt, 0.0)
-    k_disc = k * np.exp(-r * tau)
-    vol_sqrt = np.where(v > 0.0, v, 0.0) * np.sqrt(tau)
-    smooth = (vol_sqrt > 0.0) & (s > 0.0) & (k > 0.0)
-    vs_safe = np.where(smooth, vol_sqrt, 1.0)
-    d1 = np.log(np.where(smooth, s, 1.0) / np.where(smooth, k_disc, 1.0)) / vs_safe + 0.5 * vs_safe
-    d2 = d1 - vs_safe
-    sign = np.where(is_call, 1.0, -1.0)  # put: K e^{-rT} N(-d2) - S N(-d1)
-    smooth_price = sign * (s * special.ndtr(sign * d1) - k_disc * special.ndtr(sign * d2))
-    flat_price = np.maximum(sign * (s - k_disc), 0.0)  # k_disc == k once expired
-    return np.asarray(np.where(smooth, smooth_price, flat_price)) + 0.0
+    s = np.asarray(spot, dtype=np.float64)
+    k = np.asarray(strike, dtype=np.float64)
+    r = np.asarray(rate, dtype=np.float64)
+    v = np.asarray(vol, dtype=np.float64)
+    tt = np.asarray(t, dtype=np.float64)
+    is_call = np.asarray(call, dtype=np.bool_)
+    shape = np.broadcast_shapes(s.shape, k.shape, r.shape, v.shape, tt.shape, is_call.shape)
+    if 0 in shape:
+        return np.zeros(shape)
+    tau = np.maximum(tt, 0.0)
+    k_disc = np.multiply(r, tau, out=np.empty(shape))
+    np.negative(k_disc, out=k_disc)
+    np.exp(k_disc, out=k_disc)
+    k_disc *= k
+    vol_sqrt = np.maximum(v, 0.0) * np.sqrt(tau)
+    smooth_everywhere = vol_sqrt.min() > 0.0 and s.min() > 0.0 and k.min() > 0.0
+    if is_call.all():  # put: K e^{-rT} N(-d2) - S N(-d1), the call's sum negated
+        sign = None
+    elif not is_call.any():
+        sign = np.float64(-1.0)
+    else:
+        sign = np.where(is_call, 1.0, -1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        d1 = np.divide(s, k_disc, out=np.empty(shape))
+        np.log(d1, out=d1)
+        d1 /= vol_sqrt
+        d1 += 0.5 * vol_sqrt
+        d2 = np.subtract(d1, vol_sqrt, out=np.empty(shape))
+        if sign is not None:
+            d1 *= sign
+            d2 *= sign
+        price = special.ndtr(d1, out=d1)
+        price *= s
+        term = special.ndtr(d2, out=d2)
+        term *= k_disc
+        price -= term
+        if sign is not None:
+            price *= sign
+    if not smooth_everywhere:
+        smooth = (vol_sqrt > 0.0) & (s > 0.0) & (k > 0.0)
+        flat_sign = np.where(is_call, 1.0, -1.0)
+        flat_price = np.maximum(flat_sign * (s - k_disc), 0.0)  # k_disc == k once expired
+        price = np.asarray(np.where(smooth, price, flat_price))
+    price += 0.0  # no -0.0 (a put worth nothing)
+    return price
 
 
 def black_scholes(
@@ -346,11 +385,22 @@ def coupon_dates(
     -------
     (C,) ``datetime64[D]``, increasing, the last one the maturity date.
     """
+    maturity = np.asarray([as_day(maturity_date)])
+    dates, count = _coupon_date_table(valuation_date, maturity, frequency)
+    return np.asarray(dates[0, : count[0]])
+
+
+def _coupon_date_table(
+    valuation_date: DateLike, maturity_dates: DateArray, frequency: int
+) -> tuple[DateArray, IntArray]:
+    """:func:`coupon_dates` of B bonds at once: ``(B, C)`` dates, each row increasing and
+    left-aligned (padded with the valuation date), and ``(B,)`` counts of real dates."""
     today = as_day(valuation_date)
-    maturity = as_day(maturity_date)
-    if not maturity > today:
+    maturity = np.asarray(maturity_dates, dtype="datetime64[D]").reshape(-1)
+    matured = np.flatnonzero(~(maturity > today))
+    if matured.size:
         raise ValueError(
-            f"maturity_date {maturity} must be after the valuation date {today} "
+            f"maturity_date {maturity[matured[0]]} must be after the valuation date {today} "
             "(a matured bond has no remaining cash flows; drop the position)"
         )
     if frequency < 1 or 12 % frequency:
@@ -359,15 +409,52 @@ def coupon_dates(
         )
     step = 12 // frequency
     month = maturity.astype("datetime64[M]")
-    day_of_month = int((maturity - month.astype("datetime64[D]")).astype(np.int64))
-    # Enough periods to reach back past today; the filter below keeps the future ones.
+    day_of_month = (maturity - month.astype("datetime64[D]")).astype(np.int64)
+    # Enough periods back from the maturity to reach past today; the oldest is never kept.
     months_back = (month - today.astype("datetime64[M]")).astype(np.int64)
-    periods = np.arange(int(months_back) // step + 1, -1, -1, dtype=np.int64)
-    months = month - periods * step
+    periods_back = np.arange(int(months_back.max()) // step + 1, -1, -1, dtype=np.int64)
+    months = month[:, None] - periods_back * step  # (B, W), increasing along a row
     month_start = months.astype("datetime64[D]")
     month_length = ((months + 1).astype("datetime64[D]") - month_start).astype(np.int64)
-    dates = month_start + np.minimum(day_of_month, month_length - 1)
-    return np.asarray(dates[dates > today])
+    dates = month_start + np.minimum(day_of_month[:, None], month_length - 1)
+    count = (dates > today).sum(axis=1)  # the future dates are each row's last `count`
+    width = int(count.max())
+    shift = np.arange(width) + (dates.shape[1] - count)[:, None]
+    left = np.take_along_axis(dates, np.minimum(shift, dates.shape[1] - 1), axis=1)
+    return np.where(np.arange(width) < count[:, None], left, today), count
+
+
+def bond_cashflow_table(
+    coupon_rate: npt.ArrayLike,
+    face: float,
+    valuation_date: DateLike,
+    maturity_date: npt.ArrayLike,
+    frequency: int = 1,
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`bond_cashflows` of B bonds at once, in the padded form :func:`bond_price` takes.
+
+    Parameters
+    ----------
+    coupon_rate : (B,)
+    face : float
+    valuation_date : date, ``numpy.datetime64`` or ISO string
+    maturity_date : (B,) dates
+    frequency : int
+
+    Returns
+    -------
+    times, cashflows : (B, C)
+        Row ``b`` holds bond ``b``'s flows as :func:`bond_cashflows` returns them, then
+        zero flows at time 0 up to the longest schedule.
+    """
+    dates, count = _coupon_date_table(valuation_date, maturity_date, frequency)
+    days = (dates - as_day(valuation_date)).astype(np.int64)
+    times = days / DAYS_PER_YEAR
+    rates = np.asarray(coupon_rate, dtype=np.float64).reshape(-1)
+    real = np.arange(dates.shape[1]) < count[:, None]
+    cashflows = np.where(real, (face * rates / frequency)[:, None], 0.0)
+    cashflows[np.arange(count.size), count - 1] += face
+    return times, cashflows
 
 
 def bond_cashflows(
@@ -397,9 +484,7 @@ def bond_cashflows(
     times : (C,) increasing, years
     cashflows : (C,) ``face * coupon_rate / frequency``, the last plus ``face``
     """
-    dates = coupon_dates(valuation_date, maturity_date, frequency)
-    days = (dates - as_day(valuation_date)).astype(np.int64)
-    times = days / DAYS_PER_YEAR
-    cashflows = np.full(dates.size, face * coupon_rate / frequency)
-    cashflows[-1] += face
-    return np.asarray(times, dtype=np.float64), cashflows
+    times, cashflows = bond_cashflow_table(
+        [coupon_rate], face, valuation_date, [as_day(maturity_date)], frequency
+    )
+    return times[0], cashflows[0]

@@ -16,6 +16,7 @@ from risk_models.pricing import (
     ZeroCurve,
     black_scholes,
     black_scholes_price,
+    bond_cashflow_table,
     bond_cashflows,
     bond_price,
     coupon_dates,
@@ -194,20 +195,23 @@ def test_bond_price_per_scenario_matches_a_loop_reference() -> None:
 
 def test_bond_price_prices_a_padded_batch_of_bonds() -> None:
     curve = ZeroCurve(TENORS, np.random.default_rng(2).uniform(0.0, 0.05, size=(50, 7)))
-    schedules = [
-        bond_cashflows(0.05, 100.0, TODAY, "2028-06-30"),
-        bond_cashflows(0.02, 100.0, TODAY, "2037-12-31"),
-    ]
-    width = max(t.size for t, _ in schedules)
-    times = np.zeros((2, width))
-    flows = np.zeros((2, width))
-    for row, (t, cf) in enumerate(schedules):
-        times[row, : t.size] = t
-        flows[row, : cf.size] = cf
+    maturities = np.array(["2028-06-30", "2037-12-31", "2026-02-28"], dtype="datetime64[D]")
+    coupons = np.array([0.05, 0.02, 0.0])
+    times, flows = bond_cashflow_table(coupons, 100.0, TODAY, maturities, frequency=2)
     batch = bond_price(flows, times, curve)
-    assert batch.shape == (50, 2)
-    for col, (t, cf) in enumerate(schedules):
+    assert batch.shape == (50, 3)
+    for col, (coupon, maturity) in enumerate(zip(coupons, maturities, strict=True)):
+        t, cf = bond_cashflows(float(coupon), 100.0, TODAY, maturity, frequency=2)
+        assert times[col, : t.size].tolist() == t.tolist()  # the same schedule, then padding
+        assert flows[col, : cf.size].tolist() == cf.tolist()
+        assert not flows[col, cf.size :].any() and not times[col, cf.size :].any()
         np.testing.assert_allclose(batch[:, col], bond_price(cf, t, curve), rtol=1e-14)
+
+
+def test_bond_cashflow_table_names_the_first_matured_bond() -> None:
+    maturities = np.array(["2030-01-01", "2025-06-30"], dtype="datetime64[D]")
+    with pytest.raises(ValueError, match="maturity_date 2025-06-30 must be after"):
+        bond_cashflow_table([0.01, 0.02], 100.0, TODAY, maturities)
 
 
 def test_bond_price_rejects_past_cash_flows() -> None:
