@@ -265,8 +265,8 @@ def run_dag(
 
 
 #: task instance states of a task that is over, and of one that is under way
-_FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
-_UNDER_WAY = ("running", "deferred", "up_for_reschedule", "up_for_retry", "queued")
+FINISHED_STATES = ("success", "failed", "skipped", "upstream_failed", "removed")
+UNDER_WAY_STATES = ("running", "deferred", "up_for_reschedule", "up_for_retry", "queued")
 
 
 def task_states(metadata_db: Path, business_date: date) -> tuple[int, int, list[str]] | None:
@@ -287,8 +287,8 @@ def task_states(metadata_db: Path, business_date: date) -> tuple[int, int, list[
         return None
     if not rows:
         return None
-    done = sum(1 for _, state in rows if state in _FINISHED)
-    running = sorted(task for task, state in rows if state in _UNDER_WAY)
+    done = sum(1 for _, state in rows if state in FINISHED_STATES)
+    running = sorted(task for task, state in rows if state in UNDER_WAY_STATES)
     return done, len(rows), running
 
 

@@ -1,5 +1,7 @@
 """The ``eodrisk`` command: the local platform's entry points.
 
+eodrisk up [--data-dir DIR]                               start the local platform, keep it up
+eodrisk down [--data-dir DIR]                             stop it
 eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
 eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
 eodrisk backfill --landing-root DIR --lake-root DIR       back history (fast path) into a lake
@@ -79,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="nights of history computed first for the backtest and trends (default 250)",
     )
+
+    up = sub.add_parser(
+        "up",
+        help="start the local platform in the background and keep it up",
+        description="Starts Postgres, the Slack sink, the Databricks emulator (port 8765) and "
+        "Airflow 3 (API server and UI on port 8080, scheduler, triggerer, DAG processor) under "
+        "DATA_DIR, in a background process that keeps them up until `eodrisk down`; prints "
+        "the URLs. A second `up` says it is already up.",
+    )
+    up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
+    down = sub.add_parser("down", help="stop the platform `eodrisk up` started")
+    down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
 
     gen = sub.add_parser("generate", help="write sample landing files")
     gen.add_argument(
@@ -186,6 +200,20 @@ def _main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         return 0 if result.dag.succeeded else 1
+    if args.command == "up":
+        from eodrisk.up import up
+
+        up(args.data_dir)
+        return 0
+    if args.command == "down":
+        from eodrisk.up import down
+
+        stopped = down(args.data_dir)
+        print(
+            f"the platform under {args.data_dir.resolve()} "
+            + ("stopped" if stopped else "was not up")
+        )
+        return 0
     if args.command == "generate":
         from eodrisk.sample_data import generate_night
 

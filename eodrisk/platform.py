@@ -17,9 +17,9 @@ benchmarks run a night on. It starts, in this order:
 
 and stops them in reverse order. Nothing is applied to ``os.environ``.
 
-Extension point (issue 18, ``eodrisk up``): ``airflow=True`` is to start Airflow's own
-components (API server and UI, scheduler, triggerer, DAG processor) on
-:attr:`Platform.airflow_env` after step 4 and stop them first; until then it is refused.
+With ``airflow=True`` (``eodrisk up``), Airflow's own components run on that home
+(:class:`~eodrisk.airflow_services.AirflowServices`: API server and UI, scheduler,
+triggerer, DAG processor; metadata in the same Postgres) after step 4, and stop first.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from eodrisk.airflow_local import (
     run_dag,
     slack_webhook_connection,
 )
+from eodrisk.airflow_services import AirflowServices
 from eodrisk.emulator import Emulator
 from eodrisk.postgres_server import DSN_ENV, loader_dsn, postgres
 from eodrisk.slack_sink import SlackSink, pagerduty_events_connection, slack_api_connection
@@ -69,8 +70,8 @@ class Platform:
     #: never print or log them)
     connections: dict[str, dict[str, Any]]
     reports_root: Path
-    #: the Airflow API server and UI, when its services run (``airflow=True``)
-    airflow_url: str | None = None
+    #: Airflow's running components, when ``airflow=True``
+    airflow: AirflowServices | None = None
     #: the secrets a test asserts never reach a log or a message
     secrets: dict[str, str] = field(default_factory=dict)
 
@@ -82,8 +83,8 @@ class Platform:
     def urls(self) -> dict[str, str]:
         """What a user opens: the emulator's run pages, the Slack sink, Airflow when up."""
         urls = {"databricks": self.emulator.url, "slack": self.sink.base_url}
-        if self.airflow_url:
-            urls["airflow"] = self.airflow_url
+        if self.airflow is not None:
+            urls["airflow"] = self.airflow.url
         return urls
 
     def dag_env(self, dag_config: Path | None = None) -> dict[str, str]:
@@ -125,6 +126,7 @@ def local_platform(
     dag_config: Path | None = None,
     connections_in: ConnectionsIn = "env",
     airflow: bool = False,
+    airflow_port: int | None = None,
 ) -> Iterator[Platform]:
     """Start the local platform under ``data_dir`` and yield it; stop it on exit.
 
@@ -136,13 +138,10 @@ def local_platform(
     of a token, ``tls``, rate limits, faults). ``dag_config`` is the ``eod_risk.yml`` the DAG
     reads (default: the DAG folder's). ``connections_in="file"`` provisions the connections
     through a connections file read by Airflow's ``LocalFilesystemBackend`` instead of the
-    environment. ``airflow=True`` (issue 18) is to run Airflow's own services.
+    environment. ``airflow=True`` runs Airflow's own services, the API server on
+    ``airflow_port`` (default :data:`~eodrisk.airflow_services.AIRFLOW_PORT`, a free one when
+    it is taken).
     """
-    if airflow:
-        raise NotImplementedError(
-            "Airflow's services (api-server, scheduler, triggerer, dag-processor) are not "
-            "started by local_platform yet (issue 18); run nights with Platform.run_dag"
-        )
     from databricks_jobs.postgres import apply_migrations
 
     data_dir = Path(data_dir).resolve()
@@ -179,7 +178,11 @@ def local_platform(
         env.update(_provision(connections, connections_in, data_dir / "airflow"))
         if emulator.ca_file is not None:  # TLS: the clients trust the emulator's certificate
             env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = str(emulator.ca_file)
+        services = (
+            stack.enter_context(AirflowServices(env, dsn, port=airflow_port)) if airflow else None
+        )
         yield Platform(
+            airflow=services,
             data_dir=data_dir,
             landing=landing,
             lake=lake,

@@ -136,7 +136,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, f"OK - {length}")
 
     def do_GET(self) -> None:
-        """A kept file, at the permalink ``files.completeUploadExternal`` answered."""
+        """The messages page at ``/``; a kept file, at the permalink
+        ``files.completeUploadExternal`` answered."""
+        if urlsplit(self.path).path == "/":
+            from eodrisk.slack_page import messages_page
+
+            page = messages_page(self.server.records()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         path = self.server.kept_file(unquote(urlsplit(self.path).path))
         if path is None:
             self._reply(404, "file_not_found")
@@ -255,6 +266,11 @@ class _SinkServer(ThreadingHTTPServer):
         if upload is None or upload.get("kept") is None or upload["name"] != parts[1]:
             return None
         return upload["kept"]
+
+    def records(self) -> list[dict[str, Any]]:
+        """What was received so far (no half-written line: read under the writers' lock)."""
+        with self._lock:
+            return read_messages(self.messages_file)
 
     def record(self, path: str, payload: dict[str, Any]) -> None:
         with self._lock:

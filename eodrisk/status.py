@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -227,8 +228,25 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     parser.add_argument("--dsn", default=os.environ.get(DSN_ENV), help=f"default: ${DSN_ENV}")
     parser.add_argument("--dag-id", default=DAG_ID, help="DAG id (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="the platform's data directory: is `eodrisk up` running there (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     console = console or Console()
+    from eodrisk.up import describe, read_state
+
+    platform = read_state(args.data_dir)
+    if not args.json:
+        if platform is None:
+            console.print(f"platform: not up under {args.data_dir} (start it with `eodrisk up`)")
+        else:
+            console.print(f"platform: up (pid {platform['pid']})", highlight=False)
+            console.print(describe(platform), markup=False, highlight=False, soft_wrap=True)
+    if not args.dsn and platform is not None:
+        args.dsn = platform["dsn"]
     if not args.dsn:
         console.print(f"[red]No database:[/] set {DSN_ENV} or pass --dsn postgresql://…")
         return EXIT_NO_DATABASE

@@ -13,7 +13,7 @@ from eodrisk.demo import _sh
 from eodrisk.postgres_server import describe
 
 COMMANDS = (
-    "demo", "generate", "backfill", "emulator", "status", "metrics", "monitoring",
+    "up", "down", "demo", "generate", "backfill", "emulator", "status", "metrics", "monitoring",
     "report", "db", "query",
 )  # fmt: skip
 SUBCOMMANDS = {"db": ["upgrade"], "monitoring": ["up"]}

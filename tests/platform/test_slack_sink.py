@@ -216,3 +216,30 @@ def test_web_api_without_a_token_is_not_authed(sink):
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.loads(response.read()) == {"ok": False, "error": "not_authed"}
+
+
+def test_the_page_lists_the_messages_newest_first_with_their_links(sink):
+    """What `eodrisk up` users read: GET / renders mrkdwn links as anchors, escapes the rest."""
+
+    first = {"text": "first <script>x</script>"}
+    second = {
+        "text": "fallback",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "EOD risk &amp; more"}},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": "<http://127.0.0.1:8765/#job/1/run/2|Firm risk run>"}
+                ],
+            },
+        ],
+    }
+    for message in (first, second):
+        assert post(sink.url, json.dumps(message).encode())[0] == 200
+    with urllib.request.urlopen(sink.base_url + "/") as resp:
+        assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+        page = resp.read().decode()
+    assert '<a href="http://127.0.0.1:8765/#job/1/run/2">Firm risk run</a>' in page
+    assert "EOD risk &amp; more" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.index("Firm risk run") < page.index("first ")
