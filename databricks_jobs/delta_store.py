@@ -37,6 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from databricks_jobs import tables
 from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from databricks_jobs.storage_paths import check_local_lake_root, spark_path, uri_to_path
 
@@ -89,10 +90,14 @@ class DeltaStore:
     ) -> None:
         """Overwrite the rows of ``table`` where the partition columns equal ``partition``.
 
-        ``df`` must hold only rows of that partition; the table is partitioned by the keys of
+        ``df`` must hold only rows of that partition, in the table's catalogue schema
+        (:mod:`databricks_jobs.tables`, checked); the table is partitioned by the keys of
         ``partition`` (in order) and created on first write.
         """
         partition_by = list(partition)
+        tables.check_written(
+            table, [(f.name, f.dataType.simpleString()) for f in df.schema], partition_by
+        )
         predicate = " AND ".join(f"{col} = '{_literal(val)}'" for col, val in partition.items())
 
         def write() -> None:
@@ -126,7 +131,7 @@ class DeltaStore:
         try:
             df.write.mode("overwrite").parquet(str(staging))
             dataset = pads.dataset(str(staging), format="parquet")
-            schema = _spark_schema_to_arrow(df.schema)
+            schema = tables.arrow_schema(table, {f.name: f.nullable for f in df.schema})
             if dataset.files:
                 reader = dataset.scanner().to_reader().cast(schema)
             else:
@@ -243,12 +248,6 @@ def _spark_has_delta(spark: SparkSession) -> bool:
         return True
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     return "DeltaSparkSessionExtension" in extensions
-
-
-def _spark_schema_to_arrow(schema: StructType):
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(schema)
 
 
 def _arrow_schema_to_spark(schema) -> StructType:

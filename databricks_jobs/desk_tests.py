@@ -24,14 +24,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.tables import table
 from risk_models.backtest import PLA_OBSERVATIONS, desk_backtest, pla_test
 from risk_models.var import tail_count
 
-DESK_TESTS_SCHEMA = (
-    "business_date date, desk string, region string, observations long, "
-    "pla_spearman double, pla_ks double, pla_zone string, exceptions_99 long, "
-    "exceptions_975 long, backtest_eligible boolean, run_id string"
-)
+DESK_TESTS_SCHEMA = table("gold.desk_tests").ddl
 _GROUP_SCHEMA = DESK_TESTS_SCHEMA.replace("business_date date, ", "").replace(", run_id string", "")
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from databricks_jobs.tables import table
 from databricks_jobs.valuation import is_log_factor
 from risk_models.frtb import (
     ES_CONFIDENCE,
@@ -52,16 +53,8 @@ from risk_models.var import historical_es
 CURRENT_MOVES = 250
 STRESS_WINDOW = 250
 ALL_CLASSES = "ALL"
-FRTB_PNL_COLUMNS = (
-    "business_date date, region string, level string, node string, parent string, "
-    "layout string, pnl array<double>, run_id string"
-)
-FRTB_RESULT_COLUMNS = (
-    "business_date date, region string, level string, node string, "
-    "es_full_current_usd double, es_reduced_current_usd double, "
-    "es_reduced_stressed_usd double, stress_window_start date, stress_window_end date, "
-    "frtb_es_usd double, imcc_usd double, run_id string"
-)
+FRTB_PNL_COLUMNS = table("gold.frtb_pnl").ddl
+FRTB_RESULT_COLUMNS = table("gold.frtb_results").ddl
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,13 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from databricks_jobs.reference_data import read_stress_periods
+from databricks_jobs.tables import table
 from databricks_jobs.valuation import is_log_factor
 from risk_models.stress import HistoricalPeriod, hypothetical_shocks, period_levels, stressed_levels
 
 log = logging.getLogger("eodrisk.stress")
 
-STRESS_PNL_COLUMNS = (
-    "business_date date, region string, level string, node string, parent string, "
-    "scenario string, kind string, state_date date, pnl_usd double, run_id string"
-)
+STRESS_PNL_COLUMNS = table("gold.stress_pnl").ddl
 HYPOTHETICAL = "hypothetical"
 HISTORICAL = "historical"
 

@@ -37,21 +37,13 @@ from databricks_jobs.node_backtests import (
 )
 from databricks_jobs.reference_data import read_instruments, read_market_history
 from databricks_jobs.spark_session import get_spark
+from databricks_jobs.tables import table
 from databricks_jobs.valuation import instrument_terms
 
 log = logging.getLogger("eodrisk.backtest")
 
-BACKTEST_SCHEMA = (
-    "business_date date, level string, node string, region string, forecast_date date, "
-    "var_forecast_99_1d_usd double, hypothetical_pnl_usd double, is_exception boolean, "
-    "run_id string"
-)
-SUMMARY_SCHEMA = (
-    "business_date date, level string, node string, region string, observations long, "
-    "exceptions long, zone string, plus_factor double, kupiec_lr double, "
-    "kupiec_p_value double, christoffersen_lr_ind double, christoffersen_p_ind double, "
-    "christoffersen_lr_cc double, christoffersen_p_cc double, run_id string"
-)
+BACKTEST_SCHEMA = table("gold.backtest").ddl
+SUMMARY_SCHEMA = table("gold.backtest_summary").ddl
 
 
 def _nothing(business_date: date, reason: str) -> dict[str, Any]:

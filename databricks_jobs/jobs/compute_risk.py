@@ -44,6 +44,7 @@ from databricks_jobs.stress_testing import (
     read_states,
     stress_rows,
 )
+from databricks_jobs.tables import table
 from databricks_jobs.valuation import (
     DAYS_PER_YEAR,
     SCENARIO_WINDOW,
@@ -57,19 +58,9 @@ log = logging.getLogger("eodrisk.compute_risk")
 BOOK_PNL_SCHEMA = (
     "book string, desk string, n_positions long, pnl array<double>, stress_pnl array<double>"
 )
-NODE_COLUMNS = (
-    "business_date date, region string, level string, node string, parent string, "
-    "var_99_1d_usd double, var_99_10d_usd double, es_975_1d_usd double, "
-    "positions_date date, run_id string"
-)
-PNL_COLUMNS = (
-    "business_date date, region string, level string, node string, parent string, "
-    "scenario_start date, scenario_end date, pnl array<double>, run_id string"
-)
-CONTRIBUTION_COLUMNS = (
-    "business_date date, region string, level string, node string, book string, "
-    "component_var_99_1d_usd double, run_id string"
-)
+NODE_COLUMNS = table("gold.var_results").ddl
+PNL_COLUMNS = table("gold.pnl_vectors").ddl
+CONTRIBUTION_COLUMNS = table("gold.var_contributions").ddl
 
 
 class RiskInputError(RuntimeError):

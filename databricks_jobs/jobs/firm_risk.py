@@ -31,15 +31,13 @@ from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.jobs.compute_risk import RiskInputError, write_contributions, write_nodes
 from databricks_jobs.risk_metrics import node_contributions, node_risk
 from databricks_jobs.spark_session import get_spark
+from databricks_jobs.tables import table
 from risk_models.stress import worst_loss
 
 log = logging.getLogger("eodrisk.firm_risk")
 
 FIRM = "FIRM"
-SUMMARY_COLUMNS = (
-    "business_date date, firm_var_99_1d_usd double, sum_region_var_99_1d_usd double, "
-    "diversification_benefit_usd double, regions string, run_id string"
-)
+SUMMARY_COLUMNS = table("gold.firm_summary").ddl
 
 
 def compute_firm_risk(

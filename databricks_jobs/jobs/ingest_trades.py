@@ -24,6 +24,7 @@ from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.reference_data import read_books, read_instruments
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.storage_paths import spark_path
+from databricks_jobs.tables import table
 from databricks_jobs.trade_validation import (
     MAX_HEADER_BYTES,
     check_file_start,
@@ -37,10 +38,7 @@ class IngestError(RuntimeError):
     """The file as a whole cannot be ingested (missing, partial, unknown region)."""
 
 
-AUDIT_SCHEMA = (
-    "business_date date, region string, source_file string, sha256 string, "
-    "rows_read long, rows_accepted long, rows_quarantined long, run_id string"
-)
+AUDIT_SCHEMA = table("silver.ingest_audit").ddl
 
 
 @dataclass(frozen=True)

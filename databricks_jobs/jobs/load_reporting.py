@@ -25,14 +25,12 @@ from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
-from databricks_jobs.node_backtests import SUMMARY_COLUMNS
 from databricks_jobs.postgres import dsn_from_env, replace_scope, require_migrations
 from databricks_jobs.retry import RetryPolicy, call_with_retry
 from databricks_jobs.spark_session import get_spark
+from databricks_jobs.tables import LOADED_TABLES, table
 
 log = logging.getLogger("eodrisk.load_reporting")
-
-FIGURES = ("var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd")
 
 
 class IncompleteNightError(RuntimeError):
@@ -122,72 +120,22 @@ def rows_for_tables(
     test and backtest; ``frtb``: FRTB ES of the firm and the desks (the back history has
     none of them).
     """
+    sources: dict[str, Sequence[Mapping[str, Any]]] = {
+        "risk.var_summary": nodes,
+        "risk.firm_summary": [firm],
+        "risk.ingest_audit": audits,
+        "risk.quarantine_summary": quarantine,
+        "risk.var_contributions": contributions,
+        "risk.backtest": backtest,
+        "risk.backtest_summary": backtest_summary,
+        "risk.stress_results": stress,
+        "risk.desk_tests": desk_tests,
+        "risk.frtb_es": frtb,
+    }
+    # Each Delta row names its columns as the Postgres table does (databricks_jobs.tables).
     return {
-        "risk.var_summary": [
-            (
-                d,
-                n["level"],
-                n["node"],
-                n["parent"],
-                n["region"],
-                *(n[f] for f in FIGURES),
-                n["positions_date"],
-                n["run_id"],
-            )
-            for n in nodes
-        ],
-        "risk.firm_summary": [
-            (
-                d,
-                firm["firm_var_99_1d_usd"],
-                firm["sum_region_var_99_1d_usd"],
-                firm["diversification_benefit_usd"],
-                firm["regions"],
-                firm["run_id"],
-            )
-        ],
-        "risk.ingest_audit": [
-            (
-                d,
-                a["region"],
-                a["source_file"],
-                a["sha256"],
-                a["rows_read"],
-                a["rows_accepted"],
-                a["rows_quarantined"],
-                a["run_id"],
-            )
-            for a in audits
-        ],
-        "risk.quarantine_summary": [
-            (d, q["region"], q["rule"], q["field"], q["rows_quarantined"], q["run_id"])
-            for q in quarantine
-        ],
-        "risk.var_contributions": [
-            (
-                d,
-                c["level"],
-                c["node"],
-                c["book"],
-                c["region"],
-                c["component_var_99_1d_usd"],
-                c["run_id"],
-            )
-            for c in contributions
-        ],
-        "risk.backtest": [
-            (d, b["level"], b["node"], *(b[c] for c in BACKTEST_VALUES)) for b in backtest
-        ],
-        "risk.backtest_summary": [
-            (d, s["level"], s["node"], *(s[c] for c in BACKTEST_SUMMARY_VALUES))
-            for s in backtest_summary
-        ],
-        "risk.stress_results": [
-            (d, s["level"], s["node"], s["scenario"], *(s[c] for c in STRESS_VALUES))
-            for s in stress
-        ],
-        "risk.desk_tests": [(d, t["desk"], *(t[c] for c in DESK_TEST_VALUES)) for t in desk_tests],
-        "risk.frtb_es": [(d, f["level"], f["node"], *(f[c] for c in FRTB_VALUES)) for f in frtb],
+        name: [tuple(d if c == "business_date" else r[c] for c in table(name).loaded) for r in rows]
+        for name, rows in sources.items()
     }
 
 
@@ -198,72 +146,8 @@ def _rows_if_exists(store: DeltaStore, table: str, when: dict, scope) -> list:
     return store.read(table, when).where(scope).collect()
 
 
-BACKTEST_VALUES = (
-    "region",
-    "forecast_date",
-    "var_forecast_99_1d_usd",
-    "hypothetical_pnl_usd",
-    "is_exception",
-    "run_id",
-)
-# The summary's columns after its key (level, node), as the backtest job writes them.
-BACKTEST_SUMMARY_VALUES = (*SUMMARY_COLUMNS[2:], "run_id")
-STRESS_VALUES = ("region", "kind", "worst_date", "pnl_usd", "run_id")
-FRTB_VALUES = (
-    "region",
-    "es_full_current_usd",
-    "es_reduced_current_usd",
-    "es_reduced_stressed_usd",
-    "stress_window_start",
-    "stress_window_end",
-    "frtb_es_usd",
-    "imcc_usd",
-    "run_id",
-)
-DESK_TEST_VALUES = (
-    "region",
-    "observations",
-    "pla_spearman",
-    "pla_ks",
-    "pla_zone",
-    "exceptions_99",
-    "exceptions_975",
-    "backtest_eligible",
-    "run_id",
-)
-TABLES = {
-    "risk.var_summary": (
-        ("business_date", "level", "node"),
-        ("parent", "region", *FIGURES, "positions_date", "run_id"),
-    ),
-    "risk.firm_summary": (
-        ("business_date",),
-        (
-            "firm_var_99_1d_usd",
-            "sum_region_var_99_1d_usd",
-            "diversification_benefit_usd",
-            "regions",
-            "run_id",
-        ),
-    ),
-    "risk.ingest_audit": (
-        ("business_date", "region"),
-        ("source_file", "sha256", "rows_read", "rows_accepted", "rows_quarantined", "run_id"),
-    ),
-    "risk.quarantine_summary": (
-        ("business_date", "region", "rule", "field"),
-        ("rows_quarantined", "run_id"),
-    ),
-    "risk.var_contributions": (
-        ("business_date", "level", "node", "book"),
-        ("region", "component_var_99_1d_usd", "run_id"),
-    ),
-    "risk.backtest": (("business_date", "level", "node"), BACKTEST_VALUES),
-    "risk.backtest_summary": (("business_date", "level", "node"), BACKTEST_SUMMARY_VALUES),
-    "risk.stress_results": (("business_date", "level", "node", "scenario"), STRESS_VALUES),
-    "risk.desk_tests": (("business_date", "desk"), DESK_TEST_VALUES),
-    "risk.frtb_es": (("business_date", "level", "node"), FRTB_VALUES),
-}
+#: The tables the load replaces, each with its key and value columns (the catalogue's).
+TABLES = {name: (table(name).key, table(name).values) for name in LOADED_TABLES}
 
 
 # A failed connect (server down, restarting, refusing) is always worth retrying; nothing

@@ -6,7 +6,7 @@ drifts like a real book, desk/region/firm VaR below the sum of their children
 (diversification), component VaR that adds up to each node's VaR, hypothetical P&L with a
 handful of exceptions, backtest summaries computed with ``risk_models.backtest``, and
 trade-file audits with quarantined rows by the ingest's own rules (``QUARANTINE_RULES``),
-in the columns the load writes (``load_reporting.TABLES``). One book is missing on one date
+in the columns of the table catalogue (``databricks_jobs.tables``). One book is missing on one date
 and another starts halfway, so "previous loaded date for the node"
 differs from "previous business day". ``insert_history`` writes them with COPY.
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from databricks_jobs.jobs.load_reporting import TABLES as LOADED_TABLES
 from databricks_jobs.node_backtests import SUMMARY_LEVELS
+from databricks_jobs.tables import LOADED_TABLES, table
 from databricks_jobs.trade_validation import QUARANTINE_RULES
 from eodrisk.calendar import business_calendars
 from eodrisk.sample_data.universe import books_of
@@ -32,11 +32,9 @@ from risk_models.backtest import basel_traffic_light, christoffersen, kupiec_pof
 REGIONS = ("AMER", "APAC", "EMEA")
 WINDOW = 250
 # The preview uses the producers' own contracts: the rules the ingest can quarantine a line
-# for, and the columns the load writes (its key and value columns, then ``loaded_at``).
+# for, and the columns of the tables the load writes (the catalogue's, ``loaded_at`` too).
 RULES = QUARANTINE_RULES
-COLUMNS: dict[str, tuple[str, ...]] = {
-    table: (*key, *values, "loaded_at") for table, (key, values) in LOADED_TABLES.items()
-}
+COLUMNS: dict[str, tuple[str, ...]] = {name: table(name).column_names for name in LOADED_TABLES}
 #: How many distinct rules a region's file breaks on a preview night, at most.
 RULES_PER_NIGHT = 4
 

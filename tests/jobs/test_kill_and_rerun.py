@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from databricks_jobs import tables
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.jobs.compute_risk import RiskInputError, compute_region_risk
 from databricks_jobs.jobs.firm_risk import compute_firm_risk
@@ -289,13 +290,14 @@ def test_a_killed_writes_staging_folder_is_cleaned_up_by_the_next_write(spark, t
     lake = tmp_path / "lake"
     store = DeltaStore(spark, str(lake))
     rows = spark.createDataFrame(
-        [(DAY, "EMEA", 1.0)], "business_date date, region string, x double"
+        [(DAY, "EMEA", "trades.csv", "0" * 64, 1, 1, 0, "r")],
+        tables.table("silver.ingest_audit").ddl,
     )
-    leftover = lake / "_staging" / "silver.trades-0123456789abcdef0123456789abcdef"
+    leftover = lake / "_staging" / "silver.ingest_audit-0123456789abcdef0123456789abcdef"
     rows.write.parquet(str(leftover))  # what Spark had written when the process died
     old = 1_000_000_000  # a day-old leftover, well beyond any job's runtime
     os.utime(leftover, (old, old))
-    store.replace_partition(rows, "silver.trades", {"business_date": DAY, "region": "EMEA"})
+    store.replace_partition(rows, "silver.ingest_audit", {"business_date": DAY, "region": "EMEA"})
     assert not leftover.exists()
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+from types import SimpleNamespace
 
 import pytest
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError
 
 from databricks_jobs.retry import RetryPolicy, call_with_retry, is_transient
+from databricks_jobs.tables import spark_schema
 
 
 def policy(sleeps: list[float], attempts: int = 4) -> RetryPolicy:
@@ -108,6 +110,7 @@ def test_delta_store_retries_a_partition_overwrite_with_the_same_predicate(monke
             raise OSError("connection reset while committing")
 
     monkeypatch.setattr(delta_store.DeltaStore, "_replace_partition_local", flaky_write)
-    store.replace_partition(object(), "silver.trades", {"business_date": "2026-11-24"})
-    assert calls == [("silver.trades", ("business_date",), "business_date = '2026-11-24'")] * 2
+    summary = SimpleNamespace(schema=spark_schema("gold.firm_summary"))
+    store.replace_partition(summary, "gold.firm_summary", {"business_date": "2026-11-24"})
+    assert calls == [("gold.firm_summary", ("business_date",), "business_date = '2026-11-24'")] * 2
     assert len(sleeps) == 1

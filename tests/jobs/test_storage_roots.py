@@ -16,6 +16,7 @@ import pytest
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.jobs.ingest_trades import ingest
 from databricks_jobs.storage_paths import spark_path, uri_to_path
+from databricks_jobs.tables import table
 from eodrisk.sample_data import generate_night
 
 DAY = date(2026, 11, 24)
@@ -77,16 +78,16 @@ def test_delta_tables_under_a_hostile_lake_root_round_trip(spark, tmp_path):
     lake = tmp_path / HOSTILE / "lake"
     store = DeltaStore(spark, str(lake))
     rows = {
-        "EMEA": [(DAY, "EMEA", "T1", 1.5), (DAY, "EMEA", "T2", -2.0)],
-        "APAC": [(DAY, "APAC", "T3", 3.0)],
+        "EMEA": [(DAY, "EMEA", "trades_e.csv", "e", 3, 2, 1, "r1")],
+        "APAC": [(DAY, "APAC", "trades_a.csv", "a", 1, 1, 0, "r2")],
     }
-    schema = "business_date date, region string, trade_id string, quantity double"
+    schema = table("silver.ingest_audit").ddl
     for region, data in rows.items():
         part = {"business_date": DAY, "region": region}
-        store.replace_partition(spark.createDataFrame(data, schema), "silver.trades", part)
-    got = sorted(tuple(r) for r in store.read("silver.trades").collect())
+        store.replace_partition(spark.createDataFrame(data, schema), "silver.ingest_audit", part)
+    got = sorted(tuple(r) for r in store.read("silver.ingest_audit").collect())
     assert got == sorted(rows["EMEA"] + rows["APAC"])
-    emea = store.read("silver.trades", {"business_date": DAY, "region": "EMEA"})
+    emea = store.read("silver.ingest_audit", {"business_date": DAY, "region": "EMEA"})
     assert sorted(tuple(r) for r in emea.collect()) == sorted(rows["EMEA"])
     assert not (tmp_path / HOSTILE / "lake" / "_staging").exists() or not any(
         (tmp_path / HOSTILE / "lake" / "_staging").iterdir()
