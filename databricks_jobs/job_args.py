@@ -95,6 +95,16 @@ def under_root(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def file_name(text: str) -> str:
+    """A plain file name (no folder), or ``""`` for a job parameter left at its default."""
+    if text:
+        try:
+            under_root("", text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}: expected a file name") from None
+    return text
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--business-date", type=business_date, required=True)

@@ -13,7 +13,13 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-MARKER_PREFIX = "_SUCCESS_"
+#: The names a producer gives a region's files, ``{yyyymmdd}`` the business date. The DAG's
+#: sensor waits for the same names (airflow/dags/eod_risk.yml ``landing_files``, which cannot
+#: import this module; tests/dag/test_dag_config.py keeps the two equal) and passes the
+#: names it found to the ingest job (``--trade-file``, ``--marker-file``).
+TRADE_FILE_PATTERN = "trades_{yyyymmdd}.csv"
+MARKER_PATTERN = "_SUCCESS_{yyyymmdd}"
+MARKER_PREFIX = MARKER_PATTERN.removesuffix("{yyyymmdd}")
 _STAMP = re.compile(r"[0-9]{8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -31,12 +37,16 @@ class Manifest:
     sha256: str
 
 
+def file_name(pattern: str, business_date: date) -> str:
+    return pattern.replace("{yyyymmdd}", f"{business_date:%Y%m%d}")
+
+
 def trade_file_name(business_date: date) -> str:
-    return f"trades_{business_date:%Y%m%d}.csv"
+    return file_name(TRADE_FILE_PATTERN, business_date)
 
 
 def marker_name(business_date: date) -> str:
-    return f"{MARKER_PREFIX}{business_date:%Y%m%d}"
+    return file_name(MARKER_PATTERN, business_date)
 
 
 def marker_date(name: str) -> date | None:

@@ -120,8 +120,12 @@ def positions_date(region: str, business_date: str) -> str:
     return CALENDARS.positions_date(region, date.fromisoformat(business_date)).isoformat()
 
 
+def landing_name(file_pattern: str) -> str:
+    return file_pattern.replace("{yyyymmdd}", YYYYMMDD)
+
+
 def landing_path(region: str, file_pattern: str) -> str:
-    return f"{LANDING_ROOT}/{region}/{file_pattern.replace('{yyyymmdd}', YYYYMMDD)}"
+    return f"{LANDING_ROOT}/{region}/{landing_name(file_pattern)}"
 
 
 def databricks_job(
@@ -349,7 +353,12 @@ with DAG(
             r.name: databricks_job(
                 f"ingest_{r.task_suffix}",
                 CONFIG.jobs.ingest_trades,
-                region_parameters(r.name),
+                # The files the region's sensor waited for: one pattern, in the config.
+                {
+                    **region_parameters(r.name),
+                    "trade_file": landing_name(CONFIG.landing_files.trades),
+                    "marker_file": landing_name(CONFIG.landing_files.marker),
+                },
                 r.name,
             )
             for r in CONFIG.regions

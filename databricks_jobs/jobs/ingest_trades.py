@@ -49,10 +49,16 @@ class IngestResult:
     rows_quarantined: int
 
 
-def trade_file_paths(landing_root: str, region: str, business_date: date) -> tuple[str, str]:
+def trade_file_paths(
+    landing_root: str, region: str, business_date: date, trade_file: str = "", marker: str = ""
+) -> tuple[str, str]:
+    """The region's trade file and marker: the names the DAG's sensor found (job parameters
+    ``trade_file``, ``marker_file``), else the landing contract's names for the date."""
     return (
-        job_args.under_root(landing_root, region, landing.trade_file_name(business_date)),
-        job_args.under_root(landing_root, region, landing.marker_name(business_date)),
+        job_args.under_root(
+            landing_root, region, trade_file or landing.trade_file_name(business_date)
+        ),
+        job_args.under_root(landing_root, region, marker or landing.marker_name(business_date)),
     )
 
 
@@ -143,8 +149,12 @@ def ingest(
     business_date: date,
     region: str,
     run_id: str,
+    trade_file: str = "",
+    marker_file: str = "",
 ) -> IngestResult:
-    data_file, marker = trade_file_paths(landing_root, region, business_date)
+    data_file, marker = trade_file_paths(
+        landing_root, region, business_date, trade_file, marker_file
+    )
     check_region(spark, landing_root, region)
     manifest = verify_manifest(data_file, marker)
     check_file(data_file)
@@ -217,6 +227,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = job_args.parser(__doc__.splitlines()[0])
     parser.add_argument("--region", type=job_args.region_name, required=True)
     parser.add_argument("--landing-root", type=job_args.storage_root, required=True)
+    for name in ("trade-file", "marker-file"):
+        parser.add_argument(
+            f"--{name}",
+            type=job_args.file_name,
+            default="",
+            help="the file the DAG's sensor found under <landing-root>/<region>/ "
+            "(default: the landing contract's name for the date)",
+        )
     args = parser.parse_args(argv)
     ingest(
         get_spark(),
@@ -225,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         business_date=args.business_date,
         region=args.region,
         run_id=args.run_id,
+        trade_file=args.trade_file,
+        marker_file=args.marker_file,
     )
 
 

@@ -211,11 +211,24 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
     bundle = yaml.safe_load((REPO / "resources" / "jobs.yml").read_text())["resources"]["jobs"]
     declared = {j["name"]: {p["name"] for p in j.get("parameters", [])} for j in bundle.values()}
     business_date = "{{ params.business_date or ds }}"
+    sensor_files = {
+        r: {
+            path: dag.get_task(f"wait_for_trades_{r}").op_kwargs[path].rsplit("/", 1)[1]
+            for path in ("trades_path", "marker_path")
+        }
+        for r in REGIONS
+    }
     expected = {
         **{
             f"data_ingestion.ingest_{r}": (
                 "eodrisk-ingest-trades",
-                {"business_date": business_date, "region": r.upper()},
+                {
+                    "business_date": business_date,
+                    "region": r.upper(),
+                    # the very files its sensor waited for
+                    "trade_file": sensor_files[r]["trades_path"],
+                    "marker_file": sensor_files[r]["marker_path"],
+                },
             )
             for r in REGIONS
         },
