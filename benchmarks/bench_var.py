@@ -30,10 +30,10 @@ import pandas as pd
 
 from benchmarks.common import Report, best_interleaved, work_dir
 from risk_models.aggregate import rollup
-from risk_models.var import historical_var_es, tail_count
+from risk_models.var import ES_CONFIDENCE, VAR_CONFIDENCE, historical_var_es, tail_count
 
 N_SCENARIOS = 500
-VAR_C, ES_C = 0.99, 0.975
+VAR_C, ES_C = VAR_CONFIDENCE, ES_CONFIDENCE
 #: the wide variant: 3 regions x 6 desks x 25 books (450 books), a stress for the per-node part
 WIDE = (3, 6, 25)
 

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from databricks_jobs.risk_metrics import FIRM
 from databricks_jobs.valuation import unit_pnl
 from risk_models.backtest import basel_traffic_light, christoffersen, count_exceptions, kupiec_pof
+from risk_models.var import VAR_CONFIDENCE
 
 log = logging.getLogger("eodrisk.backtest")
 
-FIRM = "FIRM"
-VAR_CONFIDENCE = 0.99
 WINDOW = 250
 SUMMARY_LEVELS = ("firm", "region")
 BACKTEST_COLUMNS = (

@@ -30,6 +30,8 @@ from databricks_jobs.valuation import (
 )
 from risk_models.scenarios import apply_shocks
 from risk_models.var import (
+    ES_CONFIDENCE,
+    VAR_CONFIDENCE,
     filtered_historical_es,
     filtered_historical_var,
     historical_es,
@@ -40,7 +42,6 @@ from risk_models.var import (
 )
 
 LEVEL_ORDER = {"firm": 0, "region": 1, "desk": 2, "book": 3}
-VAR_CONFIDENCE, ES_CONFIDENCE = 0.99, 0.975
 #: Bump sizes for the delta-normal exposures, in shock units: log-returns for EQ/FX,
 #: absolute moves for rates (decimal) and vols (decimal).
 BUMP = {"EQ.": 1e-4, "FX.": 1e-4, "IR.": 1e-5, "VOL.": 1e-4}

@@ -14,10 +14,16 @@ import numpy as np
 
 from risk_models.aggregate import aggregate_pnl
 from risk_models.attribution import component_var
-from risk_models.var import historical_es, historical_var, scale_to_horizon
+from risk_models.var import (
+    ES_CONFIDENCE,
+    VAR_CONFIDENCE,
+    historical_es,
+    historical_var,
+    scale_to_horizon,
+)
 
-VAR_CONFIDENCE = 0.99
-ES_CONFIDENCE = 0.975
+#: The top of the hierarchy: the firm node's name, and its rows' region, in every table.
+FIRM = "FIRM"
 HORIZON_DAYS = 10
 
 
@@ -63,7 +69,7 @@ def hierarchy_pnl(
     return [
         *(("book", b, d, book_pnl[i]) for i, (b, d) in enumerate(zip(books, desks, strict=True))),
         *(("desk", d, region, desk_pnl[i]) for i, d in enumerate(desk_names)),
-        ("region", region, "FIRM", desk_pnl.sum(axis=0)),
+        ("region", region, FIRM, desk_pnl.sum(axis=0)),
     ]
 
 

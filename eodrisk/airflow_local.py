@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "airflow" / "dags"
-DAG_CONFIG = DAGS_FOLDER / "eod_risk.yml"
-DAG_ID = "eod_risk"
+DAG_FILE = DAGS_FOLDER / "eod_risk.py"
+DAG_CONFIG = DAG_FILE.with_suffix(".yml")
+DAG_ID = DAG_FILE.stem  # as airflow/dags/eod_risk.py names its DAG
 LONDON = "Europe/London"
 
 

@@ -41,9 +41,11 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from databricks_jobs.risk_metrics import FIRM
+from eodrisk.airflow_local import DAG_ID
+
 log = logging.getLogger(__name__)
 
-DAG_ID = "eod_risk"
 NAMESPACE = "eodrisk"
 STAGES = (
     ("wait_for_trades", "landing"),
@@ -343,7 +345,7 @@ def build_registry(
             **dag,
             "task_id": task_id,
             "stage": stage_of(task_id),
-            "region": row.get("region") or "FIRM",
+            "region": row.get("region") or FIRM,
         }
         put("eodrisk_task_duration_seconds", row.get("duration_s"), **labels)
         put("eodrisk_task_failed", 1 if row["state"] == "failed" else 0, **labels)

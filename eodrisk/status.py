@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from eodrisk.airflow_local import DAG_ID
 from eodrisk.calendar import business_calendars
 
-DAG_ID = "eod_risk"
 DSN_ENV = "EODRISK_PG_DSN"
 EXIT_OK, EXIT_LAST_FAILED, EXIT_NO_DATABASE, EXIT_NO_RUNS = 0, 1, 2, 3
 _STATE_STYLE = {"success": "green", "failed": "bold red", "up_for_retry": "yellow"}

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eodrisk.airflow_local import DAG_ID
 from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
 
 STATE_FILE = "platform.json"
@@ -76,7 +77,7 @@ def airflow_password(state: dict[str, Any]) -> str:
     return json.loads(Path(state["airflow_password_file"]).read_text())[state["airflow_user"]]
 
 
-def airflow_run_url(state: dict[str, Any], run_id: str, dag_id: str = "eod_risk") -> str:
+def airflow_run_url(state: dict[str, Any], run_id: str, dag_id: str = DAG_ID) -> str:
     """The Airflow UI's page of one DAG run: its grid and task instances."""
     from urllib.parse import quote
 

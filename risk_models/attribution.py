@@ -10,7 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from risk_models._types import FloatArray
-from risk_models.var import _as_pnl, historical_es, historical_var, tail_count
+from risk_models.var import (
+    ES_CONFIDENCE,
+    VAR_CONFIDENCE,
+    _as_pnl,
+    historical_es,
+    historical_var,
+    tail_count,
+)
 
 __all__ = ["component_es", "component_var", "incremental_es", "incremental_var"]
 
@@ -22,7 +29,9 @@ def _positions(pnl: npt.ArrayLike) -> FloatArray:
     return x
 
 
-def component_var(pnl: npt.ArrayLike, confidence: float = 0.99, neighbours: int = 0) -> FloatArray:
+def component_var(
+    pnl: npt.ArrayLike, confidence: float = VAR_CONFIDENCE, neighbours: int = 0
+) -> FloatArray:
     """Euler contributions to historical VaR.
 
     For historical VaR the Euler allocation is each position's loss in the VaR scenario
@@ -68,7 +77,7 @@ def component_var(pnl: npt.ArrayLike, confidence: float = 0.99, neighbours: int 
     return np.asarray(smoothed * (var / smoothed_total) + 0.0)
 
 
-def component_es(pnl: npt.ArrayLike, confidence: float = 0.975) -> FloatArray:
+def component_es(pnl: npt.ArrayLike, confidence: float = ES_CONFIDENCE) -> FloatArray:
     """Euler contributions to historical ES: each position's mean loss over the tail.
 
     The tail is the ``k`` worst portfolio scenarios; contributions add up to
@@ -91,7 +100,7 @@ def component_es(pnl: npt.ArrayLike, confidence: float = 0.975) -> FloatArray:
 
 
 def incremental_var(
-    pnl: npt.ArrayLike, confidence: float = 0.99, chunk_rows: int = 2048
+    pnl: npt.ArrayLike, confidence: float = VAR_CONFIDENCE, chunk_rows: int = 2048
 ) -> FloatArray:
     """Incremental VaR: ``VaR(total) - VaR(total - position_i)`` for each position.
 
@@ -119,7 +128,7 @@ def incremental_var(
 
 
 def incremental_es(
-    pnl: npt.ArrayLike, confidence: float = 0.975, chunk_rows: int = 2048
+    pnl: npt.ArrayLike, confidence: float = ES_CONFIDENCE, chunk_rows: int = 2048
 ) -> FloatArray:
     """Incremental ES: ``ES(total) - ES(total - position_i)``; see :func:`incremental_var`."""
     x = _positions(pnl)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from risk_models._types import BoolArray, FloatArray
-from risk_models.var import historical_es
+from risk_models.var import ES_CONFIDENCE, historical_es
 
 __all__ = [
     "BASE_HORIZON_DAYS",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 BASE_HORIZON_DAYS = 10
-ES_CONFIDENCE = 0.975
 LIQUIDITY_HORIZONS = (10, 20, 40, 60, 120)
 MAJOR_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "AUD", "SEK", "CAD", "CHF")
 

@@ -21,6 +21,8 @@ from scipy import special
 from risk_models._types import FloatArray
 
 __all__ = [
+    "ES_CONFIDENCE",
+    "VAR_CONFIDENCE",
     "MonteCarloResult",
     "ewma_volatility",
     "filtered_historical_es",
@@ -40,6 +42,11 @@ __all__ = [
     "simulate_factor_shocks",
     "tail_count",
 ]
+
+#: The firm's confidence levels (DESIGN.md, "Conventions"): VaR 99%, ES 97.5%; every
+#: default below and every caller in the pipeline uses these.
+VAR_CONFIDENCE = 0.99
+ES_CONFIDENCE = 0.975
 
 PnlFunction = Callable[[FloatArray], npt.ArrayLike]
 """Full revaluation: factor shocks ``(n_sims, F)`` -> P&L ``(..., n_sims)``."""
@@ -108,7 +115,7 @@ def _out(value: npt.ArrayLike, one_d: bool) -> float | FloatArray:
 # ------------------------------------------------------------------------- historical
 
 
-def historical_var(pnl: npt.ArrayLike, confidence: float = 0.99) -> float | FloatArray:
+def historical_var(pnl: npt.ArrayLike, confidence: float = VAR_CONFIDENCE) -> float | FloatArray:
     """Historical VaR: the k-th largest loss, ``k = ceil(n * (1 - c))``, no interpolation.
 
     O(n) per row (``np.partition``), exact selection, so it is stable at 1e6 scenarios.
@@ -132,7 +139,7 @@ def historical_var(pnl: npt.ArrayLike, confidence: float = 0.99) -> float | Floa
     return _out(-kth_worst, arr.ndim == 1)
 
 
-def historical_es(pnl: npt.ArrayLike, confidence: float = 0.975) -> float | FloatArray:
+def historical_es(pnl: npt.ArrayLike, confidence: float = ES_CONFIDENCE) -> float | FloatArray:
     """Historical ES: the mean of the ``k`` largest losses, ``k = ceil(n * (1 - c))``.
 
     Computed as ``VaR + mean(tail losses - VaR)`` so that ES >= VaR holds exactly in
@@ -165,7 +172,7 @@ def _es_of_tail(partitioned: FloatArray, k: int) -> FloatArray:
 
 
 def historical_var_es(
-    pnl: npt.ArrayLike, var_confidence: float = 0.99, es_confidence: float = 0.975
+    pnl: npt.ArrayLike, var_confidence: float = VAR_CONFIDENCE, es_confidence: float = ES_CONFIDENCE
 ) -> tuple[float | FloatArray, float | FloatArray]:
     """:func:`historical_var` and :func:`historical_es` (bit-identical) from one selection.
 
@@ -262,7 +269,7 @@ def _pnl_mean_std(pnl: npt.ArrayLike, mean: bool) -> tuple[FloatArray, FloatArra
 def parametric_var(
     pnl_or_exposures: npt.ArrayLike,
     covariance: npt.ArrayLike | None = None,
-    confidence: float = 0.99,
+    confidence: float = VAR_CONFIDENCE,
     gamma: npt.ArrayLike | None = None,
     mean: bool = False,
 ) -> float | FloatArray:
@@ -316,7 +323,7 @@ def parametric_var(
 def parametric_es(
     pnl_or_exposures: npt.ArrayLike,
     covariance: npt.ArrayLike | None = None,
-    confidence: float = 0.975,
+    confidence: float = ES_CONFIDENCE,
     mean: bool = False,
 ) -> float | FloatArray:
     """Normal ES: ``sigma * phi(z) / (1 - c) - mu``, inputs as in :func:`parametric_var`.
@@ -468,8 +475,8 @@ class MonteCarloResult:
 def monte_carlo(
     exposures_or_pnl_fn: npt.ArrayLike | PnlFunction,
     covariance: npt.ArrayLike,
-    var_confidence: float = 0.99,
-    es_confidence: float = 0.975,
+    var_confidence: float = VAR_CONFIDENCE,
+    es_confidence: float = ES_CONFIDENCE,
     n_sims: int = 100_000,
     seed: int = 0,
     gamma: npt.ArrayLike | None = None,
@@ -509,7 +516,7 @@ def monte_carlo(
 def monte_carlo_var(
     exposures_or_pnl_fn: npt.ArrayLike | PnlFunction,
     covariance: npt.ArrayLike,
-    confidence: float = 0.99,
+    confidence: float = VAR_CONFIDENCE,
     n_sims: int = 100_000,
     seed: int = 0,
     gamma: npt.ArrayLike | None = None,
@@ -522,7 +529,7 @@ def monte_carlo_var(
 def monte_carlo_es(
     exposures_or_pnl_fn: npt.ArrayLike | PnlFunction,
     covariance: npt.ArrayLike,
-    confidence: float = 0.975,
+    confidence: float = ES_CONFIDENCE,
     n_sims: int = 100_000,
     seed: int = 0,
     gamma: npt.ArrayLike | None = None,
@@ -602,7 +609,7 @@ def filtered_historical_pnl(returns_or_pnl: npt.ArrayLike, lam: float = 0.94) ->
 
 
 def filtered_historical_var(
-    returns_or_pnl: npt.ArrayLike, confidence: float = 0.99, lam: float = 0.94
+    returns_or_pnl: npt.ArrayLike, confidence: float = VAR_CONFIDENCE, lam: float = 0.94
 ) -> float | FloatArray:
     """Filtered historical simulation VaR (EWMA-rescaled HS, Hull-White).
 
@@ -623,7 +630,7 @@ def filtered_historical_var(
 
 
 def filtered_historical_es(
-    returns_or_pnl: npt.ArrayLike, confidence: float = 0.975, lam: float = 0.94
+    returns_or_pnl: npt.ArrayLike, confidence: float = ES_CONFIDENCE, lam: float = 0.94
 ) -> float | FloatArray:
     """Filtered historical simulation ES; inputs as in :func:`filtered_historical_var`."""
     return historical_es(filtered_historical_pnl(returns_or_pnl, lam), confidence)

@@ -78,7 +78,7 @@ CONFIG = load_config(
 
 CALENDARS = CONFIG.calendars()
 
-DAG_ID = "eod_risk"
+DAG_ID = Path(__file__).stem  # the DAG is named after its file, as the platform finds it
 BUSINESS_DATE = "{{ params.business_date or ds }}"
 YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.variables.landing_root} }}}}"

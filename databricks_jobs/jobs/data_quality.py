@@ -29,11 +29,11 @@ from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
+from databricks_jobs.risk_metrics import FIRM
 from databricks_jobs.spark_session import get_spark
 
 log = logging.getLogger("eodrisk.data_quality")
 
-FIRM = "FIRM"
 FIGURES = ("var_99_1d_usd", "var_99_10d_usd", "es_975_1d_usd")
 
 

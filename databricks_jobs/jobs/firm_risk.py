@@ -29,14 +29,13 @@ from pyspark.sql import functions as F
 from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.jobs.compute_risk import RiskInputError, write_contributions, write_nodes
-from databricks_jobs.risk_metrics import node_contributions, node_risk
+from databricks_jobs.risk_metrics import FIRM, node_contributions, node_risk
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.tables import table
 from risk_models.stress import worst_loss
 
 log = logging.getLogger("eodrisk.firm_risk")
 
-FIRM = "FIRM"
 SUMMARY_COLUMNS = table("gold.firm_summary").ddl
 
 

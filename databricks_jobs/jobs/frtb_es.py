@@ -33,12 +33,12 @@ from databricks_jobs.frtb_capital import (
 )
 from databricks_jobs.jobs.compute_risk import RiskInputError, with_terms
 from databricks_jobs.reference_data import read_instruments, read_market_history
+from databricks_jobs.risk_metrics import FIRM
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.valuation import SCENARIO_WINDOW, book_state_pnl
 
 log = logging.getLogger("eodrisk.frtb_es")
 
-FIRM = "FIRM"
 BOOK_FRTB_SCHEMA = "book string, desk string, region string, pnl array<double>"
 
 

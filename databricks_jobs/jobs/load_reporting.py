@@ -27,6 +27,7 @@ from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.postgres import dsn_from_env, replace_scope, require_migrations
 from databricks_jobs.retry import RetryPolicy, call_with_retry
+from databricks_jobs.risk_metrics import FIRM
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.tables import LOADED_TABLES, table
 
@@ -64,7 +65,7 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
         if store.exists("silver.trades_quarantine")
         else []  # dates computed by the back-history fast path keep only the counts
     )
-    scope = F.col("region").isin(*regions, "FIRM")
+    scope = F.col("region").isin(*regions, FIRM)
     contributions = _rows_if_exists(store, "gold.var_contributions", when, scope)
     backtest = _rows_if_exists(store, "gold.backtest", when, scope)
     backtest_summary = _rows_if_exists(store, "gold.backtest_summary", when, scope)
@@ -88,7 +89,7 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
     return rows_for_tables(
         business_date,
         firm=firm,
-        nodes=[n for n in nodes if n["region"] in (*regions, "FIRM")],
+        nodes=[n for n in nodes if n["region"] in (*regions, FIRM)],
         audits=audits.collect(),
         quarantine=quarantine,
         contributions=contributions,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from databricks_jobs.risk_metrics import FIRM
+
 READER_ROLE = "risk_reader"
 TREND_DAYS = 250
 TOP_CONTRIBUTORS = 10
@@ -103,7 +105,7 @@ QUERIES: dict[str, str] = {
             hypothetical_pnl_usd,
             is_exception
         from bi.var_daily
-        where level = 'firm' and node = 'FIRM' and business_date <= %(d)s
+        where level = 'firm' and node = %(firm)s and business_date <= %(d)s
         order by business_date desc
         limit %(days)s
     """,
@@ -121,7 +123,7 @@ QUERIES: dict[str, str] = {
         where
             business_date = %(d)s
             and level = 'firm'
-            and node = 'FIRM'
+            and node = %(firm)s
             and contributor_rank <= %(top)s
         order by contributor_rank
     """,
@@ -199,7 +201,7 @@ QUERIES: dict[str, str] = {
         from bi.var_daily
         where business_date = %(d)s
         group by region, run_id
-        order by region = 'FIRM' desc, region, run_id
+        order by region = %(firm)s desc, region, run_id
     """,
     "carried_forward": """
         select
@@ -272,7 +274,7 @@ def become_reader(cur: Any) -> str:
 
 def fetch(conn: Any, business_date: date) -> ReportData:
     """Everything the report shows for ``business_date``, in one read-only transaction."""
-    params = {"d": business_date, "days": TREND_DAYS, "top": TOP_CONTRIBUTORS}
+    params = {"d": business_date, "days": TREND_DAYS, "top": TOP_CONTRIBUTORS, "firm": FIRM}
     with conn.cursor() as cur:
         cur.execute("select to_regclass('bi.firm_daily') is not null")
         if not cur.fetchone()[0]:

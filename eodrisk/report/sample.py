@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from databricks_jobs.node_backtests import SUMMARY_LEVELS
+from databricks_jobs.risk_metrics import FIRM
 from databricks_jobs.tables import LOADED_TABLES, table
 from databricks_jobs.trade_validation import QUARANTINE_RULES
 from eodrisk.calendar import business_calendars
 from eodrisk.sample_data.universe import books_of
 from risk_models.backtest import basel_traffic_light, christoffersen, kupiec_pof
+from risk_models.var import VAR_CONFIDENCE
 
 REGIONS = ("AMER", "APAC", "EMEA")
 WINDOW = 250
@@ -99,18 +101,18 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
             desks = [n for n in nodes if n[0] == "desk" and n[3] == region]
             region_books = [b for n in desks for b in n[5]]
             nodes.append(
-                ("region", region, "FIRM", region, 0.78 * sum(n[4] for n in desks), region_books)
+                ("region", region, FIRM, region, 0.78 * sum(n[4] for n in desks), region_books)
             )
         region_nodes = [n for n in nodes if n[0] == "region"]
         sum_regions = sum(n[4] for n in region_nodes)
         firm_var = 0.69 * sum_regions
-        nodes.append(("firm", "FIRM", "", "FIRM", firm_var, list(book_var)))
+        nodes.append(("firm", FIRM, "", FIRM, firm_var, list(book_var)))
 
         loaded = _loaded_at(d)
         # a region closed on d (its exchange's holiday) carries its positions forward
-        held = {r: calendars.positions_date(r, d) for r in REGIONS} | {"FIRM": d}
+        held = {r: calendars.positions_date(r, d) for r in REGIONS} | {FIRM: d}
         for lvl, node, parent, region, var, node_books in nodes:
-            run = _run_id(d, "firm" if region == "FIRM" else region)
+            run = _run_id(d, "firm" if region == FIRM else region)
             history.rows("risk.var_summary").append(
                 {
                     "business_date": d,
@@ -178,9 +180,9 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
                 if lvl not in SUMMARY_LEVELS:
                     previous[key], forecast_dates[key] = var, d
                     continue
-                light = basel_traffic_light(x, n, 0.99)
-                kupiec = kupiec_pof(x, n, 0.99)
-                chris = christoffersen(window, 0.99) if n >= 2 else None
+                light = basel_traffic_light(x, n, VAR_CONFIDENCE)
+                kupiec = kupiec_pof(x, n, VAR_CONFIDENCE)
+                chris = christoffersen(window, VAR_CONFIDENCE) if n >= 2 else None
                 history.rows("risk.backtest_summary").append(
                     {
                         "business_date": d,

@@ -28,7 +28,7 @@ def bag():
 
 @pytest.fixture(scope="module")
 def dag(bag):
-    return bag.dags["eod_risk"]
+    return bag.dags[airflow_env.DAG_ID]  # the platform's name for it: the DAG file's
 
 
 def all_tasks(bag):

@@ -1,0 +1,27 @@
+"""Contracts the DAG folder must declare again because it may import only itself and
+Airflow (never the jobs wheel): each copy here is checked against its home. (The DAG id
+has one home, the DAG file's name: tests/repo/test_dag_policy.py finds the DAG by it.)"""
+
+from __future__ import annotations
+
+import sys
+
+from databricks_jobs import landing
+from databricks_jobs.risk_metrics import FIRM
+from eodrisk.airflow_local import DAG_CONFIG, DAGS_FOLDER
+
+if str(DAGS_FOLDER) not in sys.path:
+    sys.path.append(str(DAGS_FOLDER))  # as Airflow does for the DAG bundle
+
+from eodrisk_dag import calendars as dag_calendars
+from eodrisk_dag.config import load_config
+
+
+def test_the_sensor_waits_for_the_files_the_landing_contract_names():
+    config = load_config(DAG_CONFIG)
+    assert config.landing_files.trades == landing.TRADE_FILE_PATTERN
+    assert config.landing_files.marker == landing.MARKER_PATTERN
+
+
+def test_the_dag_calendars_firm_is_the_hierarchys_firm():
+    assert dag_calendars.FIRM == FIRM
