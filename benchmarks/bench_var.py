@@ -64,12 +64,12 @@ class Hierarchy:
 def product_tree() -> tuple[np.ndarray, np.ndarray]:
     """desk_of_book, region_of_desk of the product's own book tree (sample data: 3 regions,
     12 desks, 34 books)."""
-    from eodrisk.sample_data.night import DEFAULT_REGIONS
+    from eodrisk.calendar import configured_regions
     from eodrisk.sample_data.universe import books_of
 
-    rows = [row for region in DEFAULT_REGIONS for row in books_of(region)]
+    rows = [row for region in configured_regions() for row in books_of(region)]
     desks = list(dict.fromkeys(desk for _, desk, _ in rows))
-    regions = list(DEFAULT_REGIONS)
+    regions = list(configured_regions())
     region_of = {desk: region for _, desk, region in rows}
     return (
         np.array([desks.index(desk) for _, desk, _ in rows]),

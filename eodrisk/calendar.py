@@ -32,11 +32,17 @@ __all__ = [
     "business_calendars",
     "business_days",
     "business_days_between",
+    "configured_regions",
     "is_business_day",
     "next_business_day",
     "previous_business_day",
     "to_datetime64",
 ]
+
+
+def configured_regions() -> tuple[str, ...]:
+    """The pipeline's regions: those of the DAG's configuration (``eod_risk.yml``), in order."""
+    return business_calendars().regions
 
 
 def business_calendars() -> BusinessCalendars:

@@ -27,7 +27,7 @@ from eodrisk.platform import local_platform
 from eodrisk.postgres_server import describe
 from eodrisk.progress import Progress
 from eodrisk.report import default_out_path
-from eodrisk.sample_data import DEFAULT_REGIONS, generate_night
+from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
@@ -63,7 +63,7 @@ def run_demo(
     *,
     trades_per_region: int = 30_000,
     history_days: int = DEFAULT_HISTORY_DAYS,
-    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    regions: tuple[str, ...] | None = None,
     seed: int | None = None,
     console: Console | None = None,
     progress: Progress | None = None,
@@ -75,6 +75,7 @@ def run_demo(
 
     progress = progress or Progress()
     calendars = business_calendars()
+    regions = calendars.regions if regions is None else regions
     nights = business_days(business_date, history_days + 1)
     history = nights[:-1]
     started = time.perf_counter()

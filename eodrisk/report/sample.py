@@ -31,7 +31,6 @@ from eodrisk.sample_data.universe import books_of
 from risk_models.backtest import basel_traffic_light, christoffersen, kupiec_pof
 from risk_models.var import VAR_CONFIDENCE
 
-REGIONS = ("AMER", "APAC", "EMEA")
 WINDOW = 250
 # The preview uses the producers' own contracts: the rules the ingest can quarantine a line
 # for, and the columns of the tables the load writes (the catalogue's, ``loaded_at`` too).
@@ -64,10 +63,11 @@ def _loaded_at(d: date) -> datetime:
 def build_history(end: date, days: int = 260, seed: int = 7) -> History:
     rng = np.random.default_rng(seed)
     calendars = business_calendars()
+    regions = sorted(calendars.regions)  # the configured regions (eod_risk.yml)
     dates = calendars.last_business_days(end, days)  # the firm's business days
     history = History(dates)
     books: dict[tuple[str, str], list[str]] = {}
-    for region in REGIONS:
+    for region in regions:
         for book, desk, _ in books_of(region):  # the sample night's own book hierarchy
             books.setdefault((region, desk), []).append(book)
     # Slowly drifting book VaR (log random walk) around a per-book level.
@@ -97,7 +97,7 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
             if present:
                 desk_var = 0.86 * sum(book_var[b] for b in present)
                 nodes.append(("desk", desk, region, region, desk_var, present))
-        for region in REGIONS:
+        for region in regions:
             desks = [n for n in nodes if n[0] == "desk" and n[3] == region]
             region_books = [b for n in desks for b in n[5]]
             nodes.append(
@@ -110,7 +110,7 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
 
         loaded = _loaded_at(d)
         # a region closed on d (its exchange's holiday) carries its positions forward
-        held = {r: calendars.positions_date(r, d) for r in REGIONS} | {FIRM: d}
+        held = {r: calendars.positions_date(r, d) for r in regions} | {FIRM: d}
         for lvl, node, parent, region, var, node_books in nodes:
             run = _run_id(d, "firm" if region == FIRM else region)
             history.rows("risk.var_summary").append(
@@ -212,12 +212,12 @@ def build_history(end: date, days: int = 260, seed: int = 7) -> History:
                 "firm_var_99_1d_usd": firm_var,
                 "sum_region_var_99_1d_usd": sum_regions,
                 "diversification_benefit_usd": sum_regions - firm_var,
-                "regions": ",".join(REGIONS),
+                "regions": ",".join(regions),
                 "run_id": _run_id(d, "firm"),
                 "loaded_at": loaded,
             }
         )
-        for region in REGIONS:
+        for region in regions:
             read = int(rng.integers(28_000, 32_000))
             quarantined = 0
             picked = rng.choice(len(RULES), size=int(rng.integers(0, RULES_PER_NIGHT + 1)))

@@ -6,7 +6,6 @@ model. Entry point: :func:`generate_night`.
 
 from eodrisk.calendar import business_days, previous_business_day
 from eodrisk.sample_data.night import (
-    DEFAULT_REGIONS,
     DEFAULT_SEED,
     GeneratedNight,
     generate_night,
@@ -14,7 +13,6 @@ from eodrisk.sample_data.night import (
 )
 
 __all__ = [
-    "DEFAULT_REGIONS",
     "DEFAULT_SEED",
     "GeneratedNight",
     "business_days",

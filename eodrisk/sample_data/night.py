@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from eodrisk.calendar import business_calendars, business_days, business_days_between
+from eodrisk.calendar import (
+    business_calendars,
+    business_days,
+    business_days_between,
+    configured_regions,
+)
 from eodrisk.sample_data.market import (
     ANCHOR_DATE,
     MARKET_ORIGIN,
@@ -19,7 +24,6 @@ from eodrisk.sample_data.reference import books_frame, instruments_frame
 from eodrisk.sample_data.trades import POOL_ORIGIN, TradePool, build_trade_pool
 from eodrisk.sample_data.writer import atomic_write_bytes, write_with_marker
 
-DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
 DEFAULT_SEED = 20261124
 SCENARIO_WINDOW = 500
 DEFAULT_TURNOVER = 0.02
@@ -78,7 +82,7 @@ def generate_night(
     landing_root: Path,
     business_dates: Sequence[dt.date],
     *,
-    regions: Sequence[str] = DEFAULT_REGIONS,
+    regions: Sequence[str] | None = None,
     trades_per_region: int = 30_000,
     history_days: int = 760,
     seed: int = DEFAULT_SEED,
@@ -115,6 +119,7 @@ def generate_night(
         )
     if trades_per_region < 1:
         raise ValueError(f"trades_per_region must be >= 1, got {trades_per_region}")
+    regions = tuple(configured_regions() if regions is None else regions)
     if not regions or len(set(regions)) != len(regions):
         raise ValueError(f"regions must be non-empty and unique, got {list(regions)}")
     root = Path(landing_root)
