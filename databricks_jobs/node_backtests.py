@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from databricks_jobs.risk_metrics import FIRM
+from databricks_jobs.tables import table
 from databricks_jobs.valuation import unit_pnl
 from risk_models.backtest import basel_traffic_light, christoffersen, count_exceptions, kupiec_pof
 from risk_models.var import VAR_CONFIDENCE
@@ -32,28 +33,15 @@ log = logging.getLogger("eodrisk.backtest")
 
 WINDOW = 250
 SUMMARY_LEVELS = ("firm", "region")
-BACKTEST_COLUMNS = (
-    "level",
-    "node",
-    "region",
-    "var_forecast_99_1d_usd",
-    "hypothetical_pnl_usd",
-    "is_exception",
+# The frames' columns: the tables' (databricks_jobs.tables) without what the job adds
+# (the date, the forecast date, the run).
+BACKTEST_COLUMNS = tuple(
+    c
+    for c in table("gold.backtest").column_names
+    if c not in ("business_date", "forecast_date", "run_id")
 )
-SUMMARY_COLUMNS = (
-    "level",
-    "node",
-    "region",
-    "observations",
-    "exceptions",
-    "zone",
-    "plus_factor",
-    "kupiec_lr",
-    "kupiec_p_value",
-    "christoffersen_lr_ind",
-    "christoffersen_p_ind",
-    "christoffersen_lr_cc",
-    "christoffersen_p_cc",
+SUMMARY_COLUMNS = tuple(
+    c for c in table("gold.backtest_summary").column_names if c not in ("business_date", "run_id")
 )
 
 

@@ -23,7 +23,7 @@ show = quant.display_function(globals())
 # %%
 lake_root = widget("lake_root", "./var/demo/lake")
 business_date = widget("business_date", "")
-node_level, node = widget("level", "firm"), widget("node", "FIRM")
+node_level, node = widget("level", "firm"), widget("node", quant.FIRM)
 top_n = int(widget("top_n", "10"))
 plots_dir = widget("plots_dir", "./var/notebooks")
 day = quant.parse_date(business_date) if business_date else quant.latest_date(lake_root)
@@ -46,7 +46,7 @@ show(nodes)
 # COMMAND ----------
 
 # %%
-pnl_node = node if node_level in ("firm", "region") else "FIRM"  # P&L vectors: firm, regions
+pnl_node = node if node_level in ("firm", "region") else quant.FIRM  # P&L vectors: firm, regions
 pnl_figure = quant.plot_pnl_distribution(quant.node_pnl(lake_root, day, pnl_node), pnl_node, day)
 pnl_plot = quant.save_figure(pnl_figure, plots_dir, f"pnl_distribution_{pnl_node}_{day}.png")
 show(pnl_figure)

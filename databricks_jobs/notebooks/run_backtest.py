@@ -21,7 +21,7 @@ show = quant.display_function(globals())
 
 # %%
 lake_root = widget("lake_root", "./var/demo/lake")
-node = widget("node", "FIRM")
+node = widget("node", quant.FIRM)
 up_to = widget("business_date", "")
 plots_dir = widget("plots_dir", "./var/notebooks")
 result = quant.node_backtest(lake_root, node, quant.parse_date(up_to) if up_to else None)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg2
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
@@ -680,3 +681,20 @@ def test_report_and_bi_show_the_night_beyond_var(night, spark, pg_dsn, tmp_path)
         else:
             assert value == (str(want).lower() if isinstance(want, bool) else str(want)), testid
     assert {(lv, n) for lv, n, *_ in (t.split(".")[1:] for t in figures)} == set(view)
+
+
+def test_every_delta_table_written_has_its_catalogue_schema(night):
+    from deltalake import DeltaTable
+
+    from databricks_jobs.tables import DELTA_TABLES, arrow_schema, table
+
+    _, lake, _ = night
+    written = [t for t in DELTA_TABLES if (lake / t.replace(".", "/")).is_dir()]
+    assert set(TABLES) <= set(written)
+    for name in written:
+        delta = DeltaTable(str(lake / name.replace(".", "/")))
+        schema = pa.schema(delta.schema().to_arrow())
+        assert [(f.name, f.type) for f in schema] == [
+            (f.name, f.type) for f in arrow_schema(name)
+        ], name
+        assert tuple(delta.metadata().partition_columns) == table(name).partition_by, name

@@ -141,3 +141,11 @@ def test_the_loader_writes_each_value_under_its_column():
         written = dict(zip((*key, *values), rows[name][0], strict=True))
         assert written == {c: day if c == "business_date" else f"{name}.{c}" for c in written}
         assert set(written) == set(table(name).loaded)
+
+
+def test_the_docs_list_the_trade_file_columns_of_the_contract():
+    from databricks_jobs.trade_validation import TRADE_COLUMNS
+
+    section = DATA_DOC.read_text(encoding="utf-8").split("## Trade files", 1)[1]
+    rows = re.findall(r"^\| (\w+) \| \w+ \|", section.split("\n## ", 1)[0], re.M)
+    assert tuple(r for r in rows if r != "column") == TRADE_COLUMNS
