@@ -115,7 +115,7 @@ _DATE_REGION = ("business_date", "region")
 _DATE = ("business_date",)
 _LOADED_AT = "loaded_at timestamp = now()"
 
-CATALOGUE: tuple[Table, ...] = (
+DELTA: tuple[Table, ...] = (
     # ---------------------------------------------------------------- Delta: silver
     Table(
         "silver.trades",
@@ -381,199 +381,117 @@ CATALOGUE: tuple[Table, ...] = (
         description="MAR32 desk tests: P&L attribution (Spearman, KS, zone) and backtest.",
         partition_by=_DATE,
     ),
+)
+_DELTA = {t.name: t for t in DELTA}
+
+
+def _loaded(
+    name: str,
+    source: str,
+    key: tuple[str, ...],
+    grain: str,
+    description: str,
+    *,
+    keep: tuple[str, ...] = (),
+    add: tuple[str, ...] = (),
+    retype: dict[str, str] | None = None,
+    nullable: tuple[str, ...] = (),
+) -> Table:
+    """A ``risk`` table the nightly load fills from Delta table ``source``: its columns
+    (those in ``keep``, or all), retyped where Postgres stores them narrower, then the
+    columns the load computes (``add``) and ``loaded_at``."""
+    retype = retype or {}
+    columns = [
+        Column(c.name, retype.get(c.name, c.type), c.name in nullable)
+        for c in _DELTA[source].columns
+        if not keep or c.name in keep
+    ]
+    columns += [*_columns(*add), *_columns(_LOADED_AT)]
+    return Table(name, tuple(columns), key, grain, description, loaded_from=source)
+
+
+_NODE_KEY = ("business_date", "level", "node")
+
+CATALOGUE: tuple[Table, ...] = (
+    *DELTA,
     # ---------------------------------------------------------------- Postgres: risk
-    Table(
+    _loaded(
         "risk.var_summary",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "parent string",
-            "region string",
-            "var_99_1d_usd double",
-            "var_99_10d_usd double",
-            "es_975_1d_usd double",
-            "positions_date date",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node"),
-        grain="business date × hierarchy node",
-        description="gold.var_results of the firm and the loaded regions.",
-        loaded_from="gold.var_results",
+        "gold.var_results",
+        _NODE_KEY,
+        "business date × hierarchy node",
+        "gold.var_results of the firm and the loaded regions.",
     ),
-    Table(
+    _loaded(
         "risk.firm_summary",
-        _columns(
-            "business_date date",
-            "firm_var_99_1d_usd double",
-            "sum_region_var_99_1d_usd double",
-            "diversification_benefit_usd double",
-            "regions string",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=_DATE,
-        grain="business date",
-        description="gold.firm_summary: firm VaR, sum of regions, diversification benefit.",
-        loaded_from="gold.firm_summary",
+        "gold.firm_summary",
+        _DATE,
+        "business date",
+        "gold.firm_summary: firm VaR, sum of regions, diversification benefit.",
     ),
-    Table(
+    _loaded(
         "risk.ingest_audit",
-        _columns(
-            "business_date date",
-            "region string",
-            "source_file string",
-            "sha256 string",
-            "rows_read bigint",
-            "rows_accepted bigint",
-            "rows_quarantined bigint",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=_DATE_REGION,
-        grain="business date × region",
-        description="silver.ingest_audit: the file ingested and its reconciliation.",
-        loaded_from="silver.ingest_audit",
+        "silver.ingest_audit",
+        _DATE_REGION,
+        "business date × region",
+        "silver.ingest_audit: the file ingested and its reconciliation.",
     ),
-    Table(
+    _loaded(
         "risk.quarantine_summary",
-        _columns(
-            "business_date date",
-            "region string",
-            "rule string",
-            "field string",
-            "rows_quarantined bigint",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "region", "rule", "field"),
-        grain="business date × region × rule broken",
-        description="How many trade rows silver.trades_quarantine holds per rule and field.",
-        loaded_from="silver.trades_quarantine",
+        "silver.trades_quarantine",
+        ("business_date", "region", "rule", "field"),
+        "business date × region × rule broken",
+        "How many trade rows silver.trades_quarantine holds per rule and field.",
+        keep=("business_date", "region", "rule", "field", "run_id"),
+        add=("rows_quarantined bigint",),
     ),
-    Table(
+    _loaded(
         "risk.var_contributions",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "book string",
-            "region string",
-            "component_var_99_1d_usd double",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node", "book"),
-        grain="business date × node (firm, region, desk) × book",
-        description="gold.var_contributions: books' Euler contributions to VaR 99% 1-day.",
-        loaded_from="gold.var_contributions",
+        "gold.var_contributions",
+        ("business_date", "level", "node", "book"),
+        "business date × node (firm, region, desk) × book",
+        "gold.var_contributions: books' Euler contributions to VaR 99% 1-day.",
     ),
-    Table(
+    _loaded(
         "risk.backtest",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "region string",
-            "forecast_date date",
-            "var_forecast_99_1d_usd double",
-            "hypothetical_pnl_usd double",
-            "is_exception boolean",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node"),
-        grain="business date × hierarchy node",
-        description="gold.backtest: hypothetical P&L against the VaR forecast.",
-        loaded_from="gold.backtest",
+        "gold.backtest",
+        _NODE_KEY,
+        "business date × hierarchy node",
+        "gold.backtest: hypothetical P&L against the VaR forecast.",
     ),
-    Table(
+    _loaded(
         "risk.backtest_summary",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "region string",
-            "observations int",
-            "exceptions int",
-            "zone string",
-            "plus_factor double",
-            "kupiec_lr double",
-            "kupiec_p_value double",
-            "christoffersen_lr_ind double?",
-            "christoffersen_p_ind double?",
-            "christoffersen_lr_cc double?",
-            "christoffersen_p_cc double?",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node"),
-        grain="business date × node (firm, region)",
-        description="gold.backtest_summary: zone, plus factor, Kupiec and Christoffersen.",
-        loaded_from="gold.backtest_summary",
+        "gold.backtest_summary",
+        _NODE_KEY,
+        "business date × node (firm, region)",
+        "gold.backtest_summary: zone, plus factor, Kupiec and Christoffersen.",
+        retype={"observations": "int", "exceptions": "int"},
+        nullable=tuple(f"christoffersen_{s}" for s in ("lr_ind", "p_ind", "lr_cc", "p_cc")),
     ),
-    Table(
+    _loaded(
         "risk.stress_results",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "region string",
-            "scenario string",
-            "kind string",
-            "worst_date date?",
-            "pnl_usd double",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node", "scenario"),
-        grain="business date × node × stress scenario",
-        description="A node's stress P&L: the shock's, or a period's worst (with its date).",
-        loaded_from="gold.stress_pnl",
+        "gold.stress_pnl",
+        ("business_date", "level", "node", "scenario"),
+        "business date × node × stress scenario",
+        "A node's stress P&L: the shock's, or a period's worst (with its date).",
+        keep=("business_date", "region", "level", "node", "scenario", "kind", "pnl_usd", "run_id"),
+        add=("worst_date date?",),
     ),
-    Table(
+    _loaded(
         "risk.desk_tests",
-        _columns(
-            "business_date date",
-            "desk string",
-            "region string",
-            "observations int",
-            "pla_spearman double?",
-            "pla_ks double?",
-            "pla_zone string",
-            "exceptions_99 int",
-            "exceptions_975 int",
-            "backtest_eligible boolean",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "desk"),
-        grain="business date × desk",
-        description="gold.desk_tests: MAR32 P&L attribution test and desk backtest.",
-        loaded_from="gold.desk_tests",
+        "gold.desk_tests",
+        ("business_date", "desk"),
+        "business date × desk",
+        "gold.desk_tests: MAR32 P&L attribution test and desk backtest.",
+        retype={"observations": "int", "exceptions_99": "int", "exceptions_975": "int"},
+        nullable=("pla_spearman", "pla_ks"),
     ),
-    Table(
+    _loaded(
         "risk.frtb_es",
-        _columns(
-            "business_date date",
-            "level string",
-            "node string",
-            "region string",
-            "es_full_current_usd double",
-            "es_reduced_current_usd double",
-            "es_reduced_stressed_usd double",
-            "stress_window_start date",
-            "stress_window_end date",
-            "frtb_es_usd double",
-            "imcc_usd double",
-            "run_id string",
-            _LOADED_AT,
-        ),
-        key=("business_date", "level", "node"),
-        grain="business date × node (firm, desk)",
-        description="gold.frtb_results of the firm and the desks: FRTB ES and IMCC.",
-        loaded_from="gold.frtb_results",
+        "gold.frtb_results",
+        _NODE_KEY,
+        "business date × node (firm, desk)",
+        "gold.frtb_results of the firm and the desks: FRTB ES and IMCC.",
     ),
     Table(
         "risk.limits",
