@@ -114,6 +114,8 @@ def _columns(*specs: str) -> tuple[Column, ...]:
 _DATE_REGION = ("business_date", "region")
 _DATE = ("business_date",)
 _LOADED_AT = "loaded_at timestamp = now()"
+#: The columns that place a row of a node table in the hierarchy, partition columns first.
+_NODE = ("business_date date", "region string", "level string", "node string")
 
 DELTA: tuple[Table, ...] = (
     # ---------------------------------------------------------------- Delta: silver
@@ -197,10 +199,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.pnl_vectors",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "parent string",
             "scenario_start date",
             "scenario_end date",
@@ -215,10 +214,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.var_results",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "parent string",
             "var_99_1d_usd double",
             "var_99_10d_usd double",
@@ -234,10 +230,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.var_contributions",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "book string",
             "component_var_99_1d_usd double",
             "run_id string",
@@ -250,10 +243,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.stress_pnl",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "parent string",
             "scenario string",
             "kind string",
@@ -284,10 +274,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.frtb_pnl",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "parent string",
             "layout string",
             "pnl array<double>",
@@ -301,10 +288,7 @@ DELTA: tuple[Table, ...] = (
     Table(
         "gold.frtb_results",
         _columns(
-            "business_date date",
-            "region string",
-            "level string",
-            "node string",
+            *_NODE,
             "es_full_current_usd double",
             "es_reduced_current_usd double",
             "es_reduced_stressed_usd double",
