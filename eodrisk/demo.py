@@ -1,14 +1,15 @@
 """``eodrisk demo``: one seeded night through the whole local platform, then its results.
 
-Generates the landing files, starts an embedded Postgres (or uses ``EODRISK_PG_DSN``), the
-Slack webhook sink and the Databricks Jobs API emulator, runs the real ``eod_risk`` DAG
-with ``dag.test()``, and prints what a user wants to see the morning after.
+Generates the landing files and the back history, uses the platform ``eodrisk up`` keeps
+running under the data directory (starting it when it is not up: Postgres, the Slack sink,
+the Databricks emulator, Airflow's API server, scheduler, triggerer and DAG processor),
+triggers the night through Airflow's REST API, follows it to the end, prints what a user
+wants to see the morning after and the URLs, and leaves everything up (``eodrisk down``).
 """
 
 from __future__ import annotations
 
 import shlex
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,16 +20,16 @@ import psycopg2
 from rich.console import Console
 from rich.table import Table
 
-from eodrisk.airflow_local import REPO_ROOT, DagResult
+from eodrisk.airflow_local import DAG_ID, DagResult
+from eodrisk.airflow_rest import AirflowApi
 from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_calendars, business_days
-from eodrisk.emulator.cli import DEFAULT_PORT as EMULATOR_PORT
-from eodrisk.platform import local_platform
 from eodrisk.postgres_server import describe
 from eodrisk.progress import Progress
 from eodrisk.report import default_out_path
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages
+from eodrisk.up import airflow_password, airflow_run_url, up
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
 # Nights of history before the demo night, so the backtest (250 observations), the VaR
@@ -55,6 +56,8 @@ class DemoResult:
     carried_forward: dict[str, date] = field(default_factory=dict)
     #: exchange holidays the demo's nights cross: (day, region, exchange, name)
     holidays: list[tuple[date, str, str, str]] = field(default_factory=list)
+    #: what stays up: airflow, databricks (emulator), slack (sink page), run (the night's grid)
+    urls: dict[str, str] = field(default_factory=dict)
 
 
 def run_demo(
@@ -102,58 +105,46 @@ def run_demo(
             backfill(landing, lake, history, regions, progress=step.update)
         timings["back history (fast path)"] = time.perf_counter() - started
 
-    # the documented port, so the run links in Slack and the report open after the demo
-    # (`eodrisk emulator` serves them again from the state folder); a free one when taken
-    emulator_port = EMULATOR_PORT if _port_is_free(EMULATOR_PORT) else 0
-    with local_platform(data_dir, emulator_port=emulator_port) as platform:
-        dsn = platform.dsn
-        console.print(
-            f"Databricks emulator at {platform.emulator.url}, Slack sink at {platform.sink.url}"
-        )
-        if emulator_port == 0:
-            progress.say(
-                f"port {EMULATOR_PORT} is taken: the run links of this night work while the "
-                "demo runs only"
-            )
-        if history:
-            started = time.perf_counter()
-            with progress.step(
-                "loading the back history into Postgres", len(history), "nights"
-            ) as step:
-                load_history(dsn, lake, history, progress=step.update)
-            timings["load history"] = time.perf_counter() - started
-        dag_log = data_dir / "airflow" / f"dag_test_{business_date:%Y%m%d}.log"
-        progress.say(f"running the eod_risk DAG with dag.test(); its log: {dag_log}")
+    # the platform `eodrisk up` keeps running under data_dir: started now unless it is up
+    platform = up(data_dir)
+    dsn = platform["dsn"]
+    if history:
         started = time.perf_counter()
-        with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
-            dag = platform.run_dag(
-                business_date,
-                log_file=dag_log,
-                progress=lambda done, total, running: step.update(done, total, running),
-            )
-        timings["DAG run"] = time.perf_counter() - started
-        result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
-        result.holidays = [
-            (c.day, c.region, c.exchange, c.name)
-            for c in calendars.closures(nights[0], business_date)
-            if c.region in regions
-        ]
-        if dag.succeeded:
-            _read_postgres(dsn, business_date, result)
-            # Built and shared to Slack by the DAG's publish_report task.
-            result.report = default_out_path(data_dir, business_date)
-        result.slack_messages = len(read_messages(platform.sink.messages_file))
+        with progress.step(
+            "loading the back history into Postgres", len(history), "nights"
+        ) as step:
+            load_history(dsn, lake, history, progress=step.update)
+        timings["load history"] = time.perf_counter() - started
+    airflow = AirflowApi(
+        platform["urls"]["airflow"],
+        platform["airflow_user"],
+        airflow_password(platform),
+    )
+    started = time.perf_counter()
+    dag_run = trigger_night(airflow, business_date)
+    urls = {**platform["urls"], "run": airflow_run_url(platform, dag_run)}
+    progress.say(f"triggered {dag_run} in Airflow; follow it at {urls['run']}")
+    with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
+        dag = airflow.follow(
+            DAG_ID,
+            dag_run,
+            progress=lambda done, total, running: step.update(done, total, running),
+        )
+    timings["DAG run"] = time.perf_counter() - started
+    result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
+    result.urls = urls
+    result.holidays = [
+        (c.day, c.region, c.exchange, c.name)
+        for c in calendars.closures(nights[0], business_date)
+        if c.region in regions
+    ]
+    if dag.succeeded:
+        _read_postgres(dsn, business_date, result)
+        # Built and shared to Slack by the DAG's publish_report task.
+        result.report = default_out_path(data_dir, business_date)
+    result.slack_messages = len(read_messages(data_dir / "slack_messages.jsonl"))
     print_summary(result, console)
     return result
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def footprint(path: Path) -> str:
@@ -350,13 +341,13 @@ def print_summary(result: DemoResult, console: Console) -> None:
     console.print(
         f"Written under {result.data_dir}: {footprint(result.data_dir)} ("
         + ", ".join(f"{name} {size}" for name, size in parts.items())
-        + f"); remove it all with: rm -rf {data_dir}\n"
-        f"Postgres: {result.postgres} (the embedded server runs while a command uses it; "
-        f"psql needs it running: {eodrisk} query and {eodrisk} report start it)\n"
-        f"Databricks run pages (the links in Slack and the report) after the demo: "
-        f"EODRISK_EMULATOR_TOKEN=any {eodrisk} emulator --port {EMULATOR_PORT} "
-        f"--state-dir {_sh(str(result.data_dir / 'emulator'))} "
-        f"--bundle-root {_sh(str(REPO_ROOT))}  (any token: the pages need none)\n"
+        + f"); remove it all (after {eodrisk} down --data-dir {data_dir}) with: rm -rf {data_dir}\n"
+        f"Postgres: {result.postgres}\n"
+        + "".join(
+            f"{label}: {result.urls[key]}\n" for key, label in _URL_LABELS if key in result.urls
+        )
+        + "".join(f"  {t.task_id}: {t.run_page_url}\n" for t in result.dag.tasks if t.run_page_url)
+        + f"All of it stays up; stop it with: {eodrisk} down --data-dir {data_dir}\n"
         f"Monitoring: {eodrisk} monitoring up --data-dir {data_dir} "
         "(live metrics, Prometheus, Alertmanager to the Slack sink)\n"
         "Query them:\n"
@@ -367,6 +358,29 @@ def print_summary(result: DemoResult, console: Console) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+_URL_LABELS = (
+    ("run", "This night in Airflow (grid, task logs)"),
+    ("airflow", "Airflow UI"),
+    ("slack", "Slack messages (the sink's page)"),
+    ("databricks", "Databricks emulator (run pages of the night's jobs below)"),
+)
+
+
+def trigger_night(airflow: AirflowApi, business_date: date) -> str:
+    """Unpause ``eod_risk`` and trigger a run of ``business_date``; its run id.
+
+    The run is a manual rerun (the ``business_date`` param, no logical date), as the UI's
+    trigger button makes it: the business deadline of a past date does not page for it.
+    """
+    from datetime import UTC, datetime
+
+    airflow.wait_for_dag(DAG_ID)
+    airflow.unpause(DAG_ID)
+    run_id = f"manual__demo_{business_date}_{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    airflow.trigger(DAG_ID, run_id, conf={"business_date": business_date.isoformat()})
+    return run_id
 
 
 def _sh(arg: str) -> str:
