@@ -32,8 +32,10 @@ from eodrisk.postgres_server import scratch_database
 from eodrisk.slack_sink import read_messages
 from eodrisk.up import _alive, airflow_password, airflow_run_url, read_state
 from tests.platform.test_report import DevTools, _require_chromium
+from tests.platform.test_superset import _evaluate, _wait_for
 
-pytestmark = pytest.mark.integration
+# the module's platform starts inside the first test's time: up, then a whole night
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 BUSINESS_DATE = date(2026, 11, 24)
 DATABRICKS_TASKS = (
@@ -162,29 +164,10 @@ def _page(tools: DevTools):
     return session
 
 
-def _evaluate(tools: DevTools, session: str, expression: str):
-    result = tools.send(
-        "Runtime.evaluate",
-        {"expression": expression, "returnByValue": True, "awaitPromise": True},
-        session=session,
-    )
-    return result["result"].get("value")
-
-
-def _wait_for(tools, session, expression: str, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := _evaluate(tools, session, expression):
-            return value
-        time.sleep(0.5)
-    page = _evaluate(tools, session, "document.body.innerText")
-    raise AssertionError(f"timed out waiting for {what}: {page[:2000]}")
-
-
-#: ``{cell: background colour}`` of the Airflow grid's cells of one run (``%s``: its id)
+#: ``{task id: background colour}`` of the Airflow grid's cells of one run (RUN: its id)
 GRID_CELLS_JS = """JSON.stringify(Object.fromEntries(
-  [...document.querySelectorAll('[data-testid^="grid-%s-"]')].map(cell => [
-    cell.dataset.testid.slice('grid-%s-'.length),
+  [...document.querySelectorAll('[data-testid^="grid-RUN-"]')].map(cell => [
+    cell.dataset.testid.slice('grid-RUN-'.length),
     getComputedStyle(cell.querySelector('[data-testid=task-state-badge]') || cell).backgroundColor,
   ])))"""
 
@@ -233,7 +216,7 @@ def test_chromium_sees_the_run_green_in_airflow_and_the_slack_link_opens_the_run
         _log_in(tools, session, run_page, state["airflow_user"], airflow_password(state))
         if not _evaluate(tools, session, "location.href").endswith(run_page.split("/", 3)[3]):
             tools.send("Page.navigate", {"url": run_page}, session=session)
-        cells = GRID_CELLS_JS % (demo_run, demo_run, demo_run)
+        cells = GRID_CELLS_JS.replace("RUN", demo_run)
         _wait_for(tools, session, f"Object.keys(JSON.parse({cells})).length > 0", 120, "the grid")
         _evaluate(
             tools, session, "document.querySelector('[data-testid=expand-all-button]').click()"
