@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import psycopg2
 import pytest
 
+from eodrisk.airflow_local import DAG_ID
 from eodrisk.airflow_rest import AirflowApi
 from eodrisk.airflow_services import metadata_database_name
 from eodrisk.postgres_server import scratch_database
@@ -132,17 +133,17 @@ def test_up_starts_once_and_says_so_the_second_time(platform):
 
 def test_the_demo_night_ran_in_the_scheduler_and_deferred_to_the_triggerer(platform, demo_run):
     api = platform.api
-    run = api.dag_run("eod_risk", demo_run)
+    run = api.dag_run(DAG_ID, demo_run)
     assert (run["state"], run["run_type"], run["logical_date"]) == ("success", "manual", None)
     assert run["conf"] == {"business_date": BUSINESS_DATE.isoformat()}
-    tasks = {t["task_id"]: t for t in api.task_instances("eod_risk", demo_run)}
+    tasks = {t["task_id"]: t for t in api.task_instances(DAG_ID, demo_run)}
     assert {t["state"] for t in tasks.values()} == {"success"}, tasks
     # each Databricks task waited in the triggerer: its trigger's own log file, which polled
     # the emulator's runs/get with the provider's DatabricksExecutionTrigger
     logs = (
         Path(platform.state["airflow_logs"]).parent
         / "logs"
-        / "dag_id=eod_risk"
+        / f"dag_id={DAG_ID}"
         / f"run_id={demo_run}"
     )
     for task_id in DATABRICKS_TASKS:
@@ -208,7 +209,7 @@ def test_chromium_sees_the_run_green_in_airflow_and_the_slack_link_opens_the_run
 ):
     chromium = _require_chromium()
     state = platform.state
-    task_ids = sorted(t["task_id"] for t in platform.api.task_instances("eod_risk", demo_run))
+    task_ids = sorted(t["task_id"] for t in platform.api.task_instances(DAG_ID, demo_run))
     tools = DevTools(chromium, tmp_path / "profile")
     try:
         session = _page(tools)
@@ -262,7 +263,7 @@ def test_a_run_past_its_deadline_alerts_slack_through_the_real_triggerer(platfor
     provider's Slack notifier, the sink receives the alert."""
     api = platform.api
     run_id = "scheduled_like__deadline_2026-01-05"
-    api.trigger("eod_risk", run_id, logical_date="2026-01-05T22:00:00+00:00")
+    api.trigger(DAG_ID, run_id, logical_date="2026-01-05T22:00:00+00:00")
     messages = platform.data_dir / "slack_messages.jsonl"
     deadline = time.monotonic() + 300
     try:
@@ -276,7 +277,7 @@ def test_a_run_past_its_deadline_alerts_slack_through_the_real_triggerer(platfor
                 break
             time.sleep(2)
     finally:
-        api.set_run_state("eod_risk", run_id, "failed")
+        api.set_run_state(DAG_ID, run_id, "failed")
     assert alerts, "no deadline alert in the Slack sink"
     assert alerts[0].startswith(":alarm_clock: eod_risk missed its deadline")
     assert "2026-01-06" in alerts[0] and "06:00" in alerts[0]  # 22:00 + 8h (GMT in January)
@@ -290,3 +291,26 @@ def test_down_stops_every_process(platform):
     assert not [pid for pid in pids if _alive(pid)]
     assert read_state(platform.data_dir) is None
     assert "was not up" in eodrisk("down", *platform.where, env=platform.env, timeout=60).stdout
+
+
+def test_the_metadata_database_is_beside_the_platforms_on_the_same_server():
+    from psycopg2.extensions import parse_dsn
+    from sqlalchemy.engine import make_url
+
+    from eodrisk.airflow_services import sqlalchemy_url
+
+    embedded = "postgresql://postgres@/postgres?host=/tmp/d/postgres&port=5433"
+    assert metadata_database_name(embedded) == "airflow"
+    url = make_url(sqlalchemy_url(parse_dsn(embedded), "airflow"))
+    assert (url.drivername, url.username, url.database) == (
+        "postgresql+psycopg2",
+        "postgres",
+        "airflow",
+    )
+    assert dict(url.query) == {"host": "/tmp/d/postgres", "port": "5433"}
+
+    shared = "postgresql://risk:p%40ss@127.0.0.1:5432/eodrisk_up_1"
+    assert metadata_database_name(shared) == "eodrisk_up_1_airflow"
+    url = make_url(sqlalchemy_url(parse_dsn(shared), "eodrisk_up_1_airflow"))
+    assert (url.username, url.password, url.host, url.port) == ("risk", "p@ss", "127.0.0.1", 5432)
+    assert url.database == "eodrisk_up_1_airflow"
