@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; Ctrl-C stops it with one line (child processes are stopped first)."""
     try:
         return _main(argv)
-    except KeyboardInterrupt:
-        print("\neodrisk: interrupted (Ctrl-C); stopped", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        what = interrupt.args[0] if interrupt.args else "stopped"
+        print(f"\neodrisk: interrupted (Ctrl-C); {what}", file=sys.stderr)
         return 130
 
 

@@ -124,12 +124,18 @@ def run_demo(
     dag_run = trigger_night(airflow, business_date)
     urls = {**platform["urls"], "run": airflow_run_url(platform, dag_run)}
     progress.say(f"triggered {dag_run} in Airflow; follow it at {urls['run']}")
-    with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
-        dag = airflow.follow(
-            DAG_ID,
-            dag_run,
-            progress=lambda done, total, running: step.update(done, total, running),
-        )
+    try:
+        with progress.step(f"eod_risk DAG for {business_date}", unit="tasks", each=True) as step:
+            dag = airflow.follow(
+                DAG_ID,
+                dag_run,
+                progress=lambda done, total, running: step.update(done, total, running),
+            )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"stopped following; the night goes on in Airflow ({urls['run']}), "
+            "`eodrisk down` stops the platform"
+        ) from None
     timings["DAG run"] = time.perf_counter() - started
     result = DemoResult(business_date, dag, data_dir, describe(dsn), timings_s=timings)
     result.urls = urls

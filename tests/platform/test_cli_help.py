@@ -86,14 +86,25 @@ def test_shell_quoting_of_printed_commands_round_trips():
         assert out == arg
 
 
-def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("raised", "line"),
+    [
+        (KeyboardInterrupt(), "eodrisk: interrupted (Ctrl-C); stopped"),
+        # while the demo follows a night that goes on in Airflow
+        (
+            KeyboardInterrupt("stopped following; the night goes on in Airflow (URL)"),
+            "eodrisk: interrupted (Ctrl-C); stopped following; the night goes on in Airflow (URL)",
+        ),
+    ],
+)
+def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys, raised, line):
     import eodrisk.demo
 
     def interrupted(*_, **__):
-        raise KeyboardInterrupt
+        raise raised
 
     monkeypatch.setattr(eodrisk.demo, "run_demo", interrupted)
     assert cli.main(["demo", "--trades", "10"]) == 130
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.strip().splitlines() == ["eodrisk: interrupted (Ctrl-C); stopped"]
+    assert captured.err.strip().splitlines() == [line]

@@ -427,6 +427,10 @@ class DevTools:
         def wire() -> None:
             os.dup2(to_chrome_r, 3)
             os.dup2(from_chrome_w, 4)
+            # dup2 onto the same fd is a no-op that keeps close-on-exec (outside pytest the
+            # pipe itself may be fd 3 or 4): Chromium must inherit both
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
 
         self.proc = subprocess.Popen(
             [
