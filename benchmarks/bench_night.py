@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -138,44 +136,36 @@ def dag_config_for(regions: tuple[str, ...], path: Path) -> Path | None:
 
 
 class Platform:
-    """Scratch Postgres, Slack sink and one emulator (pool or fresh) for several nights."""
+    """A local platform (eodrisk.platform) on a scratch database, one emulator (pool or fresh)
+    for several nights, its Airflow metadata DB migrated once (as a deployment does)."""
 
     def __init__(self, root: Path, regions: tuple[str, ...], *, fresh_cluster: bool) -> None:
         self.root = root
         self.regions = regions
         self.fresh_cluster = fresh_cluster
-        self.landing, self.lake = root / "landing", root / "lake"
-        self.token = secrets.token_urlsafe(24)
         self.log = root / "night.log"
-        self.emulator_start_s = 0.0
+        self.start_s = 0.0
+        self._migrated = False
 
     def __enter__(self) -> Platform:
         import contextlib
 
         from benchmarks.pg import scratch_database
-        from databricks_jobs.postgres import apply_migrations
-        from eodrisk.airflow_local import REPO_ROOT
-        from eodrisk.emulator import Emulator
-        from eodrisk.postgres_server import DSN_ENV, loader_dsn
-        from eodrisk.slack_sink import SlackSink
+        from eodrisk.platform import local_platform
 
+        self.root.mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
-        self.dsn = self._stack.enter_context(scratch_database("eodrisk_bench_night"))
-        apply_migrations(self.dsn)
-        self.sink = self._stack.enter_context(SlackSink(self.root / "slack.jsonl"))
+        dsn = self._stack.enter_context(scratch_database("eodrisk_bench_night"))
         started = time.perf_counter()
-        self.emulator = self._stack.enter_context(
-            Emulator(
-                REPO_ROOT,
-                self.root / "emulator",
-                variables={"landing_root": str(self.landing), "lake_root": str(self.lake)},
-                token=self.token,
-                env={DSN_ENV: loader_dsn(self.dsn)},
-                workers=1,
-                fresh_cluster=self.fresh_cluster,
+        self.platform = self._stack.enter_context(
+            local_platform(
+                self.root,
+                pg_dsn=dsn,
+                emulator_options={"workers": 1, "fresh_cluster": self.fresh_cluster},
+                dag_config=dag_config_for(self.regions, self.root / "eod_risk.yml"),
             )
         )
-        self.emulator_start_s = time.perf_counter() - started
+        self.start_s = time.perf_counter() - started
         return self
 
     def __exit__(self, *exc) -> None:
@@ -183,39 +173,27 @@ class Platform:
             self._stack.close()
 
     def night(self, label: str, trades_per_region: int) -> Night:
-        from eodrisk.airflow_local import migrate_db, prepare_airflow_home
+        from eodrisk.airflow_local import migrate_db
         from eodrisk.sample_data import generate_night
 
+        platform = self.platform
         started = time.perf_counter()
         generate_night(
-            self.landing,
+            platform.landing,
             [BUSINESS_DATE],
             regions=self.regions,
             trades_per_region=trades_per_region,
         )
         generate_s = time.perf_counter() - started
-        home = self.root / f"airflow-{label}"
-        env = prepare_airflow_home(
-            home,
-            databricks_url=self.emulator.url,
-            databricks_token=self.token,
-            slack_webhook_url=self.sink.url,
-            landing_root=self.landing,
-            postgres_dsn=self.dsn,
-            pagerduty_url=self.sink.base_url,
-            dag_config=dag_config_for(self.regions, self.root / "eod_risk.yml"),
-        )
-        # `airflow db migrate` once per platform (as a deployment does); each night gets a
-        # copy of the migrated metadata DB in its own AIRFLOW_HOME.
         started = time.perf_counter()
-        template = self.root / "airflow-template" / "airflow.db"
-        if not template.exists():
-            template_env = prepare_airflow_home(template.parent)
+        if not self._migrated:
             with redirect_fds(self.log):
-                migrate_db(template_env)
-        shutil.copyfile(template, home / "airflow.db")
+                migrate_db(platform.airflow_env)
+            self._migrated = True
         migrate_s = time.perf_counter() - started
+        home = platform.airflow_home
         result_file = home / "result.json"
+        result_file.unlink(missing_ok=True)
         since_ms = int(time.time() * 1000)
         started = time.perf_counter()
         with self.log.open("ab") as log:
@@ -227,16 +205,16 @@ class Platform:
                     str(BUSINESS_DATE),
                     str(result_file),
                 ],
-                env={**os.environ, **env},
+                env={**os.environ, **platform.airflow_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
                 timeout=3600,
-                cwd=self.emulator.bundle.root if self.emulator.bundle else None,
+                cwd=platform.emulator.bundle.root if platform.emulator.bundle else None,
             )
         wall_s = time.perf_counter() - started
         state = json.loads(result_file.read_text())["state"] if result_file.exists() else "none"
-        tasks = job_tasks(self.emulator.url, self.token, since_ms)
+        tasks = job_tasks(platform.emulator.url, platform.emulator.token or "", since_ms)
         return Night(
             label, trades_per_region, self.regions, wall_s, state, tasks, generate_s, migrate_s
         )
@@ -270,7 +248,7 @@ def run(quick: bool = False) -> tuple[Report, Report]:
         for m in multiples:
             nights.append(pool.night(f"{m}x", base * m))
         cold = cold or nights[0]
-        pool_emulator_s = pool.emulator_start_s
+        pool_start_s = pool.start_s
     with Platform(root / "fresh", regions, fresh_cluster=True) as fresh_platform:
         fresh = fresh_platform.night("fresh-1x", base)
     for n in [cold, *nights, fresh]:
@@ -330,7 +308,7 @@ def run(quick: bool = False) -> tuple[Report, Report]:
                 f"{sum(n.orchestration_s for n in nights) / len(nights):.1f} s",
             ],
             ["Spark start (first task's setup_duration, cold pool night)", f"{spark_start:.1f} s"],
-            ["emulator start (once)", f"{pool_emulator_s:.2f} s"],
+            ["platform start (once: migrations, sink, emulator)", f"{pool_start_s:.2f} s"],
             [
                 "Airflow metadata DB migrate (once per deployment, not per night)",
                 f"{max(n.migrate_s for n in [cold, *nights]):.1f} s",

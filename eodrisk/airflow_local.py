@@ -98,24 +98,16 @@ def slack_webhook_connection(webhook_url: str) -> str:
 def prepare_airflow_home(
     airflow_home: Path,
     *,
-    databricks_url: str | None = None,
-    databricks_token: str | None = None,
-    slack_webhook_url: str | None = None,
     landing_root: Path | str | None = None,
-    postgres_dsn: str | None = None,
-    pagerduty_url: str | None = None,
     dag_config: Path | None = None,
     dags_folder: Path = DAGS_FOLDER,
     reports_root: Path | None = None,
 ) -> dict[str, str]:
     """Create ``airflow_home`` and return the environment variables of an isolated Airflow.
 
-    ``postgres_dsn`` is where the DAG's callbacks record run history (``risk.task_runs``,
-    ``risk.pipeline_runs``) and the report reads the ``bi`` views; ``pagerduty_url`` the
-    Events API base URL critical alerts go to (locally the sink's). With the loopback sink's
-    webhook URL, the Slack Web API connection (the report's file upload) points at the same
-    sink. ``publish_report`` writes to ``reports_root`` (default ``airflow_home/reports``),
-    linked as a ``file://`` URL.
+    ``publish_report`` writes to ``reports_root`` (default ``airflow_home/reports``), linked
+    as a ``file://`` URL. The connections to a platform are :mod:`eodrisk.platform`'s
+    (``local_platform`` provisions them).
 
     Nothing is applied to ``os.environ``: pass the result to :func:`activate`, or to a
     subprocess (``env={**os.environ, **env}``).
@@ -123,30 +115,9 @@ def prepare_airflow_home(
     airflow_home = Path(airflow_home)
     (airflow_home / "logs").mkdir(parents=True, exist_ok=True)
     env = base_env(airflow_home, dags_folder=dags_folder)
-    if databricks_url is not None:
-        if not databricks_token:
-            raise ValueError("databricks_token is required with databricks_url")
-        env["AIRFLOW_CONN_DATABRICKS_DEFAULT"] = databricks_connection(
-            databricks_url, databricks_token
-        )
-    if slack_webhook_url is not None:
-        from eodrisk.slack_sink import WEBHOOK_PATH, slack_api_connection
-
-        env["AIRFLOW_CONN_SLACK_EODRISK"] = slack_webhook_connection(slack_webhook_url)
-        if slack_webhook_url.endswith(WEBHOOK_PATH):
-            sink = slack_webhook_url.removesuffix(WEBHOOK_PATH)
-            env["AIRFLOW_CONN_SLACK_API_EODRISK"] = slack_api_connection(sink + "/api/")
     reports = Path(reports_root or airflow_home / "reports").resolve()
     env["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"] = str(reports)
     env["AIRFLOW_VAR_EODRISK_REPORTS_URL"] = reports.as_uri()
-    if postgres_dsn is not None:
-        from eodrisk.status import airflow_postgres_connection
-
-        env["AIRFLOW_CONN_POSTGRES_EODRISK"] = airflow_postgres_connection(postgres_dsn)
-    if pagerduty_url is not None:
-        from eodrisk.slack_sink import pagerduty_events_connection
-
-        env["AIRFLOW_CONN_PAGERDUTY_EODRISK"] = pagerduty_events_connection(pagerduty_url)
     if landing_root is not None:
         env["AIRFLOW_VAR_EODRISK_LANDING_ROOT"] = str(Path(landing_root).resolve())
     if dag_config is not None:

@@ -87,6 +87,14 @@ class Platform:
             urls["airflow"] = self.airflow.url
         return urls
 
+    def query(self, sql: str, *args: Any) -> list[tuple]:
+        """The rows of one statement, as the owner."""
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(self.dsn)) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+
     def dag_env(self, dag_config: Path | None = None) -> dict[str, str]:
         """:attr:`airflow_env`, with another ``eod_risk.yml`` when given (a test's retries)."""
         env = dict(self.airflow_env)
@@ -145,6 +153,7 @@ def local_platform(
     from databricks_jobs.postgres import apply_migrations
 
     data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
     landing = Path(landing_root or data_dir / "landing").resolve()
     lake = Path(lake_root or data_dir / "lake").resolve()
     reports = Path(reports_root or data_dir / "reports").resolve()

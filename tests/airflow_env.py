@@ -1,30 +1,20 @@
 """An isolated Airflow for tests: its own AIRFLOW_HOME, SQLite DB, connections and variables.
 
 Airflow reads its configuration when ``airflow`` is first imported (AIRFLOW_HOME, the
-metadata DB engine), so call :func:`isolate` (unit tests) or :func:`activate` with the
-env of :func:`prepare_airflow_home` (integration tests) **before** importing airflow;
+metadata DB engine), so call :func:`isolate` (unit tests) or :func:`activate` with a
+platform's ``airflow_env`` (integration tests) **before** importing airflow;
 :func:`activate` also re-points an already configured ORM at the new database.
 
 Connections and variables are plain environment variables (``AIRFLOW_CONN_*`` as JSON,
 ``AIRFLOW_VAR_*``), the env secrets backend Airflow always consults first; Airflow 3
 creates no default connections.
 
-Typical integration use::
+Integration tests run nights on the session's local platform (the ``platform`` fixture of
+tests/conftest.py, :func:`eodrisk.platform.local_platform`), which provisions them::
 
-    env = prepare_airflow_home(
-        tmp_path / "airflow",
-        databricks_url=emulator.url,            # http://127.0.0.1:PORT
-        databricks_token=emulator.token,
-        slack_webhook_url=sink.url,             # eodrisk.slack_sink.SlackSink(...).url
-        landing_root=data_dir / "landing",
-        dag_config=write_dag_config(tmp_path / "eod_risk.yml", retries={"retry_delay": "1s"}),
-    )
-    activate(env, monkeypatch)                  # before `import airflow` if possible
-    migrate_db()                                # dag.test() needs the metadata DB
-    dag = load_dag()
-    london = ZoneInfo("Europe/London")
-    run = run_dag_test(dag, logical_date=datetime(2026, 11, 24, 22, tzinfo=london))
-    assert run.state == "success"
+    def test_a_night(platform):
+        generate_night(platform.landing, [day], ...)
+        result = platform.run_dag(day, dag_config=write_dag_config(path, retries=...))
 """
 
 from __future__ import annotations

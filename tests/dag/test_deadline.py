@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eodrisk.slack_sink import SlackSink, pagerduty_events_connection, read_messages, read_pages
+from eodrisk.slack_sink import read_messages, read_pages
 from tests import airflow_env
 
 pytestmark = pytest.mark.integration
@@ -33,18 +33,10 @@ BUSINESS_DATE = "2026-01-05"
 
 
 @pytest.fixture(scope="module")
-def sink(tmp_path_factory):
-    with SlackSink(tmp_path_factory.mktemp("sink") / "sink.jsonl") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory, sink):
-    """One isolated Airflow (SQLite metadata DB) for the module: Airflow binds its DB once."""
-    env = airflow_env.prepare_airflow_home(
-        tmp_path_factory.mktemp("airflow"), slack_webhook_url=sink.url
-    )
-    env["AIRFLOW_CONN_PAGERDUTY_EODRISK"] = pagerduty_events_connection(sink.base_url)
+def airflow(platform):
+    """The session platform's Airflow, in this process: its metadata DB migrated and the DAG
+    folder synced to it (Airflow binds its DB once per process)."""
+    env = platform.airflow_env
     with pytest.MonkeyPatch.context() as monkeypatch:
         airflow_env.activate(env, monkeypatch)
         airflow_env.migrate_db(env)
@@ -150,7 +142,7 @@ def run_queued_triggers() -> list[dict]:
     return events
 
 
-def test_a_run_past_its_deadline_alerts_slack_and_pages(airflow, sink, monkeypatch):
+def test_a_run_past_its_deadline_alerts_slack_and_pages(airflow, platform, monkeypatch):
     from airflow.models.dagrun import DagRun
     from airflow.models.deadline import Deadline
     from airflow.providers.pagerduty.hooks.pagerduty_events import PagerdutyEventsAsyncHook
@@ -162,7 +154,7 @@ def test_a_run_past_its_deadline_alerts_slack_and_pages(airflow, sink, monkeypat
 
     def to_sink(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        self.base_url = sink.base_url
+        self.base_url = platform.sink.base_url
 
     monkeypatch.setattr(PagerdutyEventsAsyncHook, "__init__", to_sink)
 
@@ -179,7 +171,7 @@ def test_a_run_past_its_deadline_alerts_slack_and_pages(airflow, sink, monkeypat
     events = run_queued_triggers()
     assert [e["state"] for e in events].count("success") == 2, events
 
-    [slack], [event] = messages_about(sink, run_id)
+    [slack], [event] = messages_about(platform.sink, run_id)
     text = slack["text"]
     assert text.startswith(":alarm_clock: eod_risk missed its deadline")
     assert run_id in text
@@ -190,7 +182,7 @@ def test_a_run_past_its_deadline_alerts_slack_and_pages(airflow, sink, monkeypat
     assert event["dedup_key"] == f"eod_risk/{run_id}/deadline"
 
 
-def test_a_run_done_before_its_deadline_does_not_alert(airflow, sink):
+def test_a_run_done_before_its_deadline_does_not_alert(airflow, platform):
     from airflow.models.dagrun import DagRun
     from airflow.models.deadline import Deadline
     from airflow.utils.session import create_session
@@ -204,10 +196,10 @@ def test_a_run_done_before_its_deadline_does_not_alert(airflow, sink):
         assert Deadline.prune_deadlines(session=session, conditions={DagRun.run_id: run_id}) == 2
     assert scheduler_deadline_step() == 0
     assert run_queued_triggers() == []
-    assert messages_about(sink, run_id) == ([], [])
+    assert messages_about(platform.sink, run_id) == ([], [])
 
 
-def test_a_manual_rerun_of_a_past_date_gets_no_deadline(airflow, sink):
+def test_a_manual_rerun_of_a_past_date_gets_no_deadline(airflow, platform):
     """A rerun triggered for a past business date (the `business_date` param, no logical
     date: what the UI's and the API's trigger do by default in Airflow 3) has no Deadline
     rows, so neither the scheduler nor the triggerer alerts or pages for it; the run
@@ -244,4 +236,4 @@ def test_a_manual_rerun_of_a_past_date_gets_no_deadline(airflow, sink):
     assert deadlines == []
     assert scheduler_deadline_step() == 0
     assert run_queued_triggers() == []
-    assert messages_about(sink, run_id) == ([], [])
+    assert messages_about(platform.sink, run_id) == ([], [])

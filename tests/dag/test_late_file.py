@@ -11,23 +11,19 @@ refuses such a date — docs/faults.md).
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import date
 
 import pytest
 
-from databricks_jobs.postgres import apply_migrations
-from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
 from eodrisk.calendar import business_calendars
-from eodrisk.emulator import Emulator
-from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
-from eodrisk.slack_sink import SlackSink, read_messages
+from eodrisk.slack_sink import read_messages
 from tests.airflow_env import write_dag_config
 
 pytestmark = pytest.mark.integration
 
-DAY = date(2026, 11, 24)
+# a date of its own on the session's platform (the pipeline tests own 2026-11-23..26)
+DAY = date(2026, 11, 19)
 REGIONS = ("EMEA", "APAC", "AMER")
 LATE = "AMER"
 
@@ -41,46 +37,25 @@ def delta_rows(table_path, day: date) -> list[dict]:
     return frame[frame["business_date"].astype(str) == day.isoformat()].to_dict("records")
 
 
-def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(
-    tmp_path, pg_server_dsn, make_db
-):
+def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(platform):
     # A business day of the late region (New York open): late is not a holiday, and the
     # calendar does not excuse it — the sensor waits, times out and alerts.
     assert business_calendars().is_business_day(DAY, LATE)
-    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    landing, lake = platform.landing, platform.lake
     generate_night(landing, [DAY], regions=REGIONS, trades_per_region=300, history_days=520)
     marker = landing / LATE / f"_SUCCESS_{DAY:%Y%m%d}"
     marker.unlink()  # the file is there, still without its marker: late
 
-    dsn = make_db("eodrisk_late")
-    apply_migrations(dsn)
-    token = secrets.token_urlsafe(16)
-    with (
-        SlackSink(tmp_path / "slack.jsonl") as sink,
-        Emulator(
-            REPO_ROOT,
-            tmp_path / "emulator",
-            variables={"landing_root": str(landing), "lake_root": str(lake)},
-            token=token,
-            env={"EODRISK_PG_DSN": loader_dsn(dsn)},
-        ) as emulator,
-    ):
-        env = prepare_airflow_home(
-            tmp_path / "airflow",
-            databricks_url=emulator.url,
-            databricks_token=token,
-            slack_webhook_url=sink.url,
-            landing_root=landing,
-            postgres_dsn=dsn,
-            pagerduty_url=sink.base_url,
-            dag_config=write_dag_config(
-                tmp_path / "eod_risk.yml",
-                retries={"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"},
-                sensor={"timeout": "15s", "poke_interval": "5s"},
-            ),
-        )
-        result = run_dag(env, DAY)
-        messages = read_messages(sink.messages_file)
+    sent_before = len(read_messages(platform.sink.messages_file))
+    result = platform.run_dag(
+        DAY,
+        dag_config=write_dag_config(
+            platform.data_dir / "eod_risk_late.yml",
+            retries={"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"},
+            sensor={"timeout": "15s", "poke_interval": "5s"},
+        ),
+    )
+    messages = read_messages(platform.sink.messages_file)[sent_before:]
 
     states = {t.task_id: t.state for t in result.tasks}
     assert not result.succeeded
@@ -100,16 +75,12 @@ def test_a_late_region_times_out_alerts_and_no_firm_figure_is_loaded(
     assert alerts, messages
     text = json.dumps(alerts)
     assert LATE in text and str(marker) in text and DAY.isoformat() in text
-    assert token not in json.dumps(messages)
+    assert platform.emulator.token not in json.dumps(messages)
 
     # nothing loaded for the date, no firm figure anywhere
-    import psycopg2
-
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        for table in ("risk.var_summary", "risk.firm_summary", "risk.ingest_audit"):
-            cur.execute(f"select count(*) from {table} where business_date = %s", (DAY,))
-            assert cur.fetchone() == (0,), table
-    conn.close()
+    for table in ("risk.var_summary", "risk.firm_summary", "risk.ingest_audit"):
+        sql = f"select count(*) from {table} where business_date = %s"
+        assert platform.query(sql, DAY) == [(0,)], table
     assert delta_rows(lake / "gold" / "firm_summary", DAY) == []
 
     # the regions that arrived keep their regional results in Delta

@@ -6,20 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 from datetime import date
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from databricks_jobs.postgres import apply_migrations
-from eodrisk.airflow_local import REPO_ROOT, prepare_airflow_home, run_dag
 from eodrisk.backfill import backfill
-from eodrisk.emulator import Emulator
-from eodrisk.postgres_server import loader_dsn
 from eodrisk.sample_data import generate_night
-from eodrisk.slack_sink import SlackSink, read_messages, read_uploads
+from eodrisk.slack_sink import read_messages, read_uploads
 from tests.airflow_env import write_dag_config
 from tests.reference_risk import region_pnl, var_es
 
@@ -34,59 +28,18 @@ FAST_RETRIES = {"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"}
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, pg_server_dsn):
-    """Landing files for two dates, a fresh database, the sink, the emulator and Airflow."""
-    root = tmp_path_factory.mktemp("platform")
-    landing, lake = root / "landing", root / "lake"
-    nights = [BAD_DAY, GOOD_DAY, WEDNESDAY, THANKSGIVING]
-    generate_night(landing, nights, regions=REGIONS, trades_per_region=800)
-    break_header(landing / "EMEA" / f"trades_{BAD_DAY:%Y%m%d}.csv")
-
-    dsn = create_database(pg_server_dsn, f"eodrisk_dag_{secrets.token_hex(4)}")
-    apply_migrations(dsn)
-    token = secrets.token_urlsafe(16)
-    with (
-        SlackSink(root / "slack.jsonl") as sink,
-        Emulator(
-            REPO_ROOT,
-            root / "emulator",
-            variables={"landing_root": str(landing), "lake_root": str(lake)},
-            token=token,
-            env={"EODRISK_PG_DSN": loader_dsn(dsn)},
-        ) as emulator,
-    ):
-        env = prepare_airflow_home(
-            root / "airflow",
-            databricks_url=emulator.url,
-            databricks_token=token,
-            slack_webhook_url=sink.url,
-            landing_root=landing,
-            postgres_dsn=dsn,
-            pagerduty_url=sink.base_url,
-            dag_config=write_dag_config(
-                root / "eod_risk.yml", retries=FAST_RETRIES, sensor={"timeout": "20s"}
-            ),
-        )
-        yield {
-            "env": env,
-            "dsn": dsn,
-            "sink": sink,
-            "emulator": emulator,
-            "landing": landing,
-            "lake": lake,
-            "token": token,
-        }
-
-
-def create_database(server_dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    admin = psycopg2.connect(server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"create database {name}")
-    admin.close()
-    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+def dag_config(platform):
+    """Landing files for this module's dates on the session's platform."""
+    generate_night(
+        platform.landing,
+        [BAD_DAY, GOOD_DAY, WEDNESDAY, THANKSGIVING],
+        regions=REGIONS,
+        trades_per_region=800,
+    )
+    break_header(platform.landing / "EMEA" / f"trades_{BAD_DAY:%Y%m%d}.csv")
+    return write_dag_config(
+        platform.data_dir / "eod_risk_pipeline.yml", retries=FAST_RETRIES, sensor={"timeout": "20s"}
+    )
 
 
 def break_header(trade_file: Path) -> None:
@@ -99,17 +52,8 @@ def break_header(trade_file: Path) -> None:
     marker.write_text(json.dumps(manifest))
 
 
-def query(dsn: str, sql: str, *args) -> list[tuple]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
-
-
-def var_summary(dsn: str, day: date) -> list[tuple]:
-    return query(
-        dsn,
+def var_summary(platform, day: date) -> list[tuple]:
+    return platform.query(
         "select level, node, parent, region, var_99_1d_usd, var_99_10d_usd, es_975_1d_usd, "
         "run_id, loaded_at from risk.var_summary where business_date = %s order by 1, 2",
         day,
@@ -130,8 +74,8 @@ def delta_contents(lake: Path, day: date) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def good_night(platform):
-    result = run_dag(platform["env"], GOOD_DAY)
+def good_night(platform, dag_config):
+    result = platform.run_dag(GOOD_DAY, dag_config=dag_config)
     return result
 
 
@@ -154,11 +98,11 @@ def test_every_task_of_the_night_succeeds(good_night):
 
 
 def test_postgres_holds_the_independently_computed_figures(platform, good_night):
-    rows = var_summary(platform["dsn"], GOOD_DAY)
+    rows = var_summary(platform, GOOD_DAY)
     by_node = {(level, node): (v1, v10, es) for level, node, _, _, v1, v10, es, _, _ in rows}
     firm_pnl = 0
     for region in REGIONS:
-        nodes = region_pnl(platform["landing"], region, GOOD_DAY)
+        nodes = region_pnl(platform.landing, region, GOOD_DAY)
         firm_pnl = firm_pnl + nodes[region]
         var, es = var_es(nodes[region])
         assert by_node[("region", region)][0] == pytest.approx(var, rel=1e-9)
@@ -168,8 +112,7 @@ def test_postgres_holds_the_independently_computed_figures(platform, good_night)
     assert by_node[("firm", "FIRM")][2] == pytest.approx(es, rel=1e-9)
     levels = {level for level, _ in by_node}
     assert levels == {"firm", "region", "desk", "book"}
-    audit = query(
-        platform["dsn"],
+    audit = platform.query(
         "select region, rows_read, rows_accepted, rows_quarantined "
         "from risk.ingest_audit where business_date = %s order by 1",
         GOOD_DAY,
@@ -178,20 +121,20 @@ def test_postgres_holds_the_independently_computed_figures(platform, good_night)
 
 
 def test_slack_hears_the_summary_with_the_firm_figure(platform, good_night):
-    messages = read_messages(platform["sink"].messages_file)
+    messages = read_messages(platform.sink.messages_file)
     text = json.dumps(messages)
     assert "2026-11-24" in text
-    firm_var = var_summary(platform["dsn"], GOOD_DAY)
+    firm_var = var_summary(platform, GOOD_DAY)
     firm = next(r for r in firm_var if r[0] == "firm")[4]
     assert f"{firm:,.0f}" in text
-    assert platform["emulator"].url in text  # link to the firm run's page
-    assert platform["token"] not in text
+    assert platform.emulator.url in text  # link to the firm run's page
+    assert platform.emulator.token not in text
 
 
 def test_the_nights_report_reaches_slack_as_a_file_and_the_summary_links_it(platform, good_night):
-    reports = Path(platform["env"]["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"])
+    reports = platform.reports_root
     published = reports / f"risk-report-{GOOD_DAY}.html"
-    (upload,) = read_uploads(platform["sink"].messages_file)
+    (upload,) = read_uploads(platform.sink.messages_file)
     assert upload["payload"]["channel_id"] == "C0EODRISK"
     assert str(GOOD_DAY) in upload["payload"]["initial_comment"]
     (shared,) = upload["payload"]["files"]
@@ -201,30 +144,32 @@ def test_the_nights_report_reaches_slack_as_a_file_and_the_summary_links_it(plat
 
     # The file the sink kept is the night's report: its firm figures are Postgres's.
     values = dict(re.findall(r'data-testid="([^"]+)" data-value="([^"]*)"', kept.decode()))
-    firm = next(r for r in var_summary(platform["dsn"], GOOD_DAY) if r[0] == "firm")
+    firm = next(r for r in var_summary(platform, GOOD_DAY) if r[0] == "firm")
     assert values["meta.business_date"] == str(GOOD_DAY)
     assert float(values["firm.firm_var_99_1d_usd"]) == firm[4]
     assert float(values["firm.firm_es_975_1d_usd"]) == firm[6]
 
     summary = next(
-        m for m in read_messages(platform["sink"].messages_file) if "firm risk computed" in str(m)
+        m for m in read_messages(platform.sink.messages_file) if "firm risk computed" in str(m)
     )
     assert f"<{published.as_uri()}|Daily report>" in json.dumps(summary["payload"]["blocks"])
 
 
-def test_running_the_same_date_again_changes_nothing(platform, good_night):
-    rows_before = var_summary(platform["dsn"], GOOD_DAY)
-    delta_before = delta_contents(platform["lake"], GOOD_DAY)
-    again = run_dag(platform["env"], GOOD_DAY)
+def test_running_the_same_date_again_changes_nothing(platform, dag_config, good_night):
+    rows_before = var_summary(platform, GOOD_DAY)
+    delta_before = delta_contents(platform.lake, GOOD_DAY)
+    again = platform.run_dag(GOOD_DAY, dag_config=dag_config)
     assert again.succeeded
-    assert var_summary(platform["dsn"], GOOD_DAY) == rows_before  # run_id and loaded_at too
-    assert delta_contents(platform["lake"], GOOD_DAY) == delta_before
+    assert var_summary(platform, GOOD_DAY) == rows_before  # run_id and loaded_at too
+    assert delta_contents(platform.lake, GOOD_DAY) == delta_before
 
 
-def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(platform, good_night):
-    sent_before = len(read_messages(platform["sink"].messages_file))
-    uploads_before = read_uploads(platform["sink"].messages_file)
-    result = run_dag(platform["env"], BAD_DAY)
+def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(
+    platform, dag_config, good_night
+):
+    sent_before = len(read_messages(platform.sink.messages_file))
+    uploads_before = read_uploads(platform.sink.messages_file)
+    result = platform.run_dag(BAD_DAY, dag_config=dag_config)
     assert not result.succeeded
     states = {t.task_id: t.state for t in result.tasks}
     assert states["data_ingestion.ingest_emea"] == "failed"
@@ -232,18 +177,18 @@ def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(platfo
     assert states["load_reporting"] == "upstream_failed"
     # No report after a failed night: nothing built, nothing uploaded.
     assert states["publish_report"] == "upstream_failed"
-    assert read_uploads(platform["sink"].messages_file) == uploads_before
-    reports = Path(platform["env"]["AIRFLOW_VAR_EODRISK_REPORTS_ROOT"])
+    assert read_uploads(platform.sink.messages_file) == uploads_before
+    reports = platform.reports_root
     assert not (reports / f"risk-report-{BAD_DAY}.html").exists()
-    assert var_summary(platform["dsn"], BAD_DAY) == []
+    assert var_summary(platform, BAD_DAY) == []
 
-    new = read_messages(platform["sink"].messages_file)[sent_before:]
+    new = read_messages(platform.sink.messages_file)[sent_before:]
     failure = json.dumps([m for m in new if "ingest_emea" in json.dumps(m)])
     assert "EMEA" in failure and "2026-11-23" in failure
     assert "header" in failure  # the Databricks task's error
-    assert f"{platform['emulator'].url}/jobs/" in failure  # the run page
+    assert f"{platform.emulator.url}/jobs/" in failure  # the run page
     assert "log" in failure.lower()
-    assert platform["token"] not in json.dumps(new)
+    assert platform.emulator.token not in json.dumps(new)
 
 
 def test_no_xcom_of_the_night_is_big(platform, good_night):
@@ -252,7 +197,7 @@ def test_no_xcom_of_the_night_is_big(platform, good_night):
 
     from tests.policy import XCOM_LIMIT_BYTES
 
-    db = Path(platform["env"]["AIRFLOW_HOME"]) / "airflow.db"
+    db = platform.airflow_home / "airflow.db"
     with sqlite3.connect(db) as conn:
         sizes = conn.execute("select task_id, key, length(value) from xcom").fetchall()
     assert {key for _, key, _ in sizes} >= {"run_id", "run_page_url"}
@@ -263,13 +208,13 @@ def test_no_xcom_of_the_night_is_big(platform, good_night):
 
 
 @pytest.fixture(scope="module")
-def thanksgiving(platform):
+def thanksgiving(platform, dag_config):
     """Wednesday's night by the back-history fast path (the positions AMER carries), then
     Thanksgiving through the real DAG."""
-    backfill(platform["landing"], platform["lake"], [WEDNESDAY], REGIONS, run_id="wednesday")
-    sent_before = len(read_messages(platform["sink"].messages_file))
-    result = run_dag(platform["env"], THANKSGIVING)
-    new = read_messages(platform["sink"].messages_file)[sent_before:]
+    backfill(platform.landing, platform.lake, [WEDNESDAY], REGIONS, run_id="wednesday")
+    sent_before = len(read_messages(platform.sink.messages_file))
+    result = platform.run_dag(THANKSGIVING, dag_config=dag_config)
+    new = read_messages(platform.sink.messages_file)[sent_before:]
     return result, new
 
 
@@ -304,7 +249,7 @@ def test_a_regional_holiday_is_a_successful_night_without_waiting_or_alerting(th
 def test_the_carried_forward_region_is_flagged_in_delta_and_postgres(platform, thanksgiving):
     from deltalake import DeltaTable
 
-    frame = DeltaTable(platform["lake"] / "gold" / "var_results").to_pandas(
+    frame = DeltaTable(platform.lake / "gold" / "var_results").to_pandas(
         filters=[("business_date", "=", THANKSGIVING)]
     )
     held = dict(zip(frame["node"], frame["positions_date"].astype(str), strict=True))
@@ -314,8 +259,7 @@ def test_the_carried_forward_region_is_flagged_in_delta_and_postgres(platform, t
     assert set(others["positions_date"].astype(str)) == {"2026-11-26"}
     assert held["FIRM"] == "2026-11-26"
 
-    rows = query(
-        platform["dsn"],
+    rows = platform.query(
         "select level, node, region, positions_date from risk.var_summary where business_date = %s",
         THANKSGIVING,
     )
@@ -323,16 +267,14 @@ def test_the_carried_forward_region_is_flagged_in_delta_and_postgres(platform, t
     for level, node, region, positions_date in rows:
         expected = WEDNESDAY if region == "AMER" else THANKSGIVING
         assert positions_date == expected, (level, node)
-    flagged = query(
-        platform["dsn"],
+    flagged = platform.query(
         "select level, node, positions_date from bi.carried_forward where business_date = %s",
         THANKSGIVING,
     )
     assert {(lv, n) for lv, n, _ in flagged} == {(lv, n) for lv, n, r, _ in rows if r == "AMER"}
     assert {d for _, _, d in flagged} == {WEDNESDAY}
     # no AMER ingest on its holiday: the trade counts are the open regions' only
-    audit = query(
-        platform["dsn"],
+    audit = platform.query(
         "select region from risk.ingest_audit where business_date = %s order by 1",
         THANKSGIVING,
     )
@@ -342,12 +284,12 @@ def test_the_carried_forward_region_is_flagged_in_delta_and_postgres(platform, t
 def test_carried_forward_var_equals_an_independent_recomputation(platform, thanksgiving):
     """AMER on Thanksgiving: Wednesday's trades valued as of Thursday under Thursday's 500
     scenarios, by the reference (files only); and the firm figure includes them."""
-    rows = var_summary(platform["dsn"], THANKSGIVING)
+    rows = var_summary(platform, THANKSGIVING)
     by_node = {(level, node): (v1, es) for level, node, _, _, v1, _, es, _, _ in rows}
     firm_pnl = 0
     for region in REGIONS:
         positions_of = WEDNESDAY if region == "AMER" else THANKSGIVING
-        nodes = region_pnl(platform["landing"], region, THANKSGIVING, positions_of=positions_of)
+        nodes = region_pnl(platform.landing, region, THANKSGIVING, positions_of=positions_of)
         firm_pnl = firm_pnl + nodes[region]
         var, es = var_es(nodes[region])
         assert by_node[("region", region)] == pytest.approx((var, es), rel=1e-9)
@@ -357,7 +299,7 @@ def test_carried_forward_var_equals_an_independent_recomputation(platform, thank
                 assert by_node[(level, node)] == pytest.approx(var_es(pnl), rel=1e-9)
     assert by_node[("firm", "FIRM")] == pytest.approx(var_es(firm_pnl), rel=1e-9)
     # Thursday's valuation is not Wednesday's figure: the market moved
-    wednesday = var_summary(platform["dsn"], WEDNESDAY)
+    wednesday = var_summary(platform, WEDNESDAY)
     assert not wednesday or all(
         r[4] != by_node[("region", "AMER")][0] for r in wednesday if r[1] == "AMER"
     )

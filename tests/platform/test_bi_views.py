@@ -8,7 +8,6 @@ compared with values recomputed in Python from those rows (tests/platform/bi_exp
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,23 +52,13 @@ def expected(history) -> Expected:
 
 
 @pytest.fixture(scope="module")
-def bi_dsn(pg_server_dsn, history) -> Iterator[str]:
+def bi_dsn(make_db, history) -> str:
     """One database for the module: migrations applied, the history loaded (tests only read
     or roll back)."""
-    name = f"eodrisk_bi_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"create database {name}")
-    dsn = urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}"))
-    try:
-        apply_migrations(dsn)
-        insert_history(dsn, history)
-        yield dsn
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"drop database if exists {name} with (force)")
-        admin.close()
+    dsn = make_db("eodrisk_bi")
+    apply_migrations(dsn)
+    insert_history(dsn, history)
+    return dsn
 
 
 def _select(dsn: str, sql: str, params: tuple = (), role: str | None = None) -> list[dict]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,6 @@ from eodrisk import metrics, monitoring, status
 from eodrisk.report.sample import build_history, insert_history
 from eodrisk.slack_sink import SlackSink, read_messages, read_pages
 from tests import airflow_env
-from tests.dag.test_pipeline_dag import create_database
 from tests.platform.test_monitoring import (
     DASHBOARD,
     alert_rules,
@@ -72,11 +70,11 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, pg_server_dsn) -> Iterator[Stack]:
+def stack(tmp_path_factory, make_db) -> Iterator[Stack]:
     skip_unless_installed(", ".join(monitoring.missing_binaries()))
     # Airflow's DagBag in a child process takes seconds: measure while the database fills.
     parsing = ThreadPoolExecutor(1).submit(metrics.dag_parse_seconds, airflow_env.DAGS_FOLDER)
-    dsn = create_database(pg_server_dsn, f"eodrisk_mon_{secrets.token_hex(4)}")
+    dsn = make_db("eodrisk_mon")
     apply_migrations(dsn)
     insert_history(dsn, build_history(GOOD_NIGHT, days=30))
     root = tmp_path_factory.mktemp("monitoring")

@@ -95,20 +95,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def bi_db(pg_server_dsn):
-    name = f"eodrisk_superset_{os.getpid()}"
-    admin = psycopg2.connect(pg_server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name} with (force)")
-        cur.execute(f"create database {name}")
-    dsn = urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{name}"))
+def bi_db(make_db):
+    dsn = make_db("eodrisk_superset")
     apply_migrations(dsn)
     insert_history(dsn, build_history(END))
-    yield dsn
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name} with (force)")
-    admin.close()
+    return dsn
 
 
 @pytest.fixture(scope="module")
