@@ -141,8 +141,30 @@ def up(data_dir: Path, *, timeout_s: float = START_TIMEOUT_S, quiet: bool = Fals
         raise
     if not quiet:
         print(f"the platform is up ({time.perf_counter() - started:.0f}s):")
+        for line in taken_ports(state):
+            print(line)
         print(describe(state))
     return state
+
+
+def taken_ports(state: dict[str, Any]) -> list[str]:
+    """A line for each documented port that was taken, so a free one serves instead."""
+    from urllib.parse import urlsplit
+
+    from eodrisk.airflow_services import AIRFLOW_PORT
+
+    lines = []
+    for key, name, documented in (
+        ("airflow", "Airflow", AIRFLOW_PORT),
+        ("databricks", "the Databricks emulator", EMULATOR_PORT),
+    ):
+        port = urlsplit(state["urls"][key]).port
+        if port != documented:
+            lines.append(
+                f"port {documented} was taken: {name} serves on {port} instead "
+                "(links of this platform's runs carry that port)"
+            )
+    return lines
 
 
 def down(data_dir: Path, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:

@@ -314,3 +314,13 @@ def test_the_metadata_database_is_beside_the_platforms_on_the_same_server():
     url = make_url(sqlalchemy_url(parse_dsn(shared), "eodrisk_up_1_airflow"))
     assert (url.username, url.password, url.host, url.port) == ("risk", "p@ss", "127.0.0.1", 5432)
     assert url.database == "eodrisk_up_1_airflow"
+
+
+def test_a_taken_documented_port_is_said_out_loud():
+    from eodrisk.up import taken_ports
+
+    documented = {"airflow": "http://localhost:8080", "databricks": "http://127.0.0.1:8765"}
+    assert taken_ports({"urls": documented}) == []
+    moved = {"airflow": "http://localhost:43795", "databricks": "http://127.0.0.1:8765"}
+    [line] = taken_ports({"urls": moved})
+    assert line.startswith("port 8080 was taken: Airflow serves on 43795 instead")
