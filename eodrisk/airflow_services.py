@@ -1,7 +1,7 @@
 """Airflow 3's own components on the local platform: API server and UI, scheduler, triggerer,
 DAG processor — each ``airflow <component>`` a child process, the way a deployment runs them.
 
-They share the Airflow home of :func:`eodrisk.airflow_local.prepare_airflow_home` (its
+They share the Airflow home :func:`eodrisk.platform.local_platform` prepares (its
 connections and variables, the repo's ``airflow/dags`` folder) and add what a real
 deployment has and ``dag.test()`` does not:
 
@@ -166,7 +166,7 @@ def services_env(
 class AirflowServices:
     """Airflow's four components on one Airflow home, as child processes (see module doc).
 
-    ``airflow_env``: the home's environment (:func:`~eodrisk.airflow_local.prepare_airflow_home`);
+    ``airflow_env``: the home's environment (``Platform.airflow_env`` of ``local_platform``);
     ``owner_dsn``: the platform Postgres, whose :data:`METADATA_DATABASE` holds Airflow's
     metadata; ``port``: the API server's (default :data:`AIRFLOW_PORT`, a free one when taken).
     """
