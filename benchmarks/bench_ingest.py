@@ -3,7 +3,8 @@
 ``databricks_jobs.jobs.ingest_trades.ingest`` (manifest check with sha256, header check, line
 numbering, validation against reference data, Delta writes of trades / quarantine / audit,
 reconciliation) against ``spark.read.csv(file, header=True).count()`` of the same file in
-the same Spark session. Target: ingest <= 2x the raw read.
+the same Spark session. Target (issue 21, #1): ingest <= 2x "parse every field + write
+Parquet" of the same file, the least any ingest that writes its input must do.
 
 Also measured, to say where the time goes: parse-everything baselines (the CSV read with
 the contract's schema into Spark's ``noop`` sink, and written as Parquet: the least any
@@ -107,17 +108,17 @@ def run(quick: bool = False, spark=None) -> Report:
         ["step", "wall s", "vs raw read", "vs parse + write"],
         [[name, t, f"{t / raw:.2f}×", f"{t / floor:.2f}×"] for name, t in rows],
     )
-    report.check("Ingest vs raw Spark CSV read + count", ing / raw, "<=", 2)
+    report.check("Ingest vs parse every field + write Parquet", ing / floor, "<=", 2)
     report.note(
         "The raw `count()` parses no field: Spark's CSV reader prunes every column and counts "
         "lines. Any ingest that reads the fields and writes them once is bounded below by "
-        f"'parse every field + write Parquet', {floor / raw:.1f}x the raw count here, so the "
-        "<= 2x target cannot be met by a job that writes its input. On top of that floor the "
-        "job numbers every line (quarantine rows name their line), applies ~30 rules with "
-        "the field and message of the first one broken, checks trade ids for duplicates (a "
-        "shuffle), joins reference data, caches the verdicts once for the two outputs, writes "
-        "three Delta tables (locally: Spark stages Parquet, delta-rs commits it) and reads "
-        "the counts back to reconcile."
+        f"'parse every field + write Parquet', {floor / raw:.1f}x the raw count here: the "
+        "target's baseline. On top of that floor the job numbers every line (quarantine "
+        "rows name their line), applies ~30 rules with the field and message of the first "
+        "one broken, checks trade ids for duplicates (a shuffle), joins reference data, "
+        "caches the verdicts once for the two outputs, writes three Delta tables (locally: "
+        "Spark stages Parquet, delta-rs rewrites it into the table) and reconciles on the "
+        "Delta log's record counts."
     )
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -169,6 +169,45 @@ class DeltaStore:
             df = df.where(F.col(col) == F.lit(val))
         return df
 
+    def count(self, table: str, where: Mapping[str, str | date]) -> int:
+        """Rows of ``table`` where the partition columns equal ``where``.
+
+        Locally the Delta log's record count of each file in the snapshot (written at
+        commit from the files' footers) when every file has one, without reading rows.
+        """
+        if not self.native and self.catalog is None:
+            counted = call_with_retry(
+                lambda: self._count_local(table, where),
+                what=f"count {table}",
+                policy=self.retry_policy,
+            )
+            if counted is not None:
+                return counted
+        return self.read(table, where).count()
+
+    def _count_local(self, table: str, where: Mapping[str, str | date]) -> int | None:
+        from deltalake import DeltaTable
+
+        path = self.path(table)
+        if not DeltaTable.is_deltatable(path):
+            raise FileNotFoundError(f"Delta table {table} does not exist at {path}")
+        delta = DeltaTable(path)
+        if not set(where) <= set(delta.metadata().partition_columns):
+            return None
+        files = pa.table(delta.get_add_actions(flatten=True)).to_pydict()
+        wanted = {col: _literal(val) for col, val in where.items()}
+        total = 0
+        for i, records in enumerate(files.get("num_records", [])):
+            values = [files[f"partition.{col}"][i] for col in wanted]
+            if any(
+                v is None or _literal(v) != w for v, w in zip(values, wanted.values(), strict=True)
+            ):
+                continue
+            if records is None:
+                return None
+            total += records
+        return total
+
     def _read_local(self, table: str, where: Mapping[str, str | date]) -> DataFrame:
         from deltalake import DeltaTable
 

@@ -187,8 +187,8 @@ def ingest(
         store.replace_partition(
             checked.quarantine.select("*", *audit_cols), "silver.trades_quarantine", partition
         )
-        written_trades = store.read("silver.trades", partition).count()
-        written_quarantine = store.read("silver.trades_quarantine", partition).count()
+        written_trades = store.count("silver.trades", partition)
+        written_quarantine = store.count("silver.trades_quarantine", partition)
         if (written_trades, written_quarantine) != (rows_accepted, rows_quarantined):
             raise IngestError(
                 f"{data_file}: reconciliation failed: read {rows_read}, accepted "

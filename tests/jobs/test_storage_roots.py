@@ -114,3 +114,28 @@ def test_ingest_with_hostile_landing_and_lake_roots(spark, tmp_path):
     (audit,) = store.read("silver.ingest_audit").collect()
     assert (audit["business_date"], audit["region"], audit["rows_read"]) == (DAY, "EMEA", 20)
     assert Path(lake / "silver" / "trades").is_dir()
+
+
+def test_a_local_count_is_the_delta_logs_record_count_of_the_partition(tmp_path):
+    """The ingest reconciles on ``DeltaStore.count``: locally the log's per-file record
+    counts of the partition's current files (no Spark read), a read when not all known."""
+    import pandas as pd
+    from deltalake import write_deltalake
+
+    class NoDeltaSpark:  # a local session: the count must not touch Spark
+        class conf:  # noqa: N801
+            @staticmethod
+            def get(key, default=None):
+                return default
+
+    store = DeltaStore(NoDeltaSpark(), str(tmp_path / "lake"))
+    path = store.path("silver.trades")
+    days = [DAY, DAY, DAY, date(2026, 11, 25)]
+    rows = pd.DataFrame({"business_date": days, "region": ["EMEA", "EMEA", "APAC", "EMEA"]})
+    write_deltalake(path, rows.assign(x=1.0), partition_by=["business_date", "region"])
+    predicate = f"business_date = '{DAY.isoformat()}' AND region = 'EMEA'"
+    write_deltalake(path, rows.iloc[:1].assign(x=2.0), mode="overwrite", predicate=predicate)
+    assert store.count("silver.trades", {"business_date": DAY, "region": "EMEA"}) == 1
+    assert store.count("silver.trades", {"business_date": DAY, "region": "APAC"}) == 1
+    assert store.count("silver.trades", {"region": "EMEA"}) == 2
+    assert store.count("silver.trades", {"business_date": date(2020, 1, 1)}) == 0
