@@ -1,7 +1,7 @@
 """Prometheus metrics of the nightly run, read live from the run history the pipeline writes.
 
 The source is Postgres: ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's
-callbacks), ``risk.var_summary``, ``risk.ingest_audit`` and ``risk.backtest_summary``
+``record_run`` task), ``risk.var_summary``, ``risk.ingest_audit`` and ``risk.backtest_summary``
 (written by ``load_reporting``). :func:`collect` reads the latest night (and the previous
 loaded date's VaR and backtest zone, for the day-on-day alerts) into a :class:`RunSnapshot`;
 :func:`build_registry` turns it into a fresh ``CollectorRegistry`` of gauges.
@@ -9,7 +9,7 @@ loaded date's VaR and backtest zone, for the day-on-day alerts) into a :class:`R
 The exporter is live: :class:`LiveCollector` answers every scrape from the current state of
 Postgres, re-reading it at most every ``max_age_s`` seconds (several Prometheus servers
 scraping do not multiply the queries), and :func:`serve` exposes it on ``/metrics``. Nothing
-has to run after a night: the scrape after the DAG's last callback sees it. When Postgres
+has to run after a night: the scrape after the DAG's record_run task sees it. When Postgres
 cannot be read the exporter keeps answering with the last snapshot it read, whose
 ``eodrisk_metrics_generated_timestamp_seconds`` then ages (alert ``EodRiskMetricsStale``).
 
@@ -335,12 +335,12 @@ def build_registry(
         )
 
     last: dict[str, dict[str, Any]] = {}
-    failed_attempts: dict[str, int] = {}
     for row in sorted(snapshot.task_runs, key=lambda r: (r["task_id"], r["attempt"])):
         last[row["task_id"]] = row
-        if row["state"] != "success":
-            failed_attempts[row["task_id"]] = failed_attempts.get(row["task_id"], 0) + 1
     for task_id, row in last.items():
+        # The last attempt's number says how many came before it, each one failed or retried.
+        attempts = int(row.get("attempt") or 0)
+        failed_attempts = max(attempts - 1, 0) + (1 if row["state"] == "failed" else 0)
         labels = {
             **dag,
             "task_id": task_id,
@@ -349,8 +349,8 @@ def build_registry(
         }
         put("eodrisk_task_duration_seconds", row.get("duration_s"), **labels)
         put("eodrisk_task_failed", 1 if row["state"] == "failed" else 0, **labels)
-        put("eodrisk_task_attempts", row.get("attempt"), **labels)
-        put("eodrisk_task_failed_attempts", failed_attempts.get(task_id, 0), **labels)
+        put("eodrisk_task_attempts", attempts or None, **labels)
+        put("eodrisk_task_failed_attempts", failed_attempts, **labels)
         put("eodrisk_databricks_setup_seconds", row.get("setup_duration_s"), **labels)
         put("eodrisk_databricks_execution_seconds", row.get("execution_duration_s"), **labels)
 

@@ -1,6 +1,6 @@
 """``eodrisk status``: the last nights of the pipeline, from the run history in Postgres.
 
-Reads ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's callbacks) and
+Reads ``risk.pipeline_runs`` and ``risk.task_runs`` (written by the DAG's ``record_run``) and
 prints one row per night: business date, state, latency, whether the business deadline
 was met, and the failed tasks with their Databricks run and Airflow log links; then the
 regions closed on those nights by their exchange calendar (positions carried forward,
@@ -8,9 +8,6 @@ regions closed on those nights by their exchange calendar (positions carried for
 them) and the next run's date. Exit code:
 0 when the last night succeeded, 1 when it failed, 2 when the database cannot be read,
 3 when no run has been recorded yet.
-
-:func:`watch_run` shows the task states of a running night live (rich), for long CLI work
-such as the demo's DAG run.
 """
 
 from __future__ import annotations
@@ -18,8 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -180,7 +176,7 @@ def render(nights: Sequence[Night], console: Console, *, dag_id: str = DAG_ID) -
     if not nights:
         console.print(
             f"No run of {dag_id} recorded yet in risk.pipeline_runs. Run the pipeline "
-            "(eodrisk demo) first; the DAG's callbacks write the history."
+            "(eodrisk demo) first; the DAG's record_run task writes the history."
         )
         return
     console.print(nights_table(nights, title=f"{dag_id}: last {len(nights)} nights"))
@@ -291,83 +287,11 @@ def _night_json(night: Night) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------- live view
-
-
-def task_states(dsn: str, *, business_date: date, dag_id: str = DAG_ID) -> list[tuple]:
-    """(task_id, attempt, state, duration_s) of the newest run recorded for a business date."""
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "select distinct on (task_id) task_id, attempt, state, duration_s"
-                " from risk.task_runs where dag_id = %s and business_date = %s and run_id = ("
-                "  select run_id from risk.task_runs where dag_id = %s and business_date = %s"
-                "  order by recorded_at desc limit 1)"
-                " order by task_id, attempt desc",
-                (dag_id, business_date, dag_id, business_date),
-            )
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def watch_run(
-    dsn: str,
-    *,
-    business_date: date,
-    done: Callable[[], bool],
-    expected_tasks: Sequence[str] = (),
-    console: Console | None = None,
-    poll_s: float = 1.0,
-) -> None:
-    """Show the night's task states live until ``done()`` is true (run the work in a thread).
-
-    States come from ``risk.task_runs``, so a task appears when its first attempt finishes;
-    ``expected_tasks`` are listed as ``waiting`` until then.
-    """
-    from rich.live import Live
-
-    console = console or Console()
-    stop = threading.Event()
-
-    def snapshot() -> Table:
-        try:
-            rows = {r[0]: r for r in task_states(dsn, business_date=business_date)}
-        except Exception:
-            rows = {}
-        table = Table(title=f"EOD risk {business_date}: task states", title_justify="left")
-        table.add_column("Task")
-        table.add_column("Attempt", justify="right")
-        table.add_column("State")
-        table.add_column("Duration", justify="right")
-        for task_id in list(dict.fromkeys([*expected_tasks, *sorted(rows)])):
-            row = rows.get(task_id)
-            if row is None:
-                table.add_row(task_id, "", Text("waiting", style="dim"), "")
-            else:
-                _, attempt, state, duration = row
-                table.add_row(
-                    task_id,
-                    str(attempt),
-                    Text(state, style=_STATE_STYLE.get(state, "")),
-                    format_seconds(duration),
-                )
-        return table
-
-    with Live(snapshot(), console=console, refresh_per_second=2) as live:
-        while not done() and not stop.wait(poll_s):
-            live.update(snapshot())
-        live.update(snapshot())
-
-
 # ------------------------------------------------------------------------------- wiring
 
 
 def airflow_postgres_connection(dsn: str, *, connect_timeout_s: int = 5) -> str:
-    """``AIRFLOW_CONN_POSTGRES_EODRISK`` JSON for the DAG's run-history callbacks.
+    """``AIRFLOW_CONN_POSTGRES_EODRISK`` JSON for the DAG's run recorder and report.
 
     Accepts the DSNs this project uses, including pgserver's socket form
     (``postgresql://postgres:@/postgres?host=/path/to/dir``): query parameters become the

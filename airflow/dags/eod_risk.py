@@ -7,8 +7,10 @@ aggregate the firm's risk across regions, and in parallel load Postgres for BI a
 the Slack summary; after the load, limit warnings and breaches go to Slack (a firm breach
 also pages PagerDuty). Every task alerts Slack on failure with the Databricks run and log links;
 a failure of `firm_risk` or `load_reporting`, or a missed business deadline, also pages
-PagerDuty. Every task attempt and every run is recorded in Postgres (`risk.task_runs`,
-`risk.pipeline_runs`) by the callbacks, for `eodrisk status`, metrics and BI.
+PagerDuty. When every other task is done, `record_run` (a teardown: it never changes the run's
+state) writes the night to Postgres (`risk.pipeline_runs`, `risk.task_runs`) for
+`eodrisk status`, metrics and BI, from the run's task states and the outcome each task left
+in XCom.
 
 ```
 wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_<r> ─┐ (per region)
@@ -16,6 +18,7 @@ wait_for_trades_<r> ─► data_ingestion.ingest_<r> ─► risk_modelling.risk_
                                   firm_risk ─┬─► load_reporting ─[risk_reporting]─► publish_report
                                              │                └────────────► notify_limits
                                              └─► notify_summary
+                                          every task ─► record_run (all done)
 ```
 
 Calendars (`eodrisk_dag/calendars.py`, one exchange per region in the config): the DAG runs
@@ -32,7 +35,8 @@ provider's file upload. The Slack summary links to the report's place under
 
 Configuration: `eod_risk.yml` next to this file (regions, job names, connection ids,
 timeouts, retries, deadline, critical tasks). Business date: the logical date (`ds`), or the
-`business_date` param to rerun a given date. Landing root: the Airflow Variable
+`business_date` param to rerun a given date, derived in one place (`callbacks.business_date`,
+the macro `business_date(params, ds)`) and passed to every task. Landing root: the Airflow Variable
 named in the config (`eodrisk_landing_root`), read when the sensors run.
 """
 
@@ -58,18 +62,21 @@ from airflow.sdk import (
 )
 from airflow.timetables.events import EventsTimetable
 from eodrisk_dag.callbacks import (
+    NoteOutcome,
     PageMissedDeadline,
     PagerDutyCriticalAlert,
     SlackFailureAlert,
+    business_date,
     post_firm_summary,
     post_limit_alerts,
+    record_night,
     trades_landed,
 )
 from eodrisk_dag.config import load_config
 from eodrisk_dag.idempotency import idempotency_token
 from eodrisk_dag.operators import RepairingRunNowOperator
 from eodrisk_dag.publish import publish_daily_report
-from eodrisk_dag.run_history import RecordPipelineRun, RecordTaskRun, sla_deadline_of
+from eodrisk_dag.records import sla_deadline_of
 from eodrisk_dag.schedule import firm_run_times, schedule_window
 
 CONFIG = load_config(
@@ -79,8 +86,10 @@ CONFIG = load_config(
 CALENDARS = CONFIG.calendars()
 
 DAG_ID = Path(__file__).stem  # the DAG is named after its file, as the platform finds it
-BUSINESS_DATE = "{{ params.business_date or ds }}"
-YYYYMMDD = "{{ (params.business_date or ds) | replace('-', '') }}"
+# The business date, derived in one place (callbacks.business_date) and passed to every task.
+BUSINESS_DATE_OF_RUN = "business_date(params, ds)"
+BUSINESS_DATE = f"{{{{ {BUSINESS_DATE_OF_RUN} }}}}"
+YYYYMMDD = f"{{{{ {BUSINESS_DATE_OF_RUN} | replace('-', '') }}}}"
 LANDING_ROOT = f"{{{{ var.value.{CONFIG.variables.landing_root} }}}}"
 REPORTS_ROOT = f"{{{{ var.value.{CONFIG.variables.reports_root} }}}}"
 REPORT_URL = f"{{{{ var.value.{CONFIG.variables.reports_url} }}}}/" + CONFIG.report.file.replace(
@@ -92,26 +101,6 @@ IDEMPOTENCY_TOKEN = (
     "{{{{ idempotency_token(dag.dag_id, run_id, '{task_id}', '{scope}', dag_run.clear_number) }}}}"
 )
 DEADLINE_DEDUP_KEY = f"{DAG_ID}/{{{{ dag_run.dag_run_id }}}}/deadline"  # = the late-run page's
-
-
-def record_task(state: str) -> RecordTaskRun:
-    return RecordTaskRun(
-        state=state,
-        postgres_conn_id=CONFIG.connections.postgres,
-        databricks_conn_id=CONFIG.connections.databricks,
-        regions=CONFIG.region_names,
-    )
-
-
-def record_run(state: str) -> RecordPipelineRun:
-    return RecordPipelineRun(
-        state=state,
-        postgres_conn_id=CONFIG.connections.postgres,
-        deadline_after=CONFIG.deadline.after_logical_date,
-        on_missed_sla=PageMissedDeadline(
-            pagerduty_events_conn_id=CONFIG.connections.pagerduty_events
-        ),
-    )
 
 
 def positions_date(region: str, business_date: str) -> str:
@@ -186,6 +175,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     user_defined_macros={
+        "business_date": business_date,
         "idempotency_token": idempotency_token,
         "positions_date": positions_date,
     },
@@ -206,7 +196,7 @@ with DAG(
         "retry_exponential_backoff": CONFIG.retries.exponential_backoff,
         "max_retry_delay": CONFIG.retries.max_retry_delay,
         "execution_timeout": CONFIG.execution_timeout.databricks_job,
-        # Alert first (fastest to a human), then page, then record.
+        # Alert first (fastest to a human), then page, then note the outcome for record_run.
         "on_failure_callback": [
             SlackFailureAlert(
                 slack_webhook_conn_id=CONFIG.connections.slack_webhook, regions=CONFIG.region_names
@@ -216,13 +206,11 @@ with DAG(
                 critical_tasks=CONFIG.alerts.critical_tasks,
                 regions=CONFIG.region_names,
             ),
-            record_task("failed"),
+            NoteOutcome(),
         ],
-        "on_retry_callback": record_task("up_for_retry"),
-        "on_success_callback": record_task("success"),
+        "on_success_callback": NoteOutcome(),
+        "on_skipped_callback": NoteOutcome(),
     },
-    on_success_callback=record_run("success"),
-    on_failure_callback=record_run("failed"),
     # Evaluated by the scheduler; the callbacks run in the triggerer, so they are provider
     # notifiers (importable there), not code of this folder. Their context is the REST API's
     # DAG run (`dag_run.dag_run_id`, not `run_id`) and `deadline.deadline_time` (UTC).
@@ -308,7 +296,6 @@ with DAG(
             slack_webhook_conn_id=CONFIG.connections.slack_webhook,
             firm_summary_task_key=CONFIG.jobs.firm_summary_task_key,
             postgres_conn_id=CONFIG.connections.postgres,
-            run_id=dag_run.run_id,
             run_started_at=dag_run.start_date,
             figures_ready_at=ti.start_date,
             sla_deadline=sla_deadline_of(dag_run, CONFIG.deadline.after_logical_date),
@@ -341,11 +328,30 @@ with DAG(
             pagerduty_events_conn_id=CONFIG.connections.pagerduty_events,
         )
 
+    @task(execution_timeout=CONFIG.execution_timeout.notify)
+    def record_run(business_date: str) -> dict:
+        """Write the night to the run history once every other task is done: a teardown
+        (trigger rule all done, as no setup precedes it) that leaves the run's state to the
+        night's own tasks."""
+        from airflow.sdk import get_current_context
+
+        return record_night(
+            get_current_context(),
+            business_date=business_date,
+            postgres_conn_id=CONFIG.connections.postgres,
+            databricks_conn_id=CONFIG.connections.databricks,
+            regions=CONFIG.region_names,
+            deadline_after=CONFIG.deadline.after_logical_date,
+            on_missed_sla=PageMissedDeadline(
+                pagerduty_events_conn_id=CONFIG.connections.pagerduty_events
+            ),
+        )
+
     def region_parameters(region: str) -> dict[str, str]:
         return {"business_date": BUSINESS_DATE, "region": region}
 
     def risk_parameters(region: str) -> dict[str, str]:
-        carried = f"{{{{ positions_date('{region}', params.business_date or ds) }}}}"
+        carried = f"{{{{ positions_date('{region}', {BUSINESS_DATE_OF_RUN}) }}}}"
         return {**region_parameters(region), "positions_date": carried}
 
     with TaskGroup("data_ingestion", tooltip="Trade files → silver.trades, per region"):
@@ -408,3 +414,6 @@ with DAG(
         firm_run_page_url=XComArg(firm_risk, key="run_page_url"),
         report_url=REPORT_URL,
     )
+    # After every task, not only the leaves: a failure upstream-fails the leaves while other
+    # regions still run.
+    dag.tasks >> record_run(business_date=BUSINESS_DATE).as_teardown()

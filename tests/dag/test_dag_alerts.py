@@ -1,11 +1,10 @@
-"""Critical-failure paging, the richer success summary, run-history callbacks, DAG wiring."""
+"""Critical-failure paging, the richer success summary, the run recorder's rows, DAG wiring."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -19,7 +18,6 @@ from tests.dag.test_dag_callbacks import (
     REGIONS,
     RUN_PAGE,
     SUMMARY,
-    FakeTaskInstance,
     all_text,
     assert_valid_blocks,
     failure_context,
@@ -29,7 +27,7 @@ airflow_env.isolate()  # before airflow is imported
 if str(airflow_env.DAGS_FOLDER) not in sys.path:
     sys.path.append(str(airflow_env.DAGS_FOLDER))  # as Airflow does for the DAG bundle
 
-from eodrisk_dag import callbacks, messages, run_history  # noqa: E402 - needs the dags folder
+from eodrisk_dag import callbacks, messages, records  # noqa: E402 - needs the dags folder
 
 RUN_ID = "scheduled__2026-11-24T22:00:00+00:00"
 
@@ -212,23 +210,60 @@ def test_a_late_run_pages_with_the_deadline_alerts_dedup_key(sink):
 # ----------------------------------------------------------------------------- run history
 
 
-def test_task_run_record_from_a_callback_context():
+def test_a_task_leaves_its_outcome_and_the_recorder_makes_its_row():
     start = datetime(2026, 11, 24, 22, 5, tzinfo=UTC)
     context = critical_context("data_ingestion.ingest_apac")
     ti = context["ti"]
     ti.start_date, ti.end_date = start, start + timedelta(seconds=42.5)
-    ti.xcoms[("data_ingestion.ingest_apac", "run_id")] = 41
-    record = run_history.task_run_record(
-        context, state="failed", regions=REGIONS, databricks_conn_id=None
+    pushed = {}
+    ti.xcom_push = lambda key, value: pushed.update({key: value})
+    callbacks.NoteOutcome()(context)
+    outcome = json.loads(json.dumps(pushed[records.XCOM_OUTCOME]))  # what XCom keeps
+    row = records.task_run_row(
+        dag_id="eod_risk",
+        run_id=RUN_ID,
+        business_date="2026-11-24",
+        task_id="data_ingestion.ingest_apac",
+        state="failed",
+        regions=REGIONS,
+        outcome=outcome,
+        databricks_run_id=41,
+        run_page_url=RUN_PAGE,
     )
-    assert record["region"] == "APAC"
-    assert record["attempt"] == 2
-    assert record["duration_s"] == 42.5
-    assert record["business_date"] == "2026-11-24"
-    assert record["databricks_run_id"] == 41
-    assert record["run_page_url"] == RUN_PAGE
-    assert record["log_url"] == LOG_URL
-    assert record["error"].startswith("ValueError: header mismatch")
+    assert row["region"] == "APAC"
+    assert row["attempt"] == 2
+    assert row["started_at"] == start
+    assert row["duration_s"] == 42.5
+    assert row["business_date"] == "2026-11-24"
+    assert row["databricks_run_id"] == 41
+    assert row["run_page_url"] == RUN_PAGE
+    assert row["log_url"] == LOG_URL
+    assert row["error"].startswith("ValueError: header mismatch")
+
+
+def test_a_task_that_never_ran_is_attempt_zero_with_its_state():
+    row = records.task_run_row(
+        dag_id="eod_risk",
+        run_id=RUN_ID,
+        business_date="2026-11-24",
+        task_id="load_reporting",
+        state="upstream_failed",
+        regions=REGIONS,
+        duration_s=0.0,
+    )
+    assert (row["attempt"], row["state"], row["region"], row["error"]) == (
+        0,
+        "upstream_failed",
+        None,
+        None,
+    )
+
+
+def test_note_outcome_never_raises(caplog):
+    with caplog.at_level(logging.WARNING):
+        callbacks.NoteOutcome()({})  # no task instance
+        callbacks.NoteOutcome()(critical_context())  # no XCom to push to
+    assert "Could not note the task's outcome" in caplog.text
 
 
 def test_databricks_durations_sum_the_latest_attempt_of_each_task():
@@ -251,11 +286,27 @@ def test_databricks_durations_sum_the_latest_attempt_of_each_task():
             },
         ],
     }
-    assert run_history.databricks_durations(run) == (3.0, 32.0)
-    assert run_history.databricks_durations({"tasks": []}) == (None, None)
+    assert records.databricks_durations(run) == (3.0, 32.0)
+    assert records.databricks_durations({"tasks": []}) == (None, None)
+    row = records.task_run_row(
+        dag_id="eod_risk",
+        run_id=RUN_ID,
+        business_date="2026-11-24",
+        task_id="firm_risk",
+        state="success",
+        regions=REGIONS,
+        databricks_run_id=7,
+        databricks_run={**run, "run_page_url": RUN_PAGE},
+    )
+    assert (row["setup_duration_s"], row["execution_duration_s"]) == (3.0, 32.0)
+    assert row["run_page_url"] == RUN_PAGE
 
 
-def test_pipeline_run_record_uses_the_dag_run_times_and_the_deadline():
+def _task_rows(**states):
+    return [{"task_id": task_id, "state": state} for task_id, state in states.items()]
+
+
+def test_pipeline_run_row_uses_the_run_start_the_last_task_and_the_deadline():
     logical = datetime(2026, 11, 24, 22, 0, tzinfo=UTC)
     dag_run = SimpleNamespace(
         dag_id="eod_risk",
@@ -263,18 +314,32 @@ def test_pipeline_run_record_uses_the_dag_run_times_and_the_deadline():
         run_type="scheduled",
         logical_date=logical,
         start_date=logical + timedelta(seconds=4),
-        end_date=logical + timedelta(hours=8, minutes=1),
     )
-    ti = FakeTaskInstance(task_id="load_reporting", state="failed")
-    record = run_history.pipeline_run_record(
-        {"dag_run": dag_run, "ti": ti, "ds": "2026-11-24", "params": {}},
-        state="failed",
+    row = records.pipeline_run_row(
+        dag_run=dag_run,
+        business_date="2026-11-24",
+        ended_at=logical + timedelta(hours=8, minutes=1),
+        task_rows=_task_rows(
+            firm_risk="success", load_reporting="failed", notify_limits="upstream_failed"
+        ),
         deadline_after=timedelta(hours=8),
     )
-    assert record["sla_deadline"] == logical + timedelta(hours=8)
-    assert record["sla_met"] is False
-    assert record["latency_s"] == 8 * 3600 + 60 - 4
-    assert record["failed_tasks"] == ["load_reporting"]
+    assert row["state"] == "failed"
+    assert row["sla_deadline"] == logical + timedelta(hours=8)
+    assert row["sla_met"] is False
+    assert row["latency_s"] == 8 * 3600 + 60 - 4
+    assert row["failed_tasks"] == ["load_reporting"]
+    assert records.missed_deadline(row)
+    # skipped tasks (a region's holiday) do not fail the night
+    ok = records.pipeline_run_row(
+        dag_run=dag_run,
+        business_date="2026-11-24",
+        ended_at=logical + timedelta(hours=1),
+        task_rows=_task_rows(wait_for_trades_amer="skipped", firm_risk="success"),
+        deadline_after=timedelta(hours=8),
+    )
+    assert (ok["state"], ok["sla_met"], ok["failed_tasks"]) == ("success", True, [])
+    assert not records.missed_deadline(ok)
 
 
 def test_a_manual_rerun_of_a_past_date_has_its_latency_but_no_deadline_and_no_page():
@@ -286,27 +351,28 @@ def test_a_manual_rerun_of_a_past_date_has_its_latency_but_no_deadline_and_no_pa
         run_type="manual",
         logical_date=logical,
         start_date=logical + timedelta(days=5, hours=12),
-        end_date=logical + timedelta(days=5, hours=12, minutes=9),
     )
-    record = run_history.pipeline_run_record(
-        {"dag_run": dag_run, "ds": "2026-11-24", "params": {}},
-        state="success",
+    ended = logical + timedelta(days=5, hours=12, minutes=9)
+    record = records.pipeline_run_row(
+        dag_run=dag_run,
+        business_date="2026-11-24",
+        ended_at=ended,
+        task_rows=_task_rows(firm_risk="success"),
         deadline_after=timedelta(hours=8),
     )
     assert (record["sla_deadline"], record["sla_met"]) == (None, None)
     assert record["latency_s"] == 9 * 60
-    pages = []
-    record_run = run_history.RecordPipelineRun(
-        state="success",
-        postgres_conn_id="postgres_eodrisk",
-        deadline_after=timedelta(hours=8),
-        on_missed_sla=pages.append,
-    )
-    record_run({"dag_run": dag_run, "ds": "2026-11-24", "params": {}})  # no Postgres here
-    assert pages == []
+    assert not records.missed_deadline(record)  # no page
     scheduled = SimpleNamespace(**{**vars(dag_run), "run_type": "scheduled"})
-    record_run({"dag_run": scheduled, "ds": "2026-11-24", "params": {}})
-    assert [p["sla_deadline"] for p in pages] == [logical + timedelta(hours=8)]
+    late = records.pipeline_run_row(
+        dag_run=scheduled,
+        business_date="2026-11-24",
+        ended_at=ended,
+        task_rows=_task_rows(firm_risk="success"),
+        deadline_after=timedelta(hours=8),
+    )
+    assert late["sla_deadline"] == logical + timedelta(hours=8)
+    assert records.missed_deadline(late)
     message = messages.build_summary_message(
         dag_id="eod_risk",
         business_date="2026-11-24",
@@ -321,31 +387,12 @@ def test_a_manual_rerun_of_a_past_date_has_its_latency_but_no_deadline_and_no_pa
     assert "SLA" not in text
 
 
-def test_history_callbacks_never_raise_and_stay_fast(monkeypatch, caplog):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_POSTGRES_EODRISK",
-        json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "schema": "x",
-             "extra": {"connect_timeout": 2}}
-        ),
-    )  # fmt: skip
-    record_task = run_history.RecordTaskRun(
-        state="success",
-        postgres_conn_id="postgres_eodrisk",
-        databricks_conn_id="databricks_default",
-        regions=REGIONS,
-    )
-    record_run = run_history.RecordPipelineRun(
-        state="success", postgres_conn_id="postgres_eodrisk", deadline_after=timedelta(hours=8)
-    )
-    started = time.perf_counter()
-    with caplog.at_level(logging.WARNING):
-        record_task(critical_context())  # nothing listens on port 1
-        record_task({})
-        record_run({"dag_run": None})
-        record_run({})
-    assert time.perf_counter() - started < 5
-    assert "Could not record the task run" in caplog.text
+def test_the_business_date_is_the_param_else_the_logical_date():
+    assert callbacks.business_date({"business_date": "2026-11-20"}, "2026-11-24") == "2026-11-20"
+    assert callbacks.business_date({"business_date": None}, "2026-11-24") == "2026-11-24"
+    with pytest.raises(ValueError, match="business_date param"):
+        callbacks.business_date({}, None)
+    assert callbacks.business_date_of({"params": {}}) == "unknown"  # an alert still goes
 
 
 # ----------------------------------------------------------------------------- DAG wiring
@@ -356,14 +403,15 @@ def dag():
     return airflow_env.load_dag()
 
 
-def test_every_task_alerts_pages_and_records(dag):
+def test_every_task_alerts_pages_and_notes_its_outcome(dag):
     for task in dag.tasks:
         failure = task.on_failure_callback
         kinds = {type(cb).__name__ for cb in failure}
-        assert kinds == {"SlackFailureAlert", "PagerDutyCriticalAlert", "RecordTaskRun"}, task
+        assert kinds == {"SlackFailureAlert", "PagerDutyCriticalAlert", "NoteOutcome"}, task
         assert type(failure[0]).__name__ == "SlackFailureAlert"  # the human first
-        assert [cb.state for cb in _as_list(task.on_success_callback)] == ["success"]
-        assert [cb.state for cb in _as_list(task.on_retry_callback)] == ["up_for_retry"]
+        for outcome in (task.on_success_callback, task.on_skipped_callback):
+            assert [type(cb).__name__ for cb in _as_list(outcome)] == ["NoteOutcome"], task
+        assert not task.on_retry_callback, task
         pager = next(cb for cb in failure if type(cb).__name__ == "PagerDutyCriticalAlert")
         assert pager.critical_tasks == {"firm_risk", "load_reporting"}
         assert pager.pagerduty_events_conn_id == "pagerduty_eodrisk"
@@ -373,12 +421,17 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def test_dag_level_callbacks_record_the_night(dag):
-    success, failure = _as_list(dag.on_success_callback), _as_list(dag.on_failure_callback)
-    assert [(cb.state, cb.postgres_conn_id) for cb in success] == [("success", "postgres_eodrisk")]
-    assert [(cb.state, cb.postgres_conn_id) for cb in failure] == [("failed", "postgres_eodrisk")]
-    assert success[0].deadline_after == timedelta(hours=8)
-    assert success[0].on_missed_sla.pagerduty_events_conn_id == "pagerduty_eodrisk"
+def test_one_task_records_the_night_after_every_other_task(dag):
+    """``record_run``: downstream of every task, runs when they are all done (the trigger rule
+    of a teardown without setup: all done) and never decides the run's state."""
+    from airflow.task.trigger_rule import TriggerRule
+
+    record = dag.get_task("record_run")
+    assert record.upstream_task_ids == {t.task_id for t in dag.tasks} - {"record_run"}
+    assert record.is_teardown and not record.on_failure_fail_dagrun
+    assert record.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert not [t for t in dag.tasks if t.is_setup]  # so: all done
+    assert not dag.on_success_callback and not dag.on_failure_callback  # no DAG-level writer
 
 
 def test_deadline_alerts_slack_and_pagerduty_with_the_shared_dedup_key(dag):

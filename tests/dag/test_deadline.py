@@ -203,7 +203,7 @@ def test_a_manual_rerun_of_a_past_date_gets_no_deadline(airflow, platform):
     """A rerun triggered for a past business date (the `business_date` param, no logical
     date: what the UI's and the API's trigger do by default in Airflow 3) has no Deadline
     rows, so neither the scheduler nor the triggerer alerts or pages for it; the run
-    recorder and the summary report its latency without a deadline (run_history)."""
+    recorder and the summary report its latency without a deadline (records.sla_deadline_of)."""
     import pendulum
     from airflow.models.dagrun import DagRun
     from airflow.models.deadline import Deadline

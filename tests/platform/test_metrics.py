@@ -15,7 +15,7 @@ START = datetime(2026, 11, 24, 22, 0, 5, tzinfo=UTC)
 
 
 def realistic_snapshot() -> metrics.RunSnapshot:
-    """A night as the DAG's callbacks and load_reporting record it (APAC ingest retried once)."""
+    """A night as the DAG's run recorder and load_reporting record it (APAC ingest retried once)."""
     tasks = []
     clock = START
 

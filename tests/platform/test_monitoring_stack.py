@@ -4,7 +4,7 @@ failed night's alert travels Prometheus → Alertmanager → the Slack sink (and
 One stack per module (eodrisk.monitoring.MonitoringStack with FAST intervals: scrape,
 evaluation and Alertmanager grouping every second) on free loopback ports, over one database:
 the migrations, 30 business days of risk rows (eodrisk.report.sample) and the run history
-written by the DAG's own callbacks (tests/platform/test_status.py's ``night``).
+written by the DAG's run recorder (tests/platform/test_status.py's ``night``).
 Expected numbers are read from Postgres by the test itself, not from the exporter.
 """
 

@@ -1,4 +1,4 @@
-"""Run history end to end: the DAG's callbacks write Postgres, `eodrisk status` and the
+"""Run history end to end: the DAG's run recorder writes Postgres, `eodrisk status` and the
 metrics read it back (after a successful night, then after a failed one)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ airflow_env.isolate()  # before airflow is imported
 if str(airflow_env.DAGS_FOLDER) not in sys.path:
     sys.path.append(str(airflow_env.DAGS_FOLDER))
 
-from eodrisk_dag import run_history  # noqa: E402 - needs the dags folder on sys.path
+from eodrisk_dag import callbacks, records  # noqa: E402 - needs the dags folder on sys.path
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +30,14 @@ AIRFLOW = "http://localhost:8080"
 DEADLINE_AFTER = timedelta(hours=8)
 
 
-class TI(SimpleNamespace):
-    def xcom_pull(self, task_ids, key):
-        return self.xcoms.get(key)
-
-
 def run_id_of(day: str) -> str:
     return f"scheduled__{day}T22:00:00+00:00"
 
 
 def night(dsn_conn_id: str, day: str, *, fail: str | None = None, late_s: float = 0) -> None:
-    """One night through the real callbacks: every task attempt, then the DAG run."""
+    """One night as ``record_run`` writes it: every task's outcome (what its callbacks leave in
+    XCom: attempt, times, log link, error), its final state, then the night's rows, through
+    the recorder's own builders and writer."""
     logical = datetime.fromisoformat(f"{day}T22:00:00+00:00")
     clock = logical + timedelta(seconds=3)
     run_id = run_id_of(day)
@@ -52,55 +49,60 @@ def night(dsn_conn_id: str, day: str, *, fail: str | None = None, late_s: float 
         "load_reporting",
         "notify_summary",
     ]
-    failed_ti = None
+    rows, failed = [], False
     for n, task_id in enumerate(tasks):
-        attempts = 4 if task_id == fail else 1
-        for attempt in range(1, attempts + 1):
-            start, clock = clock, clock + timedelta(seconds=20 + n)
-            final_failure = task_id == fail and attempt == attempts
-            state = (
-                "success" if task_id != fail else ("failed" if final_failure else "up_for_retry")
-            )
-            ti = TI(
-                dag_id="eod_risk",
-                run_id=run_id,
-                task_id=task_id,
+        if failed:  # downstream of the failure: never ran
+            state, outcome = "upstream_failed", None
+        else:
+            attempt = 4 if task_id == fail else 1  # three retries, then the final failure
+            for _ in range(attempt):
+                start, clock = clock, clock + timedelta(seconds=20 + n)
+            ti = SimpleNamespace(
                 try_number=attempt,
-                state=state,
                 start_date=start,
                 end_date=clock,
                 log_url=f"{AIRFLOW}/dags/eod_risk/runs/{run_id}/tasks/{task_id}?try_number={attempt}",
-                xcoms={"run_id": 100 + n, "run_page_url": f"{EMULATOR}/jobs/3/runs/{100 + n}"},
             )
-            context = {"ti": ti, "params": {"business_date": None}, "ds": day}
-            if state != "success":
-                context["exception"] = RuntimeError(
+            error = None
+            if task_id == fail:
+                error = RuntimeError(
                     "load_reporting failed with terminal state: {...} and with the errors "
                     "[{'task_key': 'load', 'run_id': 7, 'error': 'OperationalError: could not "
                     "connect to server'}]"
                 )
-            run_history.RecordTaskRun(
+            state, failed = ("failed", True) if task_id == fail else ("success", False)
+            outcome = json.loads(json.dumps(records.task_outcome(ti, error)))  # as in XCom
+        rows.append(
+            records.task_run_row(
+                dag_id="eod_risk",
+                run_id=run_id,
+                business_date=day,
+                task_id=task_id,
                 state=state,
-                postgres_conn_id=dsn_conn_id,
-                databricks_conn_id="databricks_default",  # not defined here: durations unknown
                 regions=REGIONS,
-            )(context)
-            if final_failure:
-                failed_ti = ti
-        if task_id == fail:
-            break
+                outcome=outcome,
+                databricks_run_id=100 + n if outcome else None,
+                run_page_url=f"{EMULATOR}/jobs/3/runs/{100 + n}" if outcome else None,
+            )
+        )
     dag_run = SimpleNamespace(
         dag_id="eod_risk",
         run_id=run_id,
         run_type="scheduled",
         logical_date=logical,
         start_date=logical + timedelta(seconds=1),
-        end_date=clock + timedelta(seconds=late_s),
     )
-    state = "failed" if fail else "success"
-    run_history.RecordPipelineRun(
-        state=state, postgres_conn_id=dsn_conn_id, deadline_after=DEADLINE_AFTER
-    )({"dag_run": dag_run, "ti": failed_ti, "ds": day, "params": {}})
+    callbacks.write_night(
+        dsn_conn_id,
+        records.pipeline_run_row(
+            dag_run=dag_run,
+            business_date=day,
+            ended_at=clock + timedelta(seconds=late_s),
+            task_rows=rows,
+            deadline_after=DEADLINE_AFTER,
+        ),
+        rows,
+    )
 
 
 @pytest.fixture
@@ -178,16 +180,22 @@ def test_history_rows_are_what_operations_reads(history):
             " log_url, error from risk.task_runs where task_id = 'data_ingestion.ingest_apac'"
         )
         ingest = cur.fetchone()
-        cur.execute("select count(*), count(distinct attempt) from risk.task_runs"
+        cur.execute("select attempt, state, error from risk.task_runs"
                     " where task_id = 'firm_risk'")  # fmt: skip
-        firm_attempts = cur.fetchone()
+        firm = cur.fetchall()
+        cur.execute("select state, attempt from risk.task_runs where task_id = 'load_reporting'")
+        load = cur.fetchall()
     assert (state, sla_met, failed) == ("failed", False, ["firm_risk"])
     assert latency > 9 * 3600 and margin < 0
     assert ingest[:4] == ("data_ingestion.ingest_apac", "APAC", 1, "success")
     assert ingest[4] == pytest.approx(24.0)
     assert ingest[6].startswith(EMULATOR) and ingest[7].startswith(AIRFLOW)
     assert ingest[8] is None
-    assert firm_attempts == (4, 4)  # three retries and the final failure
+    # one row per task: its last attempt (three retries, then the final failure) and error
+    [(attempt, firm_state, error)] = firm
+    assert (attempt, firm_state) == (4, "failed")
+    assert error.startswith("OperationalError: could not connect to server")
+    assert load == [("upstream_failed", 0)]  # never ran
 
 
 def test_a_rerun_of_the_same_attempt_replaces_its_row(history):

@@ -186,6 +186,9 @@ def test_task_ids_and_graph(dag):
         "notify_limits": set(),
         "notify_summary": set(),
     }
+    # ...and record_run after every one of them (the run history, once all are done)
+    expected = {task_id: {*downstream, "record_run"} for task_id, downstream in expected.items()}
+    expected["record_run"] = set()
     actual = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
     assert actual == expected
     # The load produces the Asset the report's publication consumes.
@@ -210,7 +213,7 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
 
     bundle = yaml.safe_load((REPO / "resources" / "jobs.yml").read_text())["resources"]["jobs"]
     declared = {j["name"]: {p["name"] for p in j.get("parameters", [])} for j in bundle.values()}
-    business_date = "{{ params.business_date or ds }}"
+    business_date = "{{ business_date(params, ds) }}"  # derived in one place
     sensor_files = {
         r: {
             path: dag.get_task(f"wait_for_trades_{r}").op_kwargs[path].rsplit("/", 1)[1]
@@ -239,7 +242,7 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
                     "business_date": business_date,
                     "region": r.upper(),
                     "positions_date": (
-                        f"{{{{ positions_date('{r.upper()}', params.business_date or ds) }}}}"
+                        f"{{{{ positions_date('{r.upper()}', business_date(params, ds)) }}}}"
                     ),
                 },
             )

@@ -8,8 +8,8 @@ time costs nothing; the messages themselves are built by the pure functions in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from eodrisk_dag.messages import (
@@ -21,24 +21,46 @@ from eodrisk_dag.messages import (
     parse_firm_summary,
     region_of_task,
 )
-from eodrisk_dag.run_history import (
-    limit_alerts,
-    previous_firm_var,
+from eodrisk_dag.records import (
+    PIPELINE_COLUMNS,
+    PIPELINE_KEY,
+    TASK_COLUMNS,
+    TASK_KEY,
+    XCOM_OUTCOME,
+    XCOM_RUN_ID,
+    XCOM_RUN_PAGE_URL,
+    missed_deadline,
+    pipeline_run_row,
     seconds_between,
-    write_ingest_rows,
+    task_outcome,
+    task_run_row,
 )
 
 log = logging.getLogger(__name__)
 
 SLACK_TIMEOUT_S = 10
 PAGERDUTY_TIMEOUT_S = 10
-XCOM_RUN_PAGE_URL = "run_page_url"  # pushed by DatabricksRunNowOperator before it waits
+
+
+def business_date(params: Mapping[str, Any] | None, ds: str | None) -> str:
+    """The business date of a run, the one place it is derived: the ``business_date`` param
+    (to rerun a given date), else the logical date (``ds``). The DAG's templates call it as
+    the macro ``business_date(params, ds)``; the callbacks through :func:`business_date_of`."""
+    value = (params or {}).get("business_date") or ds
+    if not value:
+        raise ValueError(
+            "the run has no business date: trigger it with a logical date or the "
+            "business_date param (YYYY-MM-DD)"
+        )
+    return str(value)
 
 
 def business_date_of(context: Mapping[str, Any]) -> str:
-    """The business date of a run: the ``business_date`` param, else the logical date."""
-    params = context.get("params") or {}
-    return str(params.get("business_date") or context.get("ds") or "unknown")
+    """:func:`business_date` of a callback's context ("unknown": an alert must still go)."""
+    try:
+        return business_date(context.get("params"), context.get("ds"))
+    except ValueError:
+        return "unknown"
 
 
 def send_to_slack(slack_webhook_conn_id: str, message: Mapping[str, Any]) -> None:
@@ -152,7 +174,6 @@ def post_firm_summary(
     slack_webhook_conn_id: str,
     firm_summary_task_key: str,
     postgres_conn_id: str | None = None,
-    run_id: str | None = None,
     run_started_at: datetime | None = None,
     figures_ready_at: datetime | None = None,
     sla_deadline: datetime | None = None,
@@ -162,8 +183,8 @@ def post_firm_summary(
     """Post the success summary to Slack; returns the message (small, for the task log).
 
     With ``postgres_conn_id``: the previous night's firm VaR comes from ``risk.firm_summary``
-    (change vs yesterday) and the regions' trade counts are added to the run history.
-    Latency is ``figures_ready_at - run_started_at`` (this task's start, the DAG run's start).
+    (change vs yesterday). Latency is ``figures_ready_at - run_started_at`` (this task's
+    start, the DAG run's start).
     """
     summary = fetch_firm_summary(
         databricks_conn_id=databricks_conn_id,
@@ -176,13 +197,6 @@ def post_firm_summary(
             previous = previous_firm_var(postgres_conn_id, business_date)
         except Exception as err:
             log.warning("No previous firm VaR from Postgres (%r): %s", postgres_conn_id, err)
-        if summary and run_id and isinstance(summary.get("trades"), Mapping):
-            try:
-                write_ingest_rows(
-                    postgres_conn_id, dag_id=dag_id, run_id=run_id, trades=summary["trades"]
-                )
-            except Exception as err:
-                log.warning("Could not add trade counts to risk.task_runs: %s", err)
     latency_s = seconds_between(run_started_at, figures_ready_at)
     margin_s = seconds_between(figures_ready_at, sla_deadline)
     message = build_summary_message(
@@ -229,6 +243,43 @@ def post_limit_alerts(
         send_pagerduty_event(pagerduty_events_conn_id, event)
         log.info("Paged the firm limit breach: %s", event["summary"])
     return {"alerts": len(alerts), "slack": bool(message), "paged": bool(event)}
+
+
+def previous_firm_var(postgres_conn_id: str, business_date: str) -> tuple[str, float] | None:
+    """The last loaded firm VaR 99% 1d before ``business_date`` (date, USD), if any."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    row = PostgresHook(postgres_conn_id=postgres_conn_id).get_first(
+        "select business_date, firm_var_99_1d_usd from risk.firm_summary "
+        "where business_date < %s order by business_date desc limit 1",
+        parameters=(business_date,),
+    )
+    return (row[0].isoformat(), float(row[1])) if row else None
+
+
+LIMIT_ALERT_COLUMNS = (
+    "level",
+    "node",
+    "region",
+    "measure",
+    "figure_usd",
+    "limit_usd",
+    "utilisation",
+    "status",
+)
+
+
+def limit_alerts(postgres_conn_id: str, business_date: str) -> list[dict[str, Any]]:
+    """The date's rows of ``risk.limit_utilisation`` at 80% of their limit or more."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    rows = PostgresHook(postgres_conn_id=postgres_conn_id).get_records(
+        f"select {', '.join(LIMIT_ALERT_COLUMNS)} from risk.limit_utilisation "
+        "where business_date = %s and status in ('warning', 'breach') "
+        "order by utilisation desc, level, node, measure",
+        parameters=(business_date,),
+    )
+    return [dict(zip(LIMIT_ALERT_COLUMNS, row, strict=True)) for row in rows]
 
 
 def _local_time(moment: datetime | None, tz: str = "Europe/London") -> str | None:
@@ -327,7 +378,7 @@ def page_event_from_context(context: Mapping[str, Any], regions: Sequence[str]) 
 
 
 class PageMissedDeadline:
-    """Called by the DAG-level run recorder when a run ended after its business deadline."""
+    """Called by ``record_run`` when the night ended after its business deadline."""
 
     def __init__(self, *, pagerduty_events_conn_id: str) -> None:
         self.pagerduty_events_conn_id = pagerduty_events_conn_id
@@ -352,6 +403,140 @@ class PageMissedDeadline:
             log_url=None,
         )
         send_pagerduty_event(self.pagerduty_events_conn_id, event)
+
+
+# ------------------------------------------------------------------------------- run history
+
+
+class NoteOutcome:
+    """``on_success``/``on_failure``/``on_skipped`` callback: leaves the attempt's outcome on
+    the task instance (XCom ``outcome``: attempt, start, end, log link, error) for
+    ``record_run``, which writes the night's history once every task is done. Never raises."""
+
+    def __repr__(self) -> str:
+        return "NoteOutcome()"
+
+    def __call__(self, context: Mapping[str, Any]) -> None:
+        try:
+            ti = context["ti"]
+            ti.xcom_push(key=XCOM_OUTCOME, value=task_outcome(ti, context.get("exception")))
+        except Exception as err:
+            log.warning("Could not note the task's outcome for the run history: %s", err)
+
+
+def fetch_databricks_run(databricks_conn_id: str, run_id: Any) -> dict[str, Any] | None:
+    """``runs/get`` of a task's Databricks run (one short call), None when unreadable."""
+    from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
+    try:
+        hook = DatabricksHook(databricks_conn_id, timeout_seconds=10, retry_limit=2, retry_delay=1)
+        return hook.get_run(int(run_id))
+    except Exception as err:
+        log.warning("Could not read Databricks run %s for the run history: %s", run_id, err)
+        return None
+
+
+def write_night(
+    postgres_conn_id: str, pipeline_row: Mapping[str, Any], task_rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Upsert the night's task rows, then its run row (a rerun of the recorder replaces them)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=postgres_conn_id)
+    for table, columns, key, rows in (
+        ("risk.task_runs", TASK_COLUMNS, TASK_KEY, task_rows),
+        ("risk.pipeline_runs", PIPELINE_COLUMNS, PIPELINE_KEY, [pipeline_row]),
+    ):
+        hook.insert_rows(
+            table,
+            [[_cell(row[c]) for c in columns] for row in rows],
+            target_fields=list(columns),
+            replace=True,
+            replace_index=list(key),
+            commit_every=len(rows),  # one transaction per table
+        )
+
+
+def _cell(value: Any) -> Any:
+    """A list as a Postgres array literal: the hook would send a list as JSON."""
+    if not isinstance(value, list | tuple):
+        return value
+    quoted = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+    return "{" + ",".join(quoted) + "}"
+
+
+def record_night(
+    context: Mapping[str, Any],
+    *,
+    business_date: str,
+    postgres_conn_id: str,
+    databricks_conn_id: str,
+    regions: Sequence[str],
+    deadline_after: timedelta,
+    on_missed_sla: Callable[[Mapping[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The body of ``record_run``: every other task of the run is done; write the night.
+
+    The final states come from the Task SDK (the run's task breadcrumbs: state and duration
+    of each finished task), the attempt, times, log link and error from the outcome each task
+    left in XCom (:class:`NoteOutcome`), the cluster setup and execution seconds from the
+    Databricks run in the task's XCom. A run that ended after its business deadline is paged
+    (``on_missed_sla``): the deadline alert pages while a run is late, this covers runs the
+    scheduler did not watch (``dag.test``) under the same dedup key. Returns the run row.
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    ti, dag_run = context["ti"], context["dag_run"]
+    finished = [
+        crumb
+        for crumb in RuntimeTaskInstance.get_task_breadcrumbs(ti.dag_id, ti.run_id)
+        if crumb["task_id"] != ti.task_id
+    ]
+    task_rows = []
+    for crumb in finished:
+        task_id = crumb["task_id"]
+        databricks_run_id = ti.xcom_pull(task_ids=task_id, key=XCOM_RUN_ID)
+        task_rows.append(
+            task_run_row(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                business_date=business_date,
+                task_id=task_id,
+                state=str(crumb["state"]),
+                regions=regions,
+                duration_s=crumb.get("duration"),
+                outcome=ti.xcom_pull(task_ids=task_id, key=XCOM_OUTCOME),
+                databricks_run_id=databricks_run_id,
+                run_page_url=ti.xcom_pull(task_ids=task_id, key=XCOM_RUN_PAGE_URL),
+                databricks_run=(
+                    fetch_databricks_run(databricks_conn_id, databricks_run_id)
+                    if databricks_run_id is not None
+                    else None
+                ),
+            )
+        )
+    night = pipeline_run_row(
+        dag_run=dag_run,
+        business_date=business_date,
+        ended_at=ti.start_date,
+        task_rows=task_rows,
+        deadline_after=deadline_after,
+    )
+    write_night(postgres_conn_id, night, task_rows)
+    log.info(
+        "Recorded %s for %s: %s, %d tasks, failed %s",
+        night["run_id"],
+        business_date,
+        night["state"],
+        len(task_rows),
+        night["failed_tasks"] or "none",
+    )
+    if missed_deadline(night) and on_missed_sla is not None:
+        try:
+            on_missed_sla(night)
+        except Exception as err:
+            log.warning("Could not page the missed deadline: %s", err)
+    return {k: str(v) if v is not None else None for k, v in night.items()}
 
 
 def trades_landed(marker_path: str, trades_path: str) -> bool:
