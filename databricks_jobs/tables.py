@@ -549,16 +549,13 @@ CATALOGUE: tuple[Table, ...] = (
             "run_page_url string?",
             "setup_duration_s double?",
             "execution_duration_s double?",
-            "rows_read bigint?",
-            "rows_accepted bigint?",
-            "rows_quarantined bigint?",
             "log_url string?",
             "error string?",
             "recorded_at timestamp = now()",
         ),
         key=("dag_id", "run_id", "task_id", "attempt"),
-        grain="task attempt of an eod_risk DAG run",
-        description="A task attempt's state, timing, Databricks run and trade counts.",
+        grain="task of an eod_risk DAG run, its last attempt (written by record_run)",
+        description="A task's final state, timing, Databricks run, log link and error.",
     ),
 )
 

@@ -8,12 +8,14 @@ import sys
 
 from databricks_jobs import landing
 from databricks_jobs.risk_metrics import FIRM
+from databricks_jobs.tables import table
 from eodrisk.airflow_local import DAG_CONFIG, DAGS_FOLDER
 
 if str(DAGS_FOLDER) not in sys.path:
     sys.path.append(str(DAGS_FOLDER))  # as Airflow does for the DAG bundle
 
 from eodrisk_dag import calendars as dag_calendars
+from eodrisk_dag import records
 from eodrisk_dag.config import load_config
 
 
@@ -25,3 +27,13 @@ def test_the_sensor_waits_for_the_files_the_landing_contract_names():
 
 def test_the_dag_calendars_firm_is_the_hierarchys_firm():
     assert dag_calendars.FIRM == FIRM
+
+
+def test_the_run_recorders_columns_are_the_catalogued_ones():
+    for name, columns, key in (
+        ("risk.task_runs", records.TASK_COLUMNS, records.TASK_KEY),
+        ("risk.pipeline_runs", records.PIPELINE_COLUMNS, records.PIPELINE_KEY),
+    ):
+        catalogued = table(name)
+        assert [*columns, "recorded_at"] == [c.name for c in catalogued.columns], name
+        assert key == tuple(catalogued.key), name
