@@ -192,9 +192,9 @@ def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(
 
     # record_run ran after everything else and wrote the failed night; the run stayed failed
     assert states["record_run"] == "success"
-    [(state, failed)] = query(
-        platform["dsn"],
-        "select state, failed_tasks from risk.pipeline_runs where business_date = %s",
+    [(run_id, state, failed)] = platform.query(
+        "select run_id, state, failed_tasks from risk.pipeline_runs where business_date = %s "
+        "order by ended_at desc limit 1",
         BAD_DAY,
     )
     # the tasks Airflow failed (APAC, closed that Monday, has no Friday positions to carry
@@ -203,10 +203,9 @@ def test_a_failing_job_fails_the_task_alerts_with_links_and_loads_nothing(
     assert failed == sorted(t for t, s in states.items() if s == "failed")
     tasks = {
         task_id: (state, attempt, error)
-        for task_id, state, attempt, error in query(
-            platform["dsn"],
-            "select task_id, state, attempt, error from risk.task_runs where business_date = %s",
-            BAD_DAY,
+        for task_id, state, attempt, error in platform.query(
+            "select task_id, state, attempt, error from risk.task_runs where run_id = %s",
+            run_id,
         )
     }
     assert set(tasks) == set(states) - {"record_run"}
@@ -232,27 +231,24 @@ def test_no_xcom_of_the_night_is_big(platform, good_night):
 def test_record_run_writes_the_night_to_the_run_history(platform, good_night):
     states = {t.task_id: t.state for t in good_night.tasks}
     assert states["record_run"] == "success"
-    [(state, failed, latency_s)] = query(
-        platform["dsn"],
-        "select state, failed_tasks, latency_s from risk.pipeline_runs "
+    [(run_id, state, failed, latency_s)] = platform.query(
+        "select run_id, state, failed_tasks, latency_s from risk.pipeline_runs "
         "where business_date = %s order by ended_at desc limit 1",
         GOOD_DAY,
     )
     assert (state, failed) == ("success", [])
     assert latency_s > 0
-    rows = query(
-        platform["dsn"],
-        "select distinct on (task_id) task_id, region, attempt, state, duration_s, "
-        "databricks_run_id, run_page_url, log_url from risk.task_runs where business_date = %s "
-        "order by task_id, recorded_at desc",
-        GOOD_DAY,
+    rows = platform.query(
+        "select task_id, region, attempt, state, duration_s, databricks_run_id, run_page_url, "
+        "log_url from risk.task_runs where run_id = %s",
+        run_id,
     )
     assert {r[0] for r in rows} == set(states) - {"record_run"}
-    for task_id, region, attempt, state, duration_s, run_id, run_page, log_url in rows:
+    for task_id, region, attempt, state, duration_s, databricks_run, run_page, log_url in rows:
         assert (attempt, state) == (1, "success"), task_id
         assert duration_s > 0 and log_url, task_id
         if task_id.startswith(("data_ingestion.", "risk_modelling.", "firm_", "load_")):
-            assert run_id and run_page.startswith(platform["emulator"].url), task_id
+            assert databricks_run and run_page.startswith(platform.emulator.url), task_id
         suffix = task_id.rsplit("_", 1)[-1].upper()
         assert region == (suffix if suffix in REGIONS else None), task_id
 
