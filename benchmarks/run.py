@@ -17,7 +17,7 @@ import traceback
 
 from benchmarks.common import Report, append_results, machine, markdown_table
 
-NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var")
+NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var", "history")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import bench_beyond_var
 
                 out = [bench_beyond_var.run(args.quick)]
+            elif name == "history":
+                if spark is not None:  # the jobs start their own Spark driver: free memory
+                    spark.stop()
+                    spark = None
+                from benchmarks import bench_history
+
+                out = [bench_history.run(args.quick)]
             elif name == "postgres":
                 from benchmarks import bench_postgres
 

@@ -68,6 +68,30 @@ def optional_date(text: str) -> date | None:
     return business_date(text) if text.strip() else None
 
 
+def date_list(text: str) -> list[date]:
+    """Comma-separated business dates (``2026-11-24,2026-11-25``), oldest first, each once;
+    empty for an empty value. The caller lists the dates: jobs know no calendar."""
+    return sorted({business_date(part.strip()) for part in text.split(",") if part.strip()})
+
+
+def date_map(text: str) -> dict[date, date]:
+    """``DATE=DATE`` pairs, comma-separated (``2026-11-26=2026-11-25``); empty for ``""``."""
+    pairs = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"invalid date pair {part!r}: expected DATE=DATE")
+        pairs[business_date(key.strip())] = business_date(value.strip())
+    return pairs
+
+
+def format_dates(days: Iterable[date]) -> str:
+    """The job parameter for ``days`` (what :func:`date_list` reads back)."""
+    return ",".join(d.isoformat() for d in sorted(set(days)))
+
+
 def storage_root(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("a storage root is required")
@@ -105,9 +129,30 @@ def file_name(text: str) -> str:
     return text
 
 
+class JobParser(argparse.ArgumentParser):
+    """The jobs' parser: one business date (``--business-date``, a night) or several
+    (``--business-dates``, history: one Spark application for the whole list, each date
+    writing exactly what its night writes); ``args.business_dates`` holds them, oldest
+    first."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        one, several = parsed.business_date, parsed.business_dates
+        if (one is None) == (not several):
+            self.error("give exactly one of --business-date and --business-dates")
+        parsed.business_dates = [one] if one is not None else several
+        return parsed
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--business-date", type=business_date, required=True)
+    p = JobParser(description=description)
+    p.add_argument("--business-date", type=optional_date, default=None)
+    p.add_argument(
+        "--business-dates",
+        type=date_list,
+        default=[],
+        help="comma-separated business dates, processed oldest first in one application",
+    )
     p.add_argument("--lake-root", type=lake_root, required=True)
     p.add_argument("--run-id", default="local", help="Databricks run id, stored on every row")
     return p

@@ -1,8 +1,8 @@
 """The landing contract of a region's trade file: its name, its marker's name, the manifest.
 
 One home for what docs/data.md ('Trade files', 'Completion marker') promises, read by the
-ingest job and by the back-history fast path alike. Pure Python, no I/O: callers read the
-bytes, this module says what they mean or why they are refused.
+ingest job and by the local platform (which nights have landed). Pure Python, no I/O:
+callers read the bytes, this module says what they mean or why they are refused.
 """
 
 from __future__ import annotations

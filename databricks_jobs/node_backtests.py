@@ -1,7 +1,6 @@
 """VaR backtesting of the hierarchy nodes: hypothetical P&L, exceptions, 250-day statistics.
 
-Pure pandas + numpy (no Spark), shared by the ``backtest`` job and the back-history fast
-path (``eodrisk.backfill``), so both produce the same rows from the same inputs.
+Pure pandas + numpy (no Spark), used by the ``backtest`` job on the driver.
 
 For business date D and the previous business day P: the hypothetical P&L of a node is
 the change in value of its positions as of P (valued as of P, the terms ``compute_risk``

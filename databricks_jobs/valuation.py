@@ -1,11 +1,11 @@
 """Positions' terms -> ``risk_models`` portfolios, and the market as a levels matrix (driver-side).
 
 Pure pandas + numpy, no Spark: ``compute_risk`` calls :func:`portfolio_of` on each book's
-rows on the executors, the backtest job and the back-history fast path
-(``eodrisk.backfill``) revalue with the same function, so every path prices a position
-from the same terms. Times to expiry are ``days / 365`` from the valuation date (the
-convention of ``risk_models``); bonds keep their maturity date, since their coupons fall on
-its anniversaries, and every terms frame carries the ``valuation_date`` it was built for.
+rows on the executors, and the backtest job revalues with the same function, so every
+path prices a position from the same terms. Times to expiry are ``days / 365`` from the
+valuation date (the convention of ``risk_models``); bonds keep their maturity date, since
+their coupons fall on its anniversaries, and every terms frame carries the
+``valuation_date`` it was built for.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The business calendars of ``eod_risk.yml`` for the local platform: sample data, the demo,
-the back-history fast path, the report and ``status``.
+the back history, the report and ``status``.
 
 The one module that answers "is D a business day for region R / for the firm" is
 ``airflow/dags/eodrisk_dag/calendars.py``: the DAG folder may import nothing of ours, so

@@ -4,7 +4,7 @@ eodrisk up [--data-dir DIR]                               start the local platfo
 eodrisk down [--data-dir DIR]                             stop it
 eodrisk demo [--date D] [--data-dir DIR] [--trades N]   one night end to end
 eodrisk generate --landing-root DIR --date D [--date D…]  sample landing files only
-eodrisk backfill --landing-root DIR --lake-root DIR       back history (fast path) into a lake
+eodrisk backfill --landing-root DIR --lake-root DIR       back history through the jobs
 eodrisk emulator --port N [...]                           the Databricks Jobs API emulator
 eodrisk query "SQL" [--format csv|parquet|xlsx --out F]   query the demo's Postgres
 eodrisk bi [install]                                      Superset over the bi views
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("emulator", help="serve the Databricks Jobs API emulator", add_help=False)
     sub.add_parser(
         "backfill",
-        help="compute the back history of a landing root into a lake (fast path, no Spark)",
+        help="compute nights of back history through the pipeline's jobs (local emulator)",
         add_help=False,
     )
     sub.add_parser(
@@ -174,7 +174,7 @@ def _main(argv: list[str] | None = None) -> int:
 
         return bi_main(argv[1:])
     if argv[:1] == ["backfill"]:
-        from eodrisk.backfill import main as backfill_main
+        from eodrisk.history import main as backfill_main
 
         return backfill_main(argv[1:])
     if argv[:1] == ["status"]:

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from eodrisk.airflow_local import DAG_ID, DagResult
 from eodrisk.airflow_rest import AirflowApi
-from eodrisk.backfill import backfill, load_history
 from eodrisk.calendar import business_calendars, business_days
+from eodrisk.history import backfill, jobs_api_runner
 from eodrisk.postgres_server import describe
 from eodrisk.progress import Progress
 from eodrisk.report import default_out_path
@@ -33,7 +33,7 @@ from eodrisk.up import airflow_password, airflow_run_url, up
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
 # Nights of history before the demo night, so the backtest (250 observations), the VaR
-# trend and the day-on-day changes are populated; computed by the fast path.
+# trend and the day-on-day changes are populated; computed by the jobs (eodrisk.history).
 DEFAULT_HISTORY_DAYS = 250
 
 
@@ -97,24 +97,19 @@ def run_demo(
         )
     timings["generate data"] = time.perf_counter() - started
     progress.say(f"wrote {footprint(landing)} of landing files under {landing}")
-    if history:
-        started = time.perf_counter()
-        with progress.step(
-            "computing the back history (fast path)", len(history), "nights"
-        ) as step:
-            backfill(landing, lake, history, regions, progress=step.update)
-        timings["back history (fast path)"] = time.perf_counter() - started
-
     # the platform `eodrisk up` keeps running under data_dir: started now unless it is up
     platform = up(data_dir)
     dsn = platform["dsn"]
-    if history:
+    if history:  # the platform's jobs, through its emulator's Jobs API
         started = time.perf_counter()
         with progress.step(
-            "loading the back history into Postgres", len(history), "nights"
+            f"back history: {len(history)} nights through the jobs, into Postgres",
+            unit="stages",
         ) as step:
-            load_history(dsn, lake, history, progress=step.update)
-        timings["load history"] = time.perf_counter() - started
+            token = Path(platform["databricks_token_file"]).read_text().strip()
+            run = jobs_api_runner(platform["urls"]["databricks"], token)
+            backfill(run, lake, history, regions, load=True, progress=step.update)
+        timings["back history"] = time.perf_counter() - started
     airflow = AirflowApi(
         platform["urls"]["airflow"],
         platform["airflow_user"],

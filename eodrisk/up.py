@@ -208,6 +208,10 @@ def serve(data_dir: Path) -> None:
         services = platform.airflow
         if services.port != AIRFLOW_PORT:
             print(f"port {AIRFLOW_PORT} is taken: Airflow serves on {services.port}", flush=True)
+        # the Jobs API token, for the demo's back history (run-now on this emulator)
+        token_file = data_dir / "emulator" / "token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(platform.emulator.token or "")
         state = {
             "pid": os.getpid(),
             "data_dir": str(data_dir),
@@ -218,6 +222,7 @@ def serve(data_dir: Path) -> None:
             ],
             "airflow_pids": services.pids,
             "airflow_logs": str(services.log_dir),
+            "databricks_token_file": str(token_file),
             "postgres": describe_dsn(platform.dsn),
             "dsn": platform.dsn,
             "log": str(data_dir / LOG_FILE),

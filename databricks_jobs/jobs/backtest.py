@@ -207,14 +207,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--regions", type=job_args.region_list, required=True)
     parser.add_argument("--landing-root", type=job_args.storage_root, required=True)
     args = parser.parse_args(argv)
-    run_backtest(
-        get_spark(),
-        landing_root=args.landing_root,
-        lake_root=args.lake_root,
-        business_date=args.business_date,
-        regions=args.regions,
-        run_id=args.run_id,
-    )
+    spark = get_spark()
+    for business_date in args.business_dates:  # oldest first: each summary sees the last
+        run_backtest(
+            spark,
+            landing_root=args.landing_root,
+            lake_root=args.lake_root,
+            business_date=business_date,
+            regions=args.regions,
+            run_id=args.run_id,
+        )
 
 
 if __name__ == "__main__":

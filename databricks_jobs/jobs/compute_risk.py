@@ -342,17 +342,31 @@ def main(argv: list[str] | None = None) -> None:
         help="date of the trades to value (default: the business date); the region's "
         "previous business day on its holiday",
     )
-    args = parser.parse_args(argv)
-    compute_region_risk(
-        get_spark(),
-        landing_root=args.landing_root,
-        lake_root=args.lake_root,
-        business_date=args.business_date,
-        region=args.region,
-        run_id=args.run_id,
-        window=args.window,
-        positions_date=args.positions_date,
+    parser.add_argument(
+        "--positions-dates",
+        type=job_args.date_map,
+        default={},
+        help="with --business-dates: BUSINESS_DATE=POSITIONS_DATE for each date the region "
+        "is closed (its positions carried forward); the other dates value their own trades",
     )
+    args = parser.parse_args(argv)
+    if args.positions_date is not None and len(args.business_dates) != 1:
+        parser.error("--positions-date goes with --business-date; use --positions-dates")
+    carried = {**args.positions_dates}
+    if args.positions_date is not None:
+        carried[args.business_dates[0]] = args.positions_date
+    spark = get_spark()
+    for business_date in args.business_dates:  # oldest first: carried positions exist
+        compute_region_risk(
+            spark,
+            landing_root=args.landing_root,
+            lake_root=args.lake_root,
+            business_date=business_date,
+            region=args.region,
+            run_id=args.run_id,
+            window=args.window,
+            positions_date=carried.get(business_date),
+        )
 
 
 if __name__ == "__main__":

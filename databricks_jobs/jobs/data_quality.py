@@ -181,24 +181,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--regions", type=job_args.region_list, required=True)
     parser.add_argument("--max-quarantine-rate", type=rate, default=0.05)
     args = parser.parse_args(argv)
-    problems = run_checks(
-        get_spark(),
-        lake_root=args.lake_root,
-        business_date=args.business_date,
-        regions=args.regions,
-        max_quarantine_rate=args.max_quarantine_rate,
-    )
-    if problems:
-        for problem in problems:
-            log.error("data quality: %s", problem)
-        raise DataQualityError(
-            f"{len(problems)} data-quality check(s) failed for {args.business_date}: "
-            + "; ".join(problems)
+    spark = get_spark()
+    failed = []
+    for business_date in args.business_dates:
+        problems = run_checks(
+            spark,
+            lake_root=args.lake_root,
+            business_date=business_date,
+            regions=args.regions,
+            max_quarantine_rate=args.max_quarantine_rate,
         )
-    print(
-        f"data quality {args.business_date}: {len(args.regions)} regions reconcile, "
-        f"quarantine under {args.max_quarantine_rate:.2%}, firm figures present and finite"
-    )
+        for problem in problems:
+            log.error("data quality %s: %s", business_date, problem)
+        if problems:
+            failed.append(
+                f"{len(problems)} data-quality check(s) failed for {business_date}: "
+                + "; ".join(problems)
+            )
+        else:
+            print(
+                f"data quality {business_date}: {len(args.regions)} regions reconcile, "
+                f"quarantine under {args.max_quarantine_rate:.2%}, firm figures present and "
+                "finite"
+            )
+    if failed:
+        raise DataQualityError(" | ".join(failed))
 
 
 if __name__ == "__main__":

@@ -201,14 +201,15 @@ def run(argv: list[str] | None = None) -> str:
     parser = job_args.parser(__doc__.splitlines()[0])
     parser.add_argument("--regions", type=job_args.region_list, required=True)
     args = parser.parse_args(argv)
-    summary = compute_firm_risk(
-        get_spark(),
-        lake_root=args.lake_root,
-        business_date=args.business_date,
-        regions=args.regions,
-        run_id=args.run_id,
-    )
-    return json.dumps(summary, sort_keys=True)
+    spark = get_spark()
+    summaries = [
+        compute_firm_risk(
+            spark, lake_root=args.lake_root, business_date=day, regions=args.regions,
+            run_id=args.run_id,
+        )
+        for day in args.business_dates
+    ]  # fmt: skip
+    return json.dumps(summaries[-1], sort_keys=True)  # a range: its last night's summary
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -236,16 +236,20 @@ def main(argv: list[str] | None = None) -> None:
             "(default: the landing contract's name for the date)",
         )
     args = parser.parse_args(argv)
-    ingest(
-        get_spark(),
-        landing_root=args.landing_root,
-        lake_root=args.lake_root,
-        business_date=args.business_date,
-        region=args.region,
-        run_id=args.run_id,
-        trade_file=args.trade_file,
-        marker_file=args.marker_file,
-    )
+    if len(args.business_dates) > 1 and (args.trade_file or args.marker_file):
+        parser.error("--trade-file/--marker-file name one night's files: not with a range")
+    spark = get_spark()
+    for business_date in args.business_dates:
+        ingest(
+            spark,
+            landing_root=args.landing_root,
+            lake_root=args.lake_root,
+            business_date=business_date,
+            region=args.region,
+            run_id=args.run_id,
+            trade_file=args.trade_file,
+            marker_file=args.marker_file,
+        )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def gather(spark: SparkSession, lake_root: str, business_date: date) -> dict[str
         .agg(F.count("*").alias("rows_quarantined"), F.max("run_id").alias("run_id"))
         .collect()
         if store.exists("silver.trades_quarantine")
-        else []  # dates computed by the back-history fast path keep only the counts
+        else []
     )
     scope = F.col("region").isin(*regions, FIRM)
     contributions = _rows_if_exists(store, "gold.var_contributions", when, scope)
@@ -118,8 +118,7 @@ def rows_for_tables(
     """The date's rows of each Postgres table, from the Delta rows (Spark rows or dicts).
 
     ``stress``: each node's worst state per stress scenario; ``desk_tests``: the desks' PLA
-    test and backtest; ``frtb``: FRTB ES of the firm and the desks (the back history has
-    none of them).
+    test and backtest; ``frtb``: FRTB ES of the firm and the desks.
     """
     sources: dict[str, Sequence[Mapping[str, Any]]] = {
         "risk.var_summary": nodes,
@@ -202,9 +201,10 @@ def load(dsn: str, business_date: date, tables: dict[str, list[tuple]]) -> dict[
 def main(argv: list[str] | None = None) -> None:
     args = job_args.parser(__doc__.splitlines()[0]).parse_args(argv)
     dsn = dsn_from_env()
-    tables = gather(get_spark(), args.lake_root, args.business_date)
-    counts = load(dsn, args.business_date, tables)
-    print(f"loaded {args.business_date}: {counts}")
+    spark = get_spark()
+    for business_date in args.business_dates:  # one transaction a date, as a night's
+        counts = load(dsn, business_date, gather(spark, args.lake_root, business_date))
+        print(f"loaded {business_date}: {counts}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from databricks_jobs.jobs.firm_risk import run
 
 dbutils = globals().get("dbutils")  # None outside Databricks
 widget = partial(quant.widget, dbutils)
-PARAMETERS = ("business_date", "regions", "lake_root", "run_id")
+PARAMETERS = ("business_date", "business_dates", "regions", "lake_root", "run_id")
 values = {name: widget(name, "") for name in PARAMETERS}
 summary_json = run([f"--{name.replace('_', '-')}={value}" for name, value in values.items()])
 

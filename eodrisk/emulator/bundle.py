@@ -455,6 +455,21 @@ def topological_order(tasks: list[Mapping[str, Any]]) -> list[str]:
     return order
 
 
+def task_references(
+    job_parameters: Mapping[str, str], run_references: Mapping[str, str]
+) -> dict[str, str]:
+    """The dynamic value references of a run's tasks: the run's own (``job.run_id``, ...)
+    and ``job.parameters.<name>``, whose value may itself reference the run's (a default of
+    ``{{job.run_id}}``)."""
+    return {
+        **run_references,
+        **{
+            f"job.parameters.{k}": resolve_dynamic_values(v, run_references)
+            for k, v in job_parameters.items()
+        },
+    }
+
+
 def resolve_dynamic_values(value: Any, references: Mapping[str, str]) -> Any:
     """Replace ``{{job.parameters.x}}``-style references inside task settings."""
     if isinstance(value, str):

@@ -21,7 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eodrisk.emulator.bundle import JobDefinition, resolve_dynamic_values, topological_order
+from eodrisk.emulator.bundle import (
+    JobDefinition,
+    resolve_dynamic_values,
+    task_references,
+    topological_order,
+)
 from eodrisk.emulator.runs import JobRun, Outcome, RunSegment, RunStore, TaskRun, now_ms
 from eodrisk.emulator.worker import (
     PoolClosedError,
@@ -287,8 +292,7 @@ class Scheduler:
         return self._task_outcome(result, task, run)
 
     def _task_spec(self, run: JobRun, task: TaskRun) -> TaskSpec | Outcome:
-        references = {
-            **{f"job.parameters.{k}": v for k, v in run.job_parameters.items()},
+        run_references = {
             "job.id": str(run.job_id),
             "job.name": run.run_name,
             "job.run_id": str(run.run_id),
@@ -297,6 +301,7 @@ class Scheduler:
             "task.run_id": str(task.run_id),
             "task.execution_count": str(task.attempt_number + 1),
         }
+        references = task_references(run.job_parameters, run_references)
         log_path = str(self._store.log_path(task.run_id))
         if "python_wheel_task" in task.settings:
             wheel = resolve_dynamic_values(task.settings["python_wheel_task"], references)
@@ -321,7 +326,8 @@ class Scheduler:
             if isinstance(path, Outcome):
                 return path
             base = {str(k): str(v) for k, v in (notebook.get("base_parameters") or {}).items()}
-            widgets = {**run.job_parameters, **base}
+            parameters = {k: references[f"job.parameters.{k}"] for k in run.job_parameters}
+            widgets = {**parameters, **base}
             spec = TaskSpec("notebook_task", str(path), (), log_path, widgets=widgets)
         else:
             kinds = sorted(k for k in task.settings if k.endswith("_task"))

@@ -59,7 +59,7 @@ def latest_pipeline_night(dsn: str) -> date | None:
     risk_reader from bi.var_daily."""
     import psycopg2
 
-    from eodrisk.backfill import BACKFILL_RUN_ID
+    from eodrisk.history import BACKFILL_RUN_ID
     from eodrisk.report.queries import become_reader
 
     conn = psycopg2.connect(dsn, application_name="eodrisk-report")

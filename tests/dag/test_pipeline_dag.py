@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eodrisk.backfill import backfill
+from eodrisk.history import backfill, emulator_runner
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages, read_uploads
 from tests.airflow_env import write_dag_config
@@ -258,9 +258,10 @@ def test_record_run_writes_the_night_to_the_run_history(platform, good_night):
 
 @pytest.fixture(scope="module")
 def thanksgiving(platform, dag_config):
-    """Wednesday's night by the back-history fast path (the positions AMER carries), then
+    """Wednesday's night by the back history (the positions AMER carries), then
     Thanksgiving through the real DAG."""
-    backfill(platform.landing, platform.lake, [WEDNESDAY], REGIONS, run_id="wednesday")
+    run = emulator_runner(platform.emulator)
+    backfill(run, platform.lake, [WEDNESDAY], REGIONS, run_id="wednesday")
     sent_before = len(read_messages(platform.sink.messages_file))
     result = platform.run_dag(THANKSGIVING, dag_config=dag_config)
     new = read_messages(platform.sink.messages_file)[sent_before:]

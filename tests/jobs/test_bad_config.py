@@ -8,6 +8,7 @@ keys...) is covered by tests/dag/test_dag_config.py; this module covers the jobs
 
 from __future__ import annotations
 
+import argparse
 import os
 import posixpath
 from datetime import date
@@ -80,7 +81,34 @@ def test_a_bad_region_list_is_refused_at_parse_time(regions, capsys):
 def test_a_bad_business_date_is_refused_at_parse_time(day, capsys):
     with pytest.raises(SystemExit):
         load_reporting.main(["--business-date", day, "--lake-root", "/tmp/lake"])
-    assert "invalid business date" in capsys.readouterr().err
+    # an empty one is a job parameter left at its default: no date at all
+    expected = "invalid business date" if day else "exactly one of --business-date and"
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--business-dates", "2026-11-24,2026-11-31"],
+        ["--business-dates", "2026-11-24", "--business-date", "2026-11-25"],
+        ["--business-dates", " , "],
+    ],
+)
+def test_a_bad_date_range_is_refused_at_parse_time(argv, capsys):
+    with pytest.raises(SystemExit):
+        load_reporting.main([*argv, "--lake-root", "/tmp/lake"])
+    assert "error:" in capsys.readouterr().err
+
+
+def test_a_date_range_is_parsed_oldest_first_once_each():
+    args = job_args.parser("x").parse_args(
+        ["--business-date=", "--business-dates=2026-11-25, 2026-11-24,2026-11-25",
+         "--lake-root", "/tmp/lake"]
+    )  # fmt: skip
+    assert args.business_dates == [date(2026, 11, 24), date(2026, 11, 25)]
+    assert job_args.date_map("2026-11-26=2026-11-25,") == {date(2026, 11, 26): date(2026, 11, 25)}
+    with pytest.raises(argparse.ArgumentTypeError):
+        job_args.date_map("2026-11-26")
 
 
 @pytest.mark.parametrize(
@@ -89,12 +117,12 @@ def test_a_bad_business_date_is_refused_at_parse_time(day, capsys):
 def test_backfill_refuses_bad_regions_before_any_io(regions, tmp_path, capsys, monkeypatch):
     """``eodrisk backfill --regions`` goes through the jobs' region validator: no file is
     read outside the landing root and no name reaches a Delta predicate unchecked."""
-    from eodrisk import backfill
+    from eodrisk import history
 
-    monkeypatch.setattr(backfill, "trade_dates", forbidden_io := _forbidden("trade_dates"))
-    monkeypatch.setattr(backfill, "backfill", forbidden_io)
+    monkeypatch.setattr(history, "history_nights", forbidden_io := _forbidden("history_nights"))
+    monkeypatch.setattr(history, "backfill", forbidden_io)
     with pytest.raises(SystemExit) as exc:
-        backfill.main(
+        history.main(
             ["--landing-root", str(tmp_path), "--lake-root", str(tmp_path / "lake"),
              "--regions", regions]
         )  # fmt: skip
@@ -102,13 +130,13 @@ def test_backfill_refuses_bad_regions_before_any_io(regions, tmp_path, capsys, m
     assert "--regions:" in capsys.readouterr().err
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"invalid region|duplicate region"):
-        backfill.backfill(tmp_path, tmp_path / "lake", [date(2026, 11, 24)], regions.split(","))
+        history.backfill(forbidden_io, tmp_path / "lake", [date(2026, 11, 24)], regions.split(","))
 
 
 def test_backfill_ignores_stray_files_next_to_the_markers(tmp_path):
     """A stray ``_SUCCESS_20261124.bak`` (or a producer's temp marker, or a marker of no real
     day) crashed backfill with a traceback; only real markers name dates."""
-    from eodrisk.backfill import trade_dates
+    from eodrisk.history import history_nights
 
     for region in ("EMEA", "APAC"):
         folder = tmp_path / region
@@ -118,7 +146,7 @@ def test_backfill_ignores_stray_files_next_to_the_markers(tmp_path):
                      "_SUCCESS_2026112", "_SUCCESS_202611245"):  # fmt: skip
             (folder / name).write_text("{}")
     (tmp_path / "APAC" / "_SUCCESS_20261125").unlink()
-    assert trade_dates(tmp_path, ["EMEA", "APAC"]) == [date(2026, 11, 24)]
+    assert history_nights(tmp_path, ["EMEA", "APAC"]) == [date(2026, 11, 24)]
 
 
 def _forbidden(what: str):

@@ -1,9 +1,9 @@
-"""The quant notebooks run top to bottom against a small lake (no Spark): as Python files
-(``runpy``, a stub ``dbutils`` whose widgets hold the test's values, as on Databricks) and
+"""The quant notebooks run top to bottom against a small lake (they use no Spark): as Python
+files (``runpy``, a stub ``dbutils`` whose widgets hold the test's values, as on Databricks) and
 as Jupyter notebooks (jupytext reads the ``# %%`` cells, nbclient executes them in a
 kernel, widgets from ``EODRISK_<NAME>`` variables) that show and write their plots.
 
-The lake is built with the back-history fast path (``eodrisk.backfill``).
+The lake is built by the jobs (Spark), as the back history builds it (``eodrisk.history``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from eodrisk.backfill import backfill
+from eodrisk.history import backfill
 from eodrisk.sample_data import business_days, generate_night
+from tests.bundle_runs import bundle, in_process_runner
+
+pytestmark = pytest.mark.spark
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "databricks_jobs" / "notebooks"
 DAYS = business_days(date(2026, 11, 24), 3)
@@ -43,10 +46,11 @@ class StubDbutils:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory):
+def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("notebooks")
     generate_night(root / "landing", DAYS, regions=REGIONS, trades_per_region=150)
-    backfill(root / "landing", root / "lake", DAYS, REGIONS, run_id="nb")
+    run = in_process_runner(bundle(root / "landing", root / "lake"))
+    backfill(run, root / "lake", DAYS, REGIONS, run_id="nb")
     return root / "landing", root / "lake"
 
 

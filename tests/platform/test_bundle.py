@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from eodrisk.emulator.bundle import (
     BundleError,
     load_bundle,
     resolve_dynamic_values,
+    task_references,
     topological_order,
 )
 
@@ -212,3 +214,18 @@ def test_dynamic_values_and_topological_order():
         {"job.parameters.d": "2026-11-24", "task.name": "t"},
     )
     assert resolved == ["--d=2026-11-24", "t", "{{job.unknown}}"]
+
+
+def test_every_task_stores_the_run_id_parameter_which_defaults_to_the_databricks_run_id():
+    """History runs pass ``run_id=backfill``; a night leaves it at ``{{job.run_id}}``."""
+    bundle = load_bundle(REPO_ROOT, environ={})
+    for job in bundle.jobs.values():
+        if job.resource_key == "migrate":
+            continue
+        assert job.parameter_defaults["run_id"] == "{{job.run_id}}", job.resource_key
+        for parameters, expected in (({}, "4242"), ({"run_id": "backfill"}, "backfill")):
+            values = {**job.parameter_defaults, **parameters}
+            references = task_references(values, {"job.run_id": "4242"})
+            for task in job.tasks:
+                resolved = json.dumps(resolve_dynamic_values(task, references))
+                assert f"--run-id={expected}" in resolved or f'"run_id": "{expected}"' in resolved
