@@ -6,7 +6,8 @@ the Jobs API, like an operator's ``run-now``) once per stage with the nights as 
 ``business_dates`` job parameter, so one Spark application processes all of them in date
 order. The stages follow the nightly DAG: ``ingest_trades`` and ``compute_risk`` per
 region, the firm job (aggregation, backtest, FRTB ES, data quality), then
-``load_reporting`` into Postgres when a DSN is given.
+``load_reporting`` into Postgres. ``eodrisk backfill`` runs them on the local platform
+(:mod:`eodrisk.platform`), the demo on its own.
 
 The calendar stays here (the jobs know none): a region closed on a night has no trade
 file, and its ``compute_risk`` run carries the positions of its previous business day
@@ -20,8 +21,6 @@ import argparse
 import json
 import logging
 import os
-import secrets
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -214,11 +213,11 @@ def backfill(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``eodrisk backfill``: compute the back history of a landing root into a lake (and
-    Postgres, with ``--dsn`` or ``EODRISK_PG_DSN``) through the jobs, on a local emulator."""
-    from eodrisk.airflow_local import REPO_ROOT
-    from eodrisk.emulator import Emulator
-    from eodrisk.postgres_server import DSN_ENV
+    """``eodrisk backfill``: compute the back history of a landing root into a lake and
+    Postgres through the jobs, on the local platform's emulator."""
+    from eodrisk.cli import DEFAULT_DATA_DIR
+    from eodrisk.platform import local_platform
+    from eodrisk.postgres_server import DSN_ENV, describe
 
     parser = argparse.ArgumentParser(prog="eodrisk backfill", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -238,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dsn",
         default=os.environ.get(DSN_ENV),
-        help=f"Postgres to load the nights into, as the loader (default: ${DSN_ENV}; "
-        "none: the lake only)",
+        help=f"Postgres (owner's DSN) to load the nights into (default: ${DSN_ENV}, else the "
+        "embedded Postgres of --data-dir)",
     )
     parser.add_argument(
         "--run-id",
@@ -248,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--state-dir", type=Path, help="the emulator's state folder (default: a temporary one)"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="the local platform's folder: emulator state and run logs, embedded Postgres "
+        "(default: %(default)s, the demo's)",
     )
     args = parser.parse_args(argv)
     landing = args.landing_root.resolve()
@@ -256,31 +259,25 @@ def main(argv: list[str] | None = None) -> int:
     if not nights:
         parser.error(f"no date has trade files for all of {args.regions} under {args.landing_root}")
     started = time.perf_counter()
-    with (
-        tempfile.TemporaryDirectory(prefix="eodrisk-backfill-") as scratch,
-        Emulator(
-            REPO_ROOT,
-            args.state_dir or Path(scratch),
-            variables={"landing_root": str(landing), "lake_root": str(args.lake_root)},
-            token=secrets.token_urlsafe(24),
-            env={DSN_ENV: args.dsn} if args.dsn else {},
-        ) as emulator,
-    ):
+    with local_platform(
+        args.data_dir, pg_dsn=args.dsn, landing_root=landing, lake_root=args.lake_root
+    ) as platform:
         done = backfill(
-            emulator_runner(emulator),
+            emulator_runner(platform.emulator),
             args.lake_root,
             nights,
             args.regions,
             run_id=args.run_id,
-            load=bool(args.dsn),
+            load=True,
         )
+        postgres = describe(platform.dsn)
     summary = {
         "first_date": done[0].isoformat() if done else None,
         "last_date": done[-1].isoformat() if done else None,
         "nights": len(done),
         "skipped_nights_of_other_runs": len(nights) - len(done),
         "regions": args.regions,
-        "loaded": bool(args.dsn),
+        "postgres": postgres,
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(summary, indent=2))

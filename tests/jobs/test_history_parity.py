@@ -92,12 +92,20 @@ def lake_rows(lake: Path) -> dict[str, list[tuple]]:
         frame = DeltaTable(str(path.parent)).to_pandas()
         assert "run_id" in frame.columns, table
         frame = frame.drop(columns="run_id")
-        rows = [
-            tuple(tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in r)
-            for r in frame.itertuples(index=False)
-        ]
-        out[table] = sorted(rows, key=repr)
+        out[table] = sorted((normal(tuple(r)) for r in frame.itertuples(index=False)), key=repr)
     return out
+
+
+def normal(value):
+    """``value`` with every float to 12 significant digits and sequences as tuples: two runs
+    of the same job may sum in another order (a P&L differs in its last bit)."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: normal(v) for k, v in value.items()}
+    if hasattr(value, "__len__") and not isinstance(value, str):
+        return tuple(normal(v) for v in value)
+    return value
 
 
 def database_rows(dsn: str) -> dict[str, list[str]]:
@@ -111,11 +119,8 @@ def database_rows(dsn: str) -> dict[str, list[str]]:
         tables = [r[0] for r in cur.fetchall()]
         out = {}
         for table in tables:
-            cur.execute(
-                f"select (to_jsonb(t) - 'loaded_at' - 'run_id')::text from risk.{table} t "
-                "order by 1"
-            )
-            out[table] = [r[0] for r in cur.fetchall()]
+            cur.execute(f"select to_jsonb(t) - 'loaded_at' - 'run_id' from risk.{table} t")
+            out[table] = sorted((normal(r[0]) for r in cur.fetchall()), key=repr)
     return out
 
 
