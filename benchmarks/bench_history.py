@@ -26,8 +26,9 @@ from eodrisk.sample_data import generate_night
 
 LAST_NIGHT = date(2026, 11, 24)
 REGIONS = ("EMEA", "APAC", "AMER")
-#: the twin's seconds per night measured on 2026-11-30 (RESULTS.md §8): quick, full size
-TWIN_S_PER_NIGHT = {"quick": None, "full": None}
+#: the twin's seconds per night measured on 2026-11-30 in the same run as the jobs
+#: (RESULTS.md §8, quick size, load average ~18 on 2 cores); the full size was not measured
+TWIN_S_PER_NIGHT: dict[str, float | None] = {"quick": 3.41, "full": None}
 
 
 def sizes(quick: bool) -> tuple[int, int]:

@@ -157,11 +157,6 @@ class MarketLevels:
         except KeyError:
             raise ValueError(f"no market data for {day.isoformat()}") from None
 
-    def previous_date(self, day: date) -> date | None:
-        """The market date before ``day`` (the previous business day), if any."""
-        i = self.row(day)
-        return self.dates[i - 1] if i > 0 else None
-
     def scenarios(
         self, day: date, window: int = SCENARIO_WINDOW
     ) -> tuple[np.ndarray, np.ndarray, list[date]]:
