@@ -21,11 +21,10 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, Report, redirect_fds, work_dir
-from eodrisk.calendar import business_days
+from eodrisk.calendar import business_days, configured_regions
 from eodrisk.sample_data import generate_night
 
 LAST_NIGHT = date(2026, 11, 24)
-REGIONS = ("EMEA", "APAC", "AMER")
 #: the twin's seconds per night measured on 2026-11-30 in the same run as the jobs
 #: (RESULTS.md §8, quick size, load average ~18 on 2 cores); the full size was not measured
 TWIN_S_PER_NIGHT: dict[str, float | None] = {"quick": 3.41, "full": None}
@@ -43,18 +42,19 @@ def run(quick: bool) -> Report:
 
     assert BUNDLE_ROOT == REPO_ROOT
     n_nights, trades = sizes(quick)
+    regions = configured_regions()
     mode = "quick" if quick else "full"
     report = Report(
-        f"8. Back history — {n_nights} nights × {len(REGIONS)} regions × {trades:,} trades, "
+        f"8. Back history — {n_nights} nights × {len(regions)} regions × {trades:,} trades, "
         "through the jobs vs the twin"
     )
     root = work_dir("history")
     landing = root / "landing"
-    generate_night(landing, business_days(LAST_NIGHT, n_nights), regions=REGIONS,
+    generate_night(landing, business_days(LAST_NIGHT, n_nights), regions=regions,
                    trades_per_region=trades)  # fmt: skip
-    nights = history_nights(landing, REGIONS)
+    nights = history_nights(landing, regions)
     rows = []
-    twin_s = _twin(landing, root / "lake-twin", nights)
+    twin_s = _twin(landing, root / "lake-twin", nights, regions)
     started = time.perf_counter()
     with (
         redirect_fds(root / "emulator.log"),
@@ -66,7 +66,7 @@ def run(quick: bool) -> Report:
         ) as emulator,
     ):
         ready = time.perf_counter()
-        backfill(emulator_runner(emulator), root / "lake-jobs", nights, REGIONS)
+        backfill(emulator_runner(emulator), root / "lake-jobs", nights, regions)
     jobs_s = time.perf_counter() - started
     per_night = jobs_s / len(nights)
     rows.append(["jobs (eodrisk backfill)", f"{jobs_s:.1f}", f"{per_night:.2f}",
@@ -91,12 +91,12 @@ def run(quick: bool) -> Report:
     return report
 
 
-def _twin(landing: Path, lake: Path, nights: list[date]) -> float | None:
+def _twin(landing: Path, lake: Path, nights: list[date], regions) -> float | None:
     """The twin's wall time on the same nights, while it exists (None after issue 15)."""
     try:
         from eodrisk.backfill import backfill as twin  # type: ignore[import-not-found]
     except ImportError:
         return None
     started = time.perf_counter()
-    twin(landing, lake, nights, REGIONS)
+    twin(landing, lake, nights, regions)
     return time.perf_counter() - started

@@ -29,11 +29,10 @@ from pathlib import Path
 
 from databricks_jobs.job_args import check_regions, format_dates, lake_root, region_list
 from databricks_jobs.landing import MARKER_PREFIX, marker_date
-from eodrisk.calendar import business_calendars
+from eodrisk.calendar import business_calendars, configured_regions
 
 log = logging.getLogger("eodrisk.history")
 
-DEFAULT_REGIONS = ("EMEA", "APAC", "AMER")
 #: run_id of every row the back history writes (the pipeline's rows carry a Databricks run id)
 BACKFILL_RUN_ID = "backfill"
 #: Longest a stage's run may take before the back history gives up on it.
@@ -193,7 +192,7 @@ def backfill(
     run: Runner,
     lake: Path,
     nights: Sequence[date],
-    regions: Sequence[str] = DEFAULT_REGIONS,
+    regions: Sequence[str] | None = None,
     *,
     run_id: str = BACKFILL_RUN_ID,
     load: bool = False,
@@ -202,12 +201,13 @@ def backfill(
     """Compute ``nights`` through the jobs (``run``: :func:`emulator_runner` of an emulator
     whose bundle variables point at the landing root and ``lake``); nights another run
     wrote are left alone. With ``load``, also load them into Postgres (the DSN the jobs are
-    given). Returns the nights computed."""
+    given); ``regions`` default to the configured ones. Returns the nights computed."""
     ran = nights_run_by_others(lake, nights, run_id)
     if ran:
         log.info("not replacing %d night(s) another run wrote: %s", len(ran), ran)
     todo = sorted(set(nights) - set(ran))
     if todo:
+        regions = configured_regions() if regions is None else regions
         run(job_runs(todo, regions, run_id=run_id, load=load), progress)
     return todo
 
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--regions",
         type=region_list,
-        default=",".join(DEFAULT_REGIONS),
-        help="comma-separated regions (default: %(default)s)",
+        default=",".join(configured_regions()),
+        help="comma-separated regions (default: eod_risk.yml's, %(default)s)",
     )
     parser.add_argument("--start", type=date.fromisoformat, help="first date (default: all)")
     parser.add_argument("--end", type=date.fromisoformat, help="last date (default: all)")
