@@ -178,14 +178,27 @@ def _timeout():
     return timedelta(seconds=STAGE_TIMEOUT_S)
 
 
+def jobs_api_runner(host: str, token: str, job_names: dict[str, str] | None = None) -> Runner:
+    """The stages as ``run-now`` calls to the Jobs API at ``host``; ``job_names`` (bundle
+    key -> deployed name) default to the bundle's (target ``local``)."""
+    if job_names is None:
+        from eodrisk.airflow_local import REPO_ROOT
+        from eodrisk.emulator.bundle import load_bundle
+
+        bundle = load_bundle(REPO_ROOT, environ={})
+        job_names = {job.resource_key: job.name for job in bundle.jobs.values()}
+    names = job_names
+
+    def run(stages: Sequence[Sequence[JobRun]], progress: Progress | None = None) -> None:
+        run_stages(host, token, names, stages, progress)
+
+    return run
+
+
 def emulator_runner(emulator) -> Runner:
     """The stages as ``run-now`` calls to a running emulator (its bundle's job names)."""
     names = {job.resource_key: job.name for job in emulator.bundle.jobs.values()}
-
-    def run(stages: Sequence[Sequence[JobRun]], progress: Progress | None = None) -> None:
-        run_stages(emulator.url, emulator.token, names, stages, progress)
-
-    return run
+    return jobs_api_runner(emulator.url, emulator.token, names)
 
 
 def backfill(
@@ -284,4 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["BACKFILL_RUN_ID", "backfill", "emulator_runner", "history_nights", "job_runs", "main"]
+__all__ = [
+    "BACKFILL_RUN_ID",
+    "backfill",
+    "emulator_runner",
+    "history_nights",
+    "job_runs",
+    "jobs_api_runner",
+    "main",
+]
