@@ -97,10 +97,11 @@ def lake_rows(lake: Path) -> dict[str, list[tuple]]:
 
 
 def normal(value):
-    """``value`` with every float to 12 significant digits and sequences as tuples: two runs
-    of the same job may sum in another order (a P&L differs in its last bit)."""
+    """``value`` with every float to 12 significant digits (NaN comparable) and sequences as
+    tuples: two runs of the same job may sum in another order (a P&L differs in its last
+    bit)."""
     if isinstance(value, float):
-        return float(f"{value:.12g}")
+        return "NaN" if value != value else float(f"{value:.12g}")  # NaN equals itself here
     if isinstance(value, dict):
         return {k: normal(v) for k, v in value.items()}
     if hasattr(value, "__len__") and not isinstance(value, str):
