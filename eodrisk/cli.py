@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run one seeded night through the local platform",
         description="Generates a seeded night and its back history, runs the real eod_risk "
         "DAG against the local platform and prints the results. With the defaults it writes "
-        "about 2 GB under DATA_DIR (mostly landing CSVs: 251 nights x 3 regions x 30,000 "
-        "trades); --trades and --history-days make it smaller.",
+        "about 50 MB under DATA_DIR (mostly landing CSVs: 6 nights x 3 regions x 30,000 "
+        "trades); --trades makes it smaller, --history-days longer.",
     )
     demo.add_argument(
         "--date",
@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "--history-days",
         type=int,
         default=None,
-        help="nights of history computed first for the backtest and trends (default 250)",
+        help="nights of history computed first through the jobs, for the backtest and trends "
+        "(default 5; about a minute a night here, so 250 takes hours)",
     )
 
     up = sub.add_parser(
