@@ -5,12 +5,12 @@
 -- are risk.ingest_audit's (written once, by load_reporting): no copy here.
 alter table risk.task_runs drop constraint task_runs_state_check;
 alter table risk.task_runs add constraint task_runs_state_check
-    check (state in ('success', 'failed', 'up_for_retry', 'skipped', 'upstream_failed', 'removed'));
+check (state in ('success', 'failed', 'up_for_retry', 'skipped', 'upstream_failed', 'removed'));
 alter table risk.task_runs add constraint task_runs_attempt_check check (attempt >= 0);
 alter table risk.task_runs
-    drop column rows_read,
-    drop column rows_accepted,
-    drop column rows_quarantined;
+drop column rows_read,
+drop column rows_accepted,
+drop column rows_quarantined;
 
 comment on table risk.task_runs is
 'One row per task of an eod_risk DAG run, its last attempt (attempt 0: it never ran): final state, start/end/duration from the task instance, the Databricks run (id, page, cluster setup and execution seconds from runs/get), the error, and the Airflow log link. Written by the DAG''s record_run task once every other task is done; trade counts are in risk.ingest_audit.';

@@ -84,6 +84,7 @@ def demos(spark, make_db, tmp_path_factory):
     return dsn, figures, latest_before
 
 
+@pytest.mark.timeout(2400)  # sets up `demos`: eight nights through every job, here
 def test_a_later_demo_leaves_earlier_figures_byte_identical(demos) -> None:
     dsn, figures, latest_before = demos
     first_nights, later_nights = business_days(FIRST, 3), business_days(LATER, 5)
