@@ -41,18 +41,10 @@ from airflow.providers.databricks.operators.databricks import (  # noqa: E402
 from eodrisk.airflow_local import (  # noqa: E402
     REPO_ROOT,
     migrate_db,
-    prepare_airflow_home,
-    slack_webhook_connection,
 )
 from eodrisk.emulator import Emulator  # noqa: E402
-from eodrisk.postgres_server import loader_dsn  # noqa: E402
+from eodrisk.platform import local_platform, oauth_connection  # noqa: E402
 from eodrisk.sample_data import generate_night  # noqa: E402
-from eodrisk.slack_sink import (  # noqa: E402
-    SlackSink,
-    pagerduty_events_connection,
-    slack_api_connection,
-)
-from eodrisk.status import airflow_postgres_connection  # noqa: E402
 from tests.airflow_env import write_dag_config  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -65,33 +57,10 @@ FIXTURE_BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "emulator"
 INGEST_JOB = "eodrisk-ingest-trades"
 
 
-def oauth_connection(emulator: Emulator, client_secret: str) -> dict[str, Any]:
-    """A Databricks connection for a service principal (OAuth M2M), as the provider reads it.
-
-    ``host`` carries the port: the provider builds the token URL as
-    ``https://{host}/oidc/v1/token``, ignoring the connection's port field.
-    """
-    return {
-        "conn_type": "databricks",
-        "host": urlsplit(emulator.url).netloc,
-        "login": CLIENT_ID,
-        "password": client_secret,
-        "extra": {"service_principal_oauth": True},
-    }
-
-
 def with_password(dsn: str, user: str, password: str) -> str:
     parts = urlsplit(dsn)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
-
-
-def query(dsn: str, sql: str, *args) -> list[tuple]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
 
 
 # --------------------------------------------------------------------------- the night
@@ -100,8 +69,7 @@ def query(dsn: str, sql: str, *args) -> list[tuple]:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, pg_server_dsn):
     root = tmp_path_factory.mktemp("prod")
-    landing, lake = root / "landing", root / "lake"
-    generate_night(landing, [DAY], regions=REGIONS, trades_per_region=TRADES)
+    generate_night(root / "landing", [DAY], regions=REGIONS, trades_per_region=TRADES)
 
     client_secret = "dose-" + secrets.token_urlsafe(24)
     pg_password = "pgpw-" + secrets.token_hex(12)
@@ -114,70 +82,31 @@ def platform(tmp_path_factory, pg_server_dsn):
         cur.execute(f"create role {role} login superuser password %s", (pg_password,))
     server_dsn = urlunsplit(urlsplit(pg_server_dsn)._replace(path=f"/{database}"))
     dsn = with_password(server_dsn, role, pg_password)
-    from databricks_jobs.postgres import apply_migrations
-
-    apply_migrations(dsn)
-
-    emulator = Emulator(
-        REPO_ROOT,
-        root / "emulator",
-        variables={"landing_root": str(landing), "lake_root": str(lake)},
-        client_id=CLIENT_ID,
-        client_secret=client_secret,
-        token_ttl_s=600,
-        tls=True,
-        rate_limit_per_s=4,
-        rate_limit_burst=3,
-        fault_probability=0.04,
-        fault_seed=20261124,
-        env={"EODRISK_PG_DSN": loader_dsn(dsn)},
-    )
-    with SlackSink(root / "slack.jsonl") as sink, emulator:
-        emulator.task_faults.fail_next(INGEST_JOB, "ingest_trades")
-        secrets_dir = root / "secrets"
-        secrets_dir.mkdir()
-        connections = {
-            "databricks_default": oauth_connection(emulator, client_secret),
-            "slack_eodrisk": json.loads(slack_webhook_connection(sink.url)),
-            "slack_api_eodrisk": json.loads(slack_api_connection(sink.api_url)),
-            "postgres_eodrisk": json.loads(airflow_postgres_connection(dsn)),
-            "pagerduty_eodrisk": json.loads(pagerduty_events_connection(sink.base_url)),
-        }
-        connections_file = secrets_dir / "connections.json"
-        connections_file.write_text(json.dumps(connections))
-        connections_file.chmod(0o600)
-        env = prepare_airflow_home(
-            root / "airflow",
-            landing_root=landing,
-            dag_config=write_dag_config(
-                root / "eod_risk.yml",
-                retries={"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"},
-                sensor={"timeout": "20s"},
-                databricks={"api_retry_limit": 8, "api_retry_delay": "1s"},
-            ),
-        )
-        env.update(
-            {
-                "AIRFLOW__SECRETS__BACKEND": (
-                    "airflow.secrets.local_filesystem.LocalFilesystemBackend"
-                ),
-                "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(
-                    {"connections_file_path": str(connections_file)}
-                ),
-                "REQUESTS_CA_BUNDLE": str(emulator.ca_file),
-                "SSL_CERT_FILE": str(emulator.ca_file),
-            }
-        )
-        assert not any(k.startswith("AIRFLOW_CONN_") for k in env)
-        yield {
-            "root": root,
-            "env": env,
-            "dsn": dsn,
-            "emulator": emulator,
-            "sink": sink,
-            "lake": lake,
-            "secrets": {"client secret": client_secret, "postgres password": pg_password},
-        }
+    with local_platform(
+        root,
+        pg_dsn=dsn,
+        emulator_options={
+            "client_id": CLIENT_ID,
+            "client_secret": client_secret,
+            "token_ttl_s": 600,
+            "tls": True,
+            "rate_limit_per_s": 4,
+            "rate_limit_burst": 3,
+            "fault_probability": 0.04,
+            "fault_seed": 20261124,
+        },
+        dag_config=write_dag_config(
+            root / "eod_risk.yml",
+            retries={"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"},
+            sensor={"timeout": "20s"},
+            databricks={"api_retry_limit": 8, "api_retry_delay": "1s"},
+        ),
+        connections_in="file",
+    ) as running:
+        running.emulator.task_faults.fail_next(INGEST_JOB, "ingest_trades")
+        assert not any(k.startswith("AIRFLOW_CONN_") for k in running.airflow_env)
+        running.secrets["postgres password"] = pg_password
+        yield running
     with admin.cursor() as cur:
         cur.execute(f"drop database if exists {database} with (force)")
         cur.execute(f"drop role if exists {role}")
@@ -187,7 +116,7 @@ def platform(tmp_path_factory, pg_server_dsn):
 @pytest.fixture(scope="module")
 def night(platform):
     """Run the DAG in a child process (as ``run_dag`` does), keeping its whole output."""
-    env, root = platform["env"], platform["root"]
+    env, root = platform.airflow_env, platform.data_dir
     migrate_db(env)
     result_file, output_file = root / "dag_result.json", root / "dag_output.log"
     with output_file.open("wb") as output:
@@ -216,12 +145,12 @@ def test_the_night_runs_with_oauth_service_principal_credentials(platform, night
     states = {t["task_id"]: t["state"] for t in night["tasks"]}
     assert night["state"] == "success", states
     assert all(state == "success" for state in states.values()), states
-    assert platform["emulator"].issuer.issued >= 1  # the provider fetched M2M tokens
+    assert platform.emulator.issuer.issued >= 1  # the provider fetched M2M tokens
     assert "running trigger in line" in night["output"]  # deferrable: dag.test() ran triggers
 
 
 def test_a_failed_ingest_attempt_is_repaired_in_the_same_run(platform, night):
-    emulator = platform["emulator"]
+    emulator = platform.emulator
     assert len(emulator.task_faults.injected) == 1
     runs = runs_of(emulator, INGEST_JOB)
     assert len(runs) == len(REGIONS)  # one Databricks run per region: no duplicate
@@ -238,7 +167,7 @@ def test_a_failed_ingest_attempt_is_repaired_in_the_same_run(platform, night):
 
 
 def test_rate_limits_and_transient_5xx_were_survived_without_duplicate_runs(platform, night):
-    emulator = platform["emulator"]
+    emulator = platform.emulator
     assert emulator.rate_limiter.limited > 0, "the rate limit never answered 429"
     assert emulator.faults.injected > 0, "no 5xx was injected"
     expected = {
@@ -261,19 +190,17 @@ def test_rate_limits_and_transient_5xx_were_survived_without_duplicate_runs(plat
 def test_no_row_is_lost_or_duplicated(platform, night):
     from deltalake import DeltaTable
 
-    trades = DeltaTable(platform["lake"] / "silver" / "trades").to_pandas()
+    trades = DeltaTable(platform.lake / "silver" / "trades").to_pandas()
     trades = trades[trades["business_date"].astype(str) == DAY.isoformat()]
     assert trades.groupby("region").size().to_dict() == dict.fromkeys(REGIONS, TRADES)
     assert not trades.duplicated(subset=[c for c in trades if c != "run_id"]).any()
-    audit = query(
-        platform["dsn"],
+    audit = platform.query(
         "select region, rows_read, rows_accepted, rows_quarantined from risk.ingest_audit "
         "where business_date = %s order by 1",
         DAY,
     )
     assert audit == sorted((r, TRADES, TRADES, 0) for r in REGIONS)
-    nodes = query(
-        platform["dsn"],
+    nodes = platform.query(
         "select level, node, count(*) from risk.var_summary where business_date = %s group by 1, 2",
         DAY,
     )
@@ -282,21 +209,21 @@ def test_no_row_is_lost_or_duplicated(platform, night):
 
 
 def test_no_secret_reaches_logs_xcoms_slack_or_run_pages(platform, night):
-    emulator = platform["emulator"]
-    values = dict(platform["secrets"])
+    emulator = platform.emulator
+    values = dict(platform.secrets)
     values.update({f"access token {i}": t for i, t in enumerate(emulator.issuer._tokens)})
     assert len(values) > 2
     haystacks: dict[str, str] = {"dag.test output (task logs)": night["output"]}
-    airflow_home = Path(platform["env"]["AIRFLOW_HOME"])
+    airflow_home = platform.airflow_home
     for path in (airflow_home / "logs").rglob("*"):
         if path.is_file():
             haystacks[f"log {path.name}"] = path.read_text(errors="replace")
     # The metadata DB holds XComs, rendered template fields and task instance notes.
     haystacks["airflow.db"] = (airflow_home / "airflow.db").read_bytes().decode("latin-1")
-    haystacks["slack"] = platform["sink"].messages_file.read_text()
-    for path in (platform["root"] / "emulator").rglob("*"):
+    haystacks["slack"] = platform.sink.messages_file.read_text()
+    for path in (platform.data_dir / "emulator").rglob("*"):
         if path.is_file() and path.suffix in (".json", ".log"):
-            haystacks[f"emulator {path.relative_to(platform['root'])}"] = path.read_text(
+            haystacks[f"emulator {path.relative_to(platform.data_dir)}"] = path.read_text(
                 errors="replace"
             )
     for run in emulator._scheduler._store.all_runs():
@@ -345,7 +272,8 @@ def fixture_emulator(tmp_path_factory):
     with emulator, pytest.MonkeyPatch.context() as patch:
         patch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_file))
         patch.setenv(
-            "AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(oauth_connection(emulator, secret))
+            "AIRFLOW_CONN_DATABRICKS_DEFAULT",
+            json.dumps(oauth_connection(emulator.url, CLIENT_ID, secret)),
         )
         yield emulator, secret
 
