@@ -121,6 +121,7 @@ def black_scholes_price(
     k_disc *= k
     vol_sqrt = np.maximum(v, 0.0) * np.sqrt(tau)
     smooth_everywhere = vol_sqrt.min() > 0.0 and s.min() > 0.0 and k.min() > 0.0
+    sign: np.float64 | FloatArray | None
     if is_call.all():  # put: K e^{-rT} N(-d2) - S N(-d1), the call's sum negated
         sign = None
     elif not is_call.any():
@@ -447,7 +448,8 @@ def bond_cashflow_table(
         Row ``b`` holds bond ``b``'s flows as :func:`bond_cashflows` returns them, then
         zero flows at time 0 up to the longest schedule.
     """
-    dates, count = _coupon_date_table(valuation_date, maturity_date, frequency)
+    maturities: DateArray = np.asarray(maturity_date, dtype="datetime64[D]").reshape(-1)
+    dates, count = _coupon_date_table(valuation_date, maturities, frequency)
     days = (dates - as_day(valuation_date)).astype(np.int64)
     times = days / DAYS_PER_YEAR
     rates = np.asarray(coupon_rate, dtype=np.float64).reshape(-1)
