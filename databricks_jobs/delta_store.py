@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +40,9 @@ from pyspark.sql.types import StructType
 from databricks_jobs import tables
 from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from databricks_jobs.storage_paths import check_local_lake_root, spark_path, uri_to_path
+
+#: A partition key's value, or the values of several partitions (a range of business dates).
+PartitionValue = str | date | Sequence[str | date]
 
 _TABLE_NAME = re.compile(r"^(silver|gold)\.[a-z][a-z0-9_]*$")
 UNITY_CATALOG = "uc://"
@@ -86,11 +89,15 @@ class DeltaStore:
         return DeltaTable.is_deltatable(self.path(table))
 
     def replace_partition(
-        self, df: DataFrame, table: str, partition: Mapping[str, str | date]
+        self, df: DataFrame, table: str, partition: Mapping[str, PartitionValue]
     ) -> None:
         """Overwrite the rows of ``table`` where the partition columns equal ``partition``.
 
-        ``df`` must hold only rows of that partition, in the table's catalogue schema
+        A value may be a list: the partitions of all its values are replaced in one commit
+        (a range of business dates: ``{"business_date": [d1, d2], "region": "EMEA"}``), and
+        a value of the list for which ``df`` has no row leaves its partition empty, exactly as
+        replacing it alone with no row would.
+        ``df`` must hold only rows of those partitions, in the table's catalogue schema
         (:mod:`databricks_jobs.tables`, checked); the table is partitioned by the keys of
         ``partition`` (in order) and created on first write.
         """
@@ -98,7 +105,7 @@ class DeltaStore:
         tables.check_written(
             table, [(f.name, f.dataType.simpleString()) for f in df.schema], partition_by
         )
-        predicate = " AND ".join(f"{col} = '{_literal(val)}'" for col, val in partition.items())
+        predicate = partition_predicate(partition)
 
         def write() -> None:
             # An overwrite of exactly this partition: a retry after a partial failure gives
@@ -144,8 +151,9 @@ class DeltaStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def read(self, table: str, where: Mapping[str, str | date] | None = None) -> DataFrame:
-        """The current snapshot of ``table``, filtered on partition columns."""
+    def read(self, table: str, where: Mapping[str, PartitionValue] | None = None) -> DataFrame:
+        """The current snapshot of ``table``, filtered on partition columns (a list value:
+        any of its values)."""
         where = dict(where or {})
         if self.catalog is not None:
             df = call_with_retry(
@@ -166,11 +174,13 @@ class DeltaStore:
                 policy=self.retry_policy,
             )
         for col, val in where.items():
-            df = df.where(F.col(col) == F.lit(val))
+            values = _values(val)
+            df = df.where(F.col(col).isin(*values) if len(values) > 1 else F.col(col) == values[0])
         return df
 
-    def count(self, table: str, where: Mapping[str, str | date]) -> int:
-        """Rows of ``table`` where the partition columns equal ``where``.
+    def count(self, table: str, where: Mapping[str, PartitionValue]) -> int:
+        """Rows of ``table`` where the partition columns equal ``where`` (a list value: any
+        of its values).
 
         Locally the Delta log's record count of each file in the snapshot (written at
         commit from the files' footers) when every file has one, without reading rows.
@@ -185,7 +195,7 @@ class DeltaStore:
                 return counted
         return self.read(table, where).count()
 
-    def _count_local(self, table: str, where: Mapping[str, str | date]) -> int | None:
+    def _count_local(self, table: str, where: Mapping[str, PartitionValue]) -> int | None:
         from deltalake import DeltaTable
 
         path = self.path(table)
@@ -195,12 +205,13 @@ class DeltaStore:
         if not set(where) <= set(delta.metadata().partition_columns):
             return None
         files = pa.table(delta.get_add_actions(flatten=True)).to_pydict()
-        wanted = {col: _literal(val) for col, val in where.items()}
+        wanted = {col: {_literal(v) for v in _values(val)} for col, val in where.items()}
         total = 0
         for i, records in enumerate(files.get("num_records", [])):
             values = [files[f"partition.{col}"][i] for col in wanted]
             if any(
-                v is None or _literal(v) != w for v, w in zip(values, wanted.values(), strict=True)
+                v is None or _literal(v) not in w
+                for v, w in zip(values, wanted.values(), strict=True)
             ):
                 continue
             if records is None:
@@ -208,7 +219,7 @@ class DeltaStore:
             total += records
         return total
 
-    def _read_local(self, table: str, where: Mapping[str, str | date]) -> DataFrame:
+    def _read_local(self, table: str, where: Mapping[str, PartitionValue]) -> DataFrame:
         from deltalake import DeltaTable
 
         path = self.path(table)
@@ -216,7 +227,11 @@ class DeltaStore:
             raise FileNotFoundError(f"Delta table {table} does not exist at {path}")
         delta = DeltaTable(path)
         partition_cols = delta.metadata().partition_columns
-        filters = [(c, "=", _literal(v)) for c, v in where.items() if c in partition_cols]
+        filters = [
+            (c, "in", [_literal(x) for x in _values(v)])
+            for c, v in where.items()
+            if c in partition_cols
+        ]
         files = delta.file_uris(partition_filters=filters or None)
         schema = _arrow_schema_to_spark(pa.schema(delta.schema().to_arrow()))
         if not files:
@@ -273,6 +288,29 @@ def _sweep_stale_staging(staging_root: Path, table: str) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
         except FileNotFoundError:  # another writer swept it first
             continue
+
+
+def partition_predicate(partition: Mapping[str, PartitionValue]) -> str:
+    """The SQL predicate (``replaceWhere``) selecting ``partition``'s rows: ``col = 'v'``, or
+    ``col IN ('v1', 'v2')`` for a list of values."""
+    terms = []
+    for col, val in partition.items():
+        values = _values(val)
+        if not values:
+            raise ValueError(f"partition {col}: no value")
+        if len(values) == 1:
+            terms.append(f"{col} = '{_literal(values[0])}'")
+        else:
+            quoted = ", ".join(f"'{_literal(v)}'" for v in values)
+            terms.append(f"{col} IN ({quoted})")
+    return " AND ".join(terms)
+
+
+def _values(value: PartitionValue) -> list[str | date]:
+    """A partition value as the list of values it stands for."""
+    if isinstance(value, str | date):
+        return [value]
+    return sorted(set(value), key=_literal)
 
 
 def _literal(value: str | date) -> str:

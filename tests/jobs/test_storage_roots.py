@@ -139,3 +139,36 @@ def test_a_local_count_is_the_delta_logs_record_count_of_the_partition(tmp_path)
     assert store.count("silver.trades", {"business_date": DAY, "region": "APAC"}) == 1
     assert store.count("silver.trades", {"region": "EMEA"}) == 2
     assert store.count("silver.trades", {"business_date": date(2020, 1, 1)}) == 0
+
+
+@pytest.mark.spark
+def test_a_range_of_partitions_is_replaced_in_one_write(spark, tmp_path):
+    """A list value replaces every listed partition: those with rows get them, a listed date
+    without rows is emptied, and partitions outside the list are kept."""
+    store = DeltaStore(spark, str(tmp_path / "lake"))
+    schema = table("silver.ingest_audit").ddl
+    d1, d2, d3 = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
+
+    def audit(day, region, rows):
+        return (day, region, "f.csv", "sha", rows, rows, 0, "r")
+
+    first = [audit(d1, "EMEA", 1), audit(d2, "EMEA", 2), audit(d3, "EMEA", 3)]
+    emea = {"business_date": [d1, d2, d3], "region": "EMEA"}
+    store.replace_partition(spark.createDataFrame(first, schema), "silver.ingest_audit", emea)
+    amer = {"business_date": d1, "region": "AMER"}
+    store.replace_partition(
+        spark.createDataFrame([audit(d1, "AMER", 9)], schema), "silver.ingest_audit", amer
+    )
+    assert store.count("silver.ingest_audit", {"business_date": [d1, d2]}) == 3
+    assert store.count("silver.ingest_audit", {"business_date": [d1, d3], "region": "EMEA"}) == 2
+
+    again = spark.createDataFrame([audit(d2, "EMEA", 7)], schema)
+    store.replace_partition(
+        again, "silver.ingest_audit", {"business_date": [d1, d2], "region": "EMEA"}
+    )
+    got = store.read("silver.ingest_audit", {"business_date": [d1, d2, d3]}).collect()
+    assert sorted((r.business_date, r.region, r.rows_read) for r in got) == [
+        (d1, "AMER", 9),
+        (d2, "EMEA", 7),
+        (d3, "EMEA", 3),
+    ]
