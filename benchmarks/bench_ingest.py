@@ -32,7 +32,7 @@ def generate(root: Path, rows: int) -> Path:
 
 def run(quick: bool = False, spark=None) -> Report:
     from databricks_jobs.jobs.ingest_trades import _sha256, ingest, numbered_lines
-    from databricks_jobs.trade_validation import TRADE_COLUMNS
+    from databricks_jobs.landing import TRADE_COLUMNS
 
     started = time.perf_counter()
     n_rows = 50_000 if quick else 1_000_000

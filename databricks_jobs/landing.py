@@ -13,6 +13,20 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+#: The columns of a trade file, in order; its first line is exactly ``TRADE_FILE_HEADER``.
+TRADE_COLUMNS = (
+    "trade_id",
+    "business_date",
+    "trade_date",
+    "book",
+    "instrument_id",
+    "side",
+    "quantity",
+    "price",
+    "currency",
+)
+TRADE_FILE_HEADER = ",".join(TRADE_COLUMNS)
+
 #: The names a producer gives a region's files, ``{yyyymmdd}`` the business date. The DAG's
 #: sensor waits for the same names (airflow/dags/eod_risk.yml ``landing_files``, which cannot
 #: import this module; tests/dag/test_dag_config.py keeps the two equal) and passes the

@@ -20,18 +20,8 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-TRADE_COLUMNS = (
-    "trade_id",
-    "business_date",
-    "trade_date",
-    "book",
-    "instrument_id",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-)
-EXPECTED_HEADER = ",".join(TRADE_COLUMNS)
+from databricks_jobs.landing import TRADE_COLUMNS, TRADE_FILE_HEADER
+
 MAX_ABS_QUANTITY = 1e10
 MAX_PRICE = 1e9
 MIN_TRADE_DATE = date(1900, 1, 1)
@@ -167,7 +157,7 @@ def check_file_start(head: bytes, file_name: str) -> None:
     The header line ends at the first LF, CR or CRLF, as for Hadoop's line reader that splits
     the data lines. A UTF-8 byte-order mark is accepted.
     """
-    expected = f"expected UTF-8 text starting with the header line {EXPECTED_HEADER!r}"
+    expected = f"expected UTF-8 text starting with the header line {TRADE_FILE_HEADER!r}"
     if not head:
         raise FileFormatError(f"{file_name}: the file is empty; {expected}")
     for bom, encoding in _UTF16_32_BOMS:
@@ -198,10 +188,10 @@ def check_file_start(head: bytes, file_name: str) -> None:
 def check_header(first_line: str, file_name: str) -> None:
     """Refuse the whole file when its header is not exactly the contract's."""
     header = first_line.removeprefix("\ufeff").removesuffix("\n").removesuffix("\r")
-    if header != EXPECTED_HEADER:
+    if header != TRADE_FILE_HEADER:
         raise FileFormatError(
             f"{file_name} line 1: header {header[:200]!r} does not match the expected "
-            f"columns {EXPECTED_HEADER!r} (docs/data.md, 'Trade files')"
+            f"columns {TRADE_FILE_HEADER!r} (docs/data.md, 'Trade files')"
         )
 
 

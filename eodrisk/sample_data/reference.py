@@ -9,22 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from databricks_jobs.reference_data import BOOKS_SCHEMA, INSTRUMENTS_SCHEMA
 from eodrisk.sample_data.market import MarketHistory
 from eodrisk.sample_data.pricing import zero_rate
 from eodrisk.sample_data.universe import CURRENCIES, EQUITIES, FX_CURRENCIES, books_of
 
-BOOK_COLUMNS = ("book", "desk", "region")
-INSTRUMENT_COLUMNS = (
-    "instrument_id",
-    "instrument_type",
-    "currency",
-    "underlying",
-    "strike",
-    "expiry_date",
-    "option_type",
-    "coupon_rate",
-    "maturity_date",
-)
+#: The reference files' columns, as the jobs read them (databricks_jobs.reference_data).
+BOOK_COLUMNS = tuple(BOOKS_SCHEMA.fieldNames())
+INSTRUMENT_COLUMNS = tuple(INSTRUMENTS_SCHEMA.fieldNames())
 
 OPTION_EXPIRY_MONTHS = (1, 3, 6, 12, 18)
 OPTION_MONEYNESS = (0.8, 0.9, 1.0, 1.1, 1.2)

@@ -26,22 +26,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from databricks_jobs.landing import TRADE_FILE_HEADER
 from eodrisk.sample_data.market import ANCHOR_DATE, MarketHistory
 from eodrisk.sample_data.pricing import black_scholes, bond_dirty_price, zero_rate
 from eodrisk.sample_data.universe import CURRENCIES, FX_CURRENCIES, home_currency
 
-TRADE_COLUMNS = (
-    "trade_id",
-    "business_date",
-    "trade_date",
-    "book",
-    "instrument_id",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-)
-HEADER = ",".join(TRADE_COLUMNS) + "\n"
+HEADER = TRADE_FILE_HEADER + "\n"
 
 TYPES = ("EQUITY", "OPTION", "BOND", "FX")
 TYPE_WEIGHTS = np.array([0.42, 0.18, 0.25, 0.15])

@@ -42,6 +42,7 @@ from eodrisk.airflow_local import (  # noqa: E402
     REPO_ROOT,
     migrate_db,
 )
+from eodrisk.calendar import configured_regions  # noqa: E402
 from eodrisk.emulator import Emulator  # noqa: E402
 from eodrisk.platform import local_platform, oauth_connection  # noqa: E402
 from eodrisk.sample_data import generate_night  # noqa: E402
@@ -50,7 +51,7 @@ from tests.airflow_env import write_dag_config  # noqa: E402
 pytestmark = pytest.mark.integration
 
 DAY = date(2026, 11, 24)
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 TRADES = 200
 CLIENT_ID = "6f1c2a9e-0b7d-4c55-9a1e-eodrisk-sp"
 FIXTURE_BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "emulator"

@@ -15,7 +15,7 @@ from datetime import date
 
 import pytest
 
-from eodrisk.calendar import business_calendars
+from eodrisk.calendar import business_calendars, configured_regions
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages
 from tests.airflow_env import write_dag_config
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 # a date of its own on the session's platform (the pipeline tests own 2026-11-23..26)
 DAY = date(2026, 11, 19)
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 LATE = "AMER"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from eodrisk.calendar import configured_regions
 from eodrisk.history import backfill, emulator_runner
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages, read_uploads
@@ -23,7 +24,7 @@ GOOD_DAY = date(2026, 11, 24)
 BAD_DAY = date(2026, 11, 23)  # a Monday: its EMEA file will have a broken header
 # US Thanksgiving: XNYS is closed, London and Tokyo trade; no AMER file lands.
 THANKSGIVING, WEDNESDAY = date(2026, 11, 26), date(2026, 11, 25)
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 FAST_RETRIES = {"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"}
 
 

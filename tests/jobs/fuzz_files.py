@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from databricks_jobs.trade_validation import EXPECTED_HEADER, TRADE_COLUMNS
+from databricks_jobs.landing import TRADE_COLUMNS, TRADE_FILE_HEADER
 from tests.jobs import fuzz_grammar as grammar
 
 ANY = frozenset({"*"})  # quarantined under whichever rule breaks first
@@ -315,7 +315,7 @@ class Generator:
             kinds.append(kind)
             lines.extend(new)
 
-        header = EXPECTED_HEADER
+        header = TRADE_FILE_HEADER
         file_error = None
         roll = rng.random()
         if roll < 0.10:
@@ -441,12 +441,12 @@ def truncate(rng: random.Random, line: Line) -> Line:
 EMPTY_FILES = [
     (b"", [], "the file is empty"),
     (b"\n", [], "header '' does not match"),
-    ((EXPECTED_HEADER + "\n").encode(), [], None),
-    (EXPECTED_HEADER.encode(), [], None),
-    (b"\xef\xbb\xbf" + (EXPECTED_HEADER + "\r\n").encode(), [], None),
-    (b"\xff\xfe" + EXPECTED_HEADER.encode("utf-16-le"), [], "UTF-16-LE"),
-    (b"\x00\x00\xfe\xff" + EXPECTED_HEADER.encode("utf-32-be"), [], "UTF-32-BE"),
-    (b"\x80\x81" + EXPECTED_HEADER.encode(), [], "not valid UTF-8"),
+    ((TRADE_FILE_HEADER + "\n").encode(), [], None),
+    (TRADE_FILE_HEADER.encode(), [], None),
+    (b"\xef\xbb\xbf" + (TRADE_FILE_HEADER + "\r\n").encode(), [], None),
+    (b"\xff\xfe" + TRADE_FILE_HEADER.encode("utf-16-le"), [], "UTF-16-LE"),
+    (b"\x00\x00\xfe\xff" + TRADE_FILE_HEADER.encode("utf-32-be"), [], "UTF-32-BE"),
+    (b"\x80\x81" + TRADE_FILE_HEADER.encode(), [], "not valid UTF-8"),
     (b"x" * 5000, [], "no line break"),
 ]
 

@@ -23,9 +23,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+from eodrisk.calendar import configured_regions
+
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 24)
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 
 
 def _children() -> dict[int, list[int]]:

@@ -22,13 +22,13 @@ from databricks_jobs.jobs.ingest_trades import ingest
 from databricks_jobs.jobs.load_reporting import gather, load
 from databricks_jobs.node_backtests import summary_rows
 from databricks_jobs.postgres import apply_migrations
-from eodrisk.calendar import business_calendars
+from eodrisk.calendar import business_calendars, configured_regions
 from eodrisk.sample_data import business_days, generate_night
 from tests.reference_risk import _rows, _unit_value_usd, region_pnl
 
 pytestmark = pytest.mark.spark
 
-REGIONS = ["EMEA", "APAC", "AMER"]
+REGIONS = list(configured_regions())
 DAYS = business_days(date(2026, 11, 24), 3)  # Fri 20, Mon 23, Tue 24 November
 CALENDARS = business_calendars()
 # The trade file each region's positions of a date come from: APAC is closed on Monday

@@ -17,7 +17,7 @@ import pytest
 
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.jobs.ingest_trades import ingest
-from databricks_jobs.trade_validation import EXPECTED_HEADER, TRADE_COLUMNS
+from databricks_jobs.landing import TRADE_COLUMNS, TRADE_FILE_HEADER
 from eodrisk.sample_data import generate_night
 
 pytestmark = pytest.mark.spark
@@ -44,7 +44,7 @@ def write_file(root: Path, reference: Path, data_lines: list[str]) -> None:
     """``root`` becomes a landing zone whose EMEA file holds ``data_lines`` (LF ends)."""
     (root / REGION).mkdir(parents=True)
     (root / "reference").symlink_to(reference / "reference")
-    data = ("\n".join([EXPECTED_HEADER, *data_lines]) + "\n").encode("utf-8")
+    data = ("\n".join([TRADE_FILE_HEADER, *data_lines]) + "\n").encode("utf-8")
     name = f"trades_{STAMP}.csv"
     (root / REGION / name).write_bytes(data)
     manifest = {

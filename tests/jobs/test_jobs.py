@@ -22,6 +22,7 @@ from databricks_jobs.jobs.frtb_es import compute_frtb_es
 from databricks_jobs.jobs.ingest_trades import IngestError, ingest
 from databricks_jobs.jobs.load_reporting import IncompleteNightError, gather, load
 from databricks_jobs.postgres import SchemaBehindError, apply_migrations, shipped_migrations
+from eodrisk.calendar import configured_regions
 from eodrisk.cli import main as eodrisk_cli
 from eodrisk.postgres_server import LOADER_ROLE, loader_dsn
 from eodrisk.sample_data import generate_night
@@ -30,7 +31,7 @@ from tests.reference_risk import market_closes, region_pnl, region_state_pnl, va
 pytestmark = pytest.mark.spark
 
 DAY = date(2026, 11, 24)
-REGIONS = ["EMEA", "APAC", "AMER"]
+REGIONS = list(configured_regions())
 TABLES = [
     "silver.trades",
     "silver.trades_quarantine",

@@ -30,13 +30,14 @@ from databricks_jobs.jobs.firm_risk import compute_firm_risk
 from databricks_jobs.jobs.ingest_trades import ingest
 from databricks_jobs.jobs.load_reporting import TABLES, IncompleteNightError, gather, load
 from databricks_jobs.postgres import apply_migrations, shipped_migrations
+from eodrisk.calendar import configured_regions
 from eodrisk.sample_data import generate_night
 
 pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 24)
-REGIONS = ["EMEA", "APAC", "AMER"]
+REGIONS = list(configured_regions())
 RUN_ID = "night-1"  # the same run id everywhere, so rows compare whole
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from eodrisk.calendar import configured_regions
 from eodrisk.history import backfill
 from eodrisk.sample_data import business_days, generate_night
 from tests.bundle_runs import bundle, in_process_runner
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.spark
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "databricks_jobs" / "notebooks"
 DAYS = business_days(date(2026, 11, 24), 3)
-REGIONS = ["EMEA", "APAC", "AMER"]
+REGIONS = list(configured_regions())
 
 
 class Widgets:

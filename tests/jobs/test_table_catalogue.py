@@ -144,7 +144,7 @@ def test_the_loader_writes_each_value_under_its_column():
 
 
 def test_the_docs_list_the_trade_file_columns_of_the_contract():
-    from databricks_jobs.trade_validation import TRADE_COLUMNS
+    from databricks_jobs.landing import TRADE_COLUMNS
 
     section = DATA_DOC.read_text(encoding="utf-8").split("## Trade files", 1)[1]
     rows = re.findall(r"^\| (\w+) \| \w+ \|", section.split("\n## ", 1)[0], re.M)

@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from eodrisk import metrics
+from eodrisk.calendar import configured_regions
 
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 START = datetime(2026, 11, 24, 22, 0, 5, tzinfo=UTC)
 
 

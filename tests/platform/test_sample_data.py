@@ -15,40 +15,23 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from eodrisk.calendar import business_calendars, business_days
+from databricks_jobs import landing
+from databricks_jobs.reference_data import BOOKS_SCHEMA, INSTRUMENTS_SCHEMA, MARKET_SCHEMA
+from eodrisk.calendar import business_calendars, business_days, configured_regions
 from eodrisk.sample_data import GeneratedNight, generate_night
 from eodrisk.sample_data.market import equity_index, market_history
 from eodrisk.sample_data.universe import EQUITIES, HOME_CURRENCY
 
 LAST = dt.date(2026, 11, 24)  # a Tuesday
 DATES = business_days(LAST, 4)
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 TRADES = 1_500
 
-BOOK_COLUMNS = ["book", "desk", "region"]
-INSTRUMENT_COLUMNS = [
-    "instrument_id",
-    "instrument_type",
-    "currency",
-    "underlying",
-    "strike",
-    "expiry_date",
-    "option_type",
-    "coupon_rate",
-    "maturity_date",
-]
-MARKET_COLUMNS = ["date", "risk_factor", "value"]
-TRADE_COLUMNS = [
-    "trade_id",
-    "business_date",
-    "trade_date",
-    "book",
-    "instrument_id",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-]
+# What the jobs read (the landing contract's one home), not a copy of the generator's lists.
+BOOK_COLUMNS = BOOKS_SCHEMA.fieldNames()
+INSTRUMENT_COLUMNS = INSTRUMENTS_SCHEMA.fieldNames()
+MARKET_COLUMNS = MARKET_SCHEMA.fieldNames()
+TRADE_COLUMNS = list(landing.TRADE_COLUMNS)
 
 
 @pytest.fixture(scope="module")

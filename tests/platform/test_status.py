@@ -22,9 +22,11 @@ if str(airflow_env.DAGS_FOLDER) not in sys.path:
 
 from eodrisk_dag import callbacks, records  # noqa: E402 - needs the dags folder on sys.path
 
+from eodrisk.calendar import configured_regions  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
-REGIONS = ("EMEA", "APAC", "AMER")
+REGIONS = configured_regions()
 EMULATOR = "http://127.0.0.1:8765"
 AIRFLOW = "http://localhost:8080"
 DEADLINE_AFTER = timedelta(hours=8)

@@ -37,3 +37,17 @@ def test_the_run_recorders_columns_are_the_catalogued_ones():
         catalogued = table(name)
         assert [*columns, "recorded_at"] == [c.name for c in catalogued.columns], name
         assert key == tuple(catalogued.key), name
+
+
+def test_the_migrations_name_the_firm_node_as_the_hierarchy_does():
+    """The SQL views and default limits match the firm's node by name (a migration is
+    applied once and never edited, so it keeps its literal): every ``node = '…'`` and every
+    firm-level limit row in sql/ names the hierarchy's FIRM."""
+    import re
+
+    from databricks_jobs.postgres import MIGRATIONS
+
+    sql = "\n".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
+    named = set(re.findall(r"\w\.node\s*=\s*'(\w+)'", sql))  # the views' joins ('*': any node)
+    named |= set(re.findall(r"\('firm',\s*'([^']*)',\s*'\w+_usd'", sql))  # firm limits
+    assert named == {FIRM}
