@@ -185,7 +185,19 @@ class Scheduler:
         return [t for t in run.tasks if t.run_id in ids]
 
     def _drive(self, run: JobRun, segment: RunSegment) -> None:
-        """Execute the segment's tasks in dependency order, then settle the run's outcome."""
+        """Execute the segment's tasks in dependency order, then settle the run's outcome.
+        A fault of the emulator itself ends the tasks not yet finished as INTERNAL_ERROR, so
+        the run still terminates (a client polling it never waits forever)."""
+        try:
+            self._drive_tasks(run, segment)
+        except Exception as exc:
+            outcome = Outcome.internal_error(f"Jobs API emulator error: {exc}")
+            for task in self._segment_tasks(run, segment):
+                if task.result_state is None:
+                    self._finish_task(run, task, outcome)
+            self._settle(run, segment, self._cancel[run.run_id])
+
+    def _drive_tasks(self, run: JobRun, segment: RunSegment) -> None:
         cancel = self._cancel[run.run_id]
         deadline = _deadline(run.job_settings.get("timeout_seconds"))
         with self._store.lock:
@@ -197,7 +209,10 @@ class Scheduler:
             }
         finished: queue.Queue[tuple[str, str]] = queue.Queue()
         running: set[str] = set()
-        order = [k for k in topological_order([t.settings for t in todo.values()]) if k in todo]
+        # The job's whole graph orders the tasks: a repaired task's upstream may not be re-run.
+        with self._store.lock:
+            graph = [t.settings for t in run.latest_attempts().values()]
+        order = [k for k in topological_order(graph) if k in todo]
         while True:
             for key in order:
                 task = todo[key]

@@ -385,6 +385,30 @@ def test_airflow_hook_runs_fails_and_repairs_in_the_same_run(hook, emulator, tmp
     with pytest.raises(DatabricksApiError, match="latest_repair_id"):
         hook.repair_run({"run_id": run_id, "rerun_tasks": ["flaky"]})
 
+    # A task re-run alone, its upstream (succeeded) not re-run: it starts at once.
+    again = hook.repair_run(
+        {"run_id": run_id, "rerun_tasks": ["after"], "latest_repair_id": repair_id}
+    )
+    assert _wait_for_hook(hook, run_id).result_state == "SUCCESS"
+    run = hook.get_run(run_id)
+    assert [item["id"] for item in run["repair_history"][1:]] == [repair_id, again]
+    after = [t for t in run["tasks"] if t["task_key"] == "after"]
+    assert [t["state"]["result_state"] for t in after] == ["UPSTREAM_FAILED", "SUCCESS", "SUCCESS"]
+
+
+def test_a_fault_of_the_emulator_itself_still_terminates_the_run(client, job_ids, monkeypatch):
+    from eodrisk.emulator import scheduler
+
+    def broken(tasks):
+        raise RuntimeError("ordering broke")
+
+    monkeypatch.setattr(scheduler, "topological_order", broken)
+    run_id = client.jobs.run_now(job_ids["fixture-ok"]).run_id
+    run = wait_for(client, run_id)
+    assert run.state.life_cycle_state == RunLifeCycleState.INTERNAL_ERROR
+    assert "Jobs API emulator error: ordering broke" in run.state.state_message
+    assert {t.state.life_cycle_state for t in run.tasks} == {RunLifeCycleState.INTERNAL_ERROR}
+
 
 def test_airflow_hook_cancels_and_repair_of_active_run_is_refused(hook, job_ids):
     run_id = hook.run_now({"job_id": job_ids["fixture-sleep"], "job_parameters": {"seconds": "90"}})
