@@ -17,18 +17,23 @@ import traceback
 
 from benchmarks.common import Report, append_results, machine, markdown_table
 
-NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var", "history")
+NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var", "history", "demo")
+#: Left out of a quick run unless asked for (``--only``): they start the whole platform.
+FULL_ONLY = ("demo",)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument(
-        "--only", default=",".join(NAMES), help=f"comma-separated subset of {', '.join(NAMES)}"
+        "--only",
+        help=f"comma-separated subset of {', '.join(NAMES)} (default: all; with --quick all "
+        f"but {', '.join(FULL_ONLY)}, which start the whole platform)",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
-    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    default = [n for n in NAMES if not (args.quick and n in FULL_ONLY)]
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else default
     unknown = sorted(set(chosen) - set(NAMES))
     if unknown:
         parser.error(f"unknown benchmarks {unknown}; choose from {', '.join(NAMES)}")
@@ -70,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import bench_history
 
                 out = [bench_history.run(args.quick)]
+            elif name == "demo":
+                if spark is not None:  # the platform's jobs start their own Spark drivers
+                    spark.stop()
+                    spark = None
+                from benchmarks import bench_demo
+
+                out = [bench_demo.run(args.quick)]
             elif name == "postgres":
                 from benchmarks import bench_postgres
 

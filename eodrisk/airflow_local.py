@@ -10,6 +10,7 @@ Tests use the same functions in-process (tests/airflow_env.py).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +33,14 @@ DAG_FILE = DAGS_FOLDER / "eod_risk.py"
 DAG_CONFIG = DAG_FILE.with_suffix(".yml")
 DAG_ID = DAG_FILE.stem  # as airflow/dags/eod_risk.py names its DAG
 LONDON = "Europe/London"
+
+
+def dag_module(name: str) -> ModuleType:
+    """The DAG folder's module ``eodrisk_dag.<name>``, imported as Airflow imports it (the
+    DAG folder on ``sys.path``): the local tools reuse the DAG's pure code, never copy it."""
+    if str(DAGS_FOLDER) not in sys.path:
+        sys.path.append(str(DAGS_FOLDER))  # as Airflow does for the DAG bundle
+    return importlib.import_module(f"eodrisk_dag.{name}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eodrisk.airflow_local import DAG_CONFIG, DAGS_FOLDER
+from eodrisk.airflow_local import DAG_CONFIG, dag_module
 
 if TYPE_CHECKING:
     from eodrisk_dag.calendars import BusinessCalendars
@@ -52,11 +51,7 @@ def business_calendars() -> BusinessCalendars:
 
 @cache
 def _calendars(config: Path) -> BusinessCalendars:
-    if str(DAGS_FOLDER) not in sys.path:
-        sys.path.append(str(DAGS_FOLDER))  # as Airflow does for the DAG bundle
-    from eodrisk_dag.config import load_config
-
-    return load_config(config).calendars()
+    return dag_module("config").load_config(config).calendars()
 
 
 def business_days(end: dt.date, n: int) -> list[dt.date]:

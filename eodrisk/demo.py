@@ -101,7 +101,9 @@ def run_demo(
     timings["generate data"] = time.perf_counter() - started
     progress.say(f"wrote {footprint(landing)} of landing files under {landing}")
     # the platform `eodrisk up` keeps running under data_dir: started now unless it is up
+    started = time.perf_counter()
     platform = up(data_dir)
+    timings["platform up"] = time.perf_counter() - started
     dsn = platform["dsn"]
     if history:  # the platform's jobs, through its emulator's Jobs API
         started = time.perf_counter()
@@ -111,8 +113,15 @@ def run_demo(
         ) as step:
             token = Path(platform["databricks_token_file"]).read_text().strip()
             run = jobs_api_runner(platform["urls"]["databricks"], token)
-            backfill(run, lake, history, regions, load=True, progress=step.update)
+            done = backfill(
+                run, lake, history, regions, load=True, landing=landing, progress=step.update
+            )
         timings["back history"] = time.perf_counter() - started
+        if done.reused:
+            progress.say(
+                f"reused {len(done.reused)} night(s) of back history an earlier demo computed "
+                f"from the same trade files and code ({done.reused[0]} to {done.reused[-1]})"
+            )
     airflow = AirflowApi(
         platform["urls"]["airflow"],
         platform["airflow_user"],

@@ -18,6 +18,7 @@ come from another run (a night the pipeline ran) is never replaced — it is lef
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,14 @@ from datetime import date
 from pathlib import Path
 
 from databricks_jobs.job_args import check_regions, format_dates, lake_root, region_list
-from databricks_jobs.landing import MARKER_PREFIX, marker_date
+from databricks_jobs.landing import (
+    MARKER_PREFIX,
+    ManifestError,
+    marker_date,
+    marker_name,
+    parse_manifest,
+    trade_file_name,
+)
 from eodrisk.calendar import business_calendars, configured_regions
 
 log = logging.getLogger("eodrisk.history")
@@ -40,6 +48,18 @@ STAGE_TIMEOUT_S = 6 * 3600
 
 
 Progress = Callable[[int, int], None]
+
+
+#: Under the lake: which code computed each night of back history (:func:`reusable_nights`).
+STAMP = Path("_history") / "nights.json"
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    """The nights a back history computed, and those it reused from an earlier one."""
+
+    computed: list[date]
+    reused: list[date]
 
 
 class HistoryError(RuntimeError):
@@ -99,20 +119,105 @@ def nights_run_by_others(lake: Path, nights: Sequence[date], run_id: str) -> lis
     return sorted(ran & set(nights))
 
 
+def reusable_nights(
+    lake: Path, landing: Path, nights: Sequence[date], regions: Sequence[str], run_id: str
+) -> list[date]:
+    """The leading ``nights`` an earlier back history already computed from the same inputs
+    with the same code, so computing them again would write the same rows: the lake's
+    stamp (:data:`STAMP`) names this code (:func:`code_digest`), the night's firm figure
+    carries ``run_id``, and for each region open that night the ingest audit holds the
+    checksum of the trade file landed now (its marker's manifest). Only a prefix is reused:
+    a night after a recomputed one is recomputed too (its backtest reads the nights before).
+    """
+    from deltalake import DeltaTable
+
+    audit_path, firm_path = lake / "silver" / "ingest_audit", lake / "gold" / "firm_summary"
+    if not nights or not DeltaTable.is_deltatable(str(firm_path)):
+        return []
+    code, stamped = code_digest(), _read_stamp(lake)
+    span = [("business_date", ">=", min(nights)), ("business_date", "<=", max(nights))]
+    firm = DeltaTable(str(firm_path)).to_pyarrow_table(
+        columns=["business_date", "run_id"], filters=span
+    )
+    ours = {d for d, r in zip(*firm.to_pydict().values(), strict=True) if r == run_id}
+    audit = DeltaTable(str(audit_path)).to_pyarrow_table(
+        columns=["business_date", "region", "sha256"], filters=span
+    )
+    checksums = {(d, r): h for d, r, h in zip(*audit.to_pydict().values(), strict=True)}
+    calendars = business_calendars()
+    reused: list[date] = []
+    for night in sorted(nights):
+        landed = [
+            _landed_checksum(landing, region, night)
+            for region in regions
+            if calendars.is_business_day(night, region)
+        ]
+        open_regions = [r for r in regions if calendars.is_business_day(night, r)]
+        if (
+            stamped.get(night.isoformat()) != code
+            or night not in ours
+            or landed != [checksums.get((night, r)) for r in open_regions]
+        ):
+            break
+        reused.append(night)
+    return reused
+
+
+def _read_stamp(lake: Path) -> dict[str, str]:
+    """The lake's stamp: night -> digest of the code that computed it (absent: unknown)."""
+    try:
+        return dict(json.loads((lake / STAMP).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamp(lake: Path, nights: dict[str, str]) -> None:
+    stamp = lake / STAMP
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    partial = stamp.with_suffix(".partial")
+    partial.write_text(json.dumps(dict(sorted(nights.items())), indent=1))
+    partial.replace(stamp)
+
+
+def _landed_checksum(landing: Path, region: str, night: date) -> str | None:
+    marker = landing / region / marker_name(night)
+    try:
+        return parse_manifest(marker.read_text(), str(marker), trade_file_name(night)).sha256
+    except (OSError, ManifestError):
+        return None
+
+
+def code_digest() -> str:
+    """A digest of the jobs' code: the packages their artifact is built from."""
+    import databricks_jobs
+    import risk_models
+
+    digest = hashlib.sha256()
+    for package in (databricks_jobs, risk_models):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def job_runs(
     nights: Sequence[date],
     regions: Sequence[str],
     *,
     run_id: str = BACKFILL_RUN_ID,
-    load: bool = False,
+    load: Sequence[date] = (),
 ) -> list[list[JobRun]]:
-    """The stages of the back history of ``nights``, in order; the runs of a stage are
-    independent of each other (one per region), each stage needs the one before."""
+    """The stages of the back history of ``nights``, in order, then the load into Postgres
+    of the nights ``load``; the runs of a stage are independent of each other (one per
+    region), each stage needs the one before."""
     calendars = business_calendars()
     regions = check_regions(regions)
     nights = sorted(set(nights))
     common = {"business_dates": format_dates(nights), "run_id": run_id}
-    ingest, risk = [], []
+    ingest: list[JobRun] = []
+    risk: list[JobRun] = []
     for region in regions:
         open_nights = [d for d in nights if calendars.is_business_day(d, region)]
         if open_nights:
@@ -129,8 +234,11 @@ def job_runs(
             JobRun("compute_risk", {**common, "region": region, "positions_dates": positions_dates})
         )
     stages = [ingest, risk, [JobRun("firm_risk", {**common, "regions": ",".join(regions)})]]
+    if not nights:
+        stages = []
     if load:
-        stages.append([JobRun("load_reporting", common)])
+        loaded = {"business_dates": format_dates(sorted(set(load))), "run_id": run_id}
+        stages.append([JobRun("load_reporting", loaded)])
     return stages
 
 
@@ -209,20 +317,35 @@ def backfill(
     *,
     run_id: str = BACKFILL_RUN_ID,
     load: bool = False,
+    landing: Path | None = None,
     progress: Progress | None = None,
-) -> list[date]:
+) -> HistoryResult:
     """Compute ``nights`` through the jobs (``run``: :func:`emulator_runner` of an emulator
     whose bundle variables point at the landing root and ``lake``); nights another run
     wrote are left alone. With ``load``, also load them into Postgres (the DSN the jobs are
-    given); ``regions`` default to the configured ones. Returns the nights computed."""
+    given); ``regions`` default to the configured ones. Given the ``landing`` root, the
+    leading nights an earlier back history computed from the same files with the same code
+    are reused, not computed again (:func:`reusable_nights`; with ``load`` they are loaded
+    again)."""
     ran = nights_run_by_others(lake, nights, run_id)
     if ran:
         log.info("not replacing %d night(s) another run wrote: %s", len(ran), ran)
     todo = sorted(set(nights) - set(ran))
-    if todo:
-        regions = configured_regions() if regions is None else regions
-        run(job_runs(todo, regions, run_id=run_id, load=load), progress)
-    return todo
+    regions = configured_regions() if regions is None else regions
+    reused = reusable_nights(lake, landing, todo, regions, run_id) if landing else []
+    if reused:
+        log.info("reusing %d night(s) computed from the same files and code", len(reused))
+    todo = todo[len(reused) :]
+    # Postgres gets every night, reused ones again (an idempotent load)
+    stages = job_runs(todo, regions, run_id=run_id, load=[*reused, *todo] if load else [])
+    if stages:
+        # The nights about to be rewritten lose their stamp first: a run that fails part-way
+        # leaves them unstamped, so they are computed again next time.
+        stamped = {k: v for k, v in _read_stamp(lake).items() if k not in set(map(str, todo))}
+        _write_stamp(lake, stamped)
+        run(stages, progress)
+        _write_stamp(lake, {**stamped, **dict.fromkeys(map(str, todo), code_digest())})
+    return HistoryResult(computed=todo, reused=reused)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,20 +398,23 @@ def main(argv: list[str] | None = None) -> int:
     with local_platform(
         args.data_dir, pg_dsn=args.dsn, landing_root=landing, lake_root=args.lake_root
     ) as platform:
-        done = backfill(
+        result = backfill(
             emulator_runner(platform.emulator),
             args.lake_root,
             nights,
             args.regions,
             run_id=args.run_id,
             load=True,
+            landing=landing,
         )
         postgres = describe(platform.dsn)
+    done = result.computed
     summary = {
         "first_date": done[0].isoformat() if done else None,
         "last_date": done[-1].isoformat() if done else None,
         "nights": len(done),
-        "skipped_nights_of_other_runs": len(nights) - len(done),
+        "reused_nights": len(result.reused),
+        "skipped_nights_of_other_runs": len(nights) - len(done) - len(result.reused),
         "regions": args.regions,
         "postgres": postgres,
         "seconds": round(time.perf_counter() - started, 1),

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from eodrisk.airflow_local import DAG_ID
+from eodrisk.airflow_local import DAG_ID, dag_module
 from eodrisk.calendar import business_calendars
 
 DSN_ENV = "EODRISK_PG_DSN"
@@ -107,15 +107,10 @@ def exit_code(nights: Sequence[Night]) -> int:
 
 
 def format_seconds(seconds: float | None) -> str:
+    """A duration as the DAG's Slack messages write it (``1h05m``, ``4m02s``), ``–`` for none."""
     if seconds is None:
         return "–"
-    sign = "-" if seconds < 0 else ""
-    total = abs(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{sign}{hours}h{minutes:02d}m"
-    return f"{sign}{minutes}m{secs:02d}s" if minutes else f"{sign}{secs}s"
+    return str(dag_module("messages").format_duration(seconds))
 
 
 def _headline(error: str | None) -> str:

@@ -12,6 +12,7 @@ id, and the history nights carry their quarantine rows.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import closing
 from datetime import date
@@ -24,7 +25,7 @@ from deltalake import DeltaTable
 from databricks_jobs.landing import marker_name, trade_file_name
 from databricks_jobs.postgres import apply_migrations
 from eodrisk.calendar import business_calendars
-from eodrisk.history import BACKFILL_RUN_ID, backfill
+from eodrisk.history import BACKFILL_RUN_ID, JobRun, backfill
 from eodrisk.postgres_server import DSN_ENV
 from eodrisk.sample_data import business_days, generate_night
 from eodrisk.sample_data.writer import write_with_marker
@@ -145,13 +146,15 @@ def both(spark, make_db, tmp_path_factory):
                 for night in NIGHTS:
                     nightly(resolved, night)
             else:
-                backfill(in_process_runner(resolved), lake, NIGHTS, REGIONS, load=True)
+                history = in_process_runner(resolved)
+                backfill(history, lake, NIGHTS, REGIONS, load=True, landing=landing)
         finally:
             if saved is None:
                 os.environ.pop(DSN_ENV, None)
             else:
                 os.environ[DSN_ENV] = saved
         results[path] = (lake, dsn)
+    results["landing"] = landing
     return results
 
 
@@ -201,3 +204,33 @@ def test_history_nights_carry_their_quarantine_rows_and_run_id(both):
     nightly_lake, _ = both["nightly"]
     nightly_firm = table(nightly_lake, "gold.firm_summary")
     assert set(nightly_firm["run_id"]) == {NIGHTLY_RUN_ID}
+
+
+def test_a_second_back_history_reuses_its_nights_and_recomputes_from_a_new_file(both):
+    """Run again on the same files with the same code, the back history computes nothing
+    and only loads the nights again; a file landed anew (another checksum in its marker)
+    makes its night and every later one be computed again, the nights before it reused."""
+    lake, landing = both["history"][0], both["landing"]
+    planned: list = []
+
+    def plan(stages, progress=None):
+        planned[:] = [list(stage) for stage in stages]
+
+    load_all = [[JobRun("load_reporting", {"business_dates": ",".join(map(str, NIGHTS)),
+                                           "run_id": BACKFILL_RUN_ID})]]  # fmt: skip
+    again = backfill(plan, lake, NIGHTS, REGIONS, load=True, landing=landing)
+    assert (again.computed, again.reused) == ([], NIGHTS)
+    assert planned == load_all
+
+    marker = landing / "EMEA" / marker_name(THANKSGIVING)
+    landed = marker.read_text()
+    try:
+        sha = json.loads(landed)["sha256"]
+        marker.write_text(landed.replace(sha, sha[::-1]))  # as if another file had landed
+        again = backfill(plan, lake, NIGHTS, REGIONS, load=True, landing=landing)
+    finally:
+        marker.write_text(landed)
+    assert (again.computed, again.reused) == ([THANKSGIVING], NIGHTS[:1])
+    ingested = [(r.job, r.parameters["business_dates"]) for r in planned[0]]
+    assert ingested == [("ingest_trades", str(THANKSGIVING))]  # AMER is closed that day
+    assert planned[-1] == load_all[0]
