@@ -10,9 +10,11 @@ The lake root is where the names resolve (docs/deploying.md, "Unity Catalog"):
 
 On Databricks (or any Spark with Delta Lake installed) Spark reads and writes Delta
 natively. Locally, where delta-spark's jars cannot be fetched, tables are written with
-``deltalake`` (delta-rs): Spark writes Parquet to a staging folder, and the staged files are
-streamed into one Delta commit — the same table format and log, no ``collect()`` of rows
-into the driver. Reads go back through Spark over the files of the current Delta snapshot.
+``deltalake`` (delta-rs): Spark writes Parquet to a staging folder, partitioned as the table,
+and the staged files themselves are committed to the Delta log in one transaction
+(:mod:`databricks_jobs.delta_commit`) — the same table format and log, no row rewritten or
+collected into the driver. Reads go back through Spark over the files of the current Delta
+snapshot.
 
 Every write replaces exactly one partition (``replaceWhere``), so rerunning a stage for a
 business date gives the same table contents — and so a write can be retried: transient I/O
@@ -32,12 +34,12 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from databricks_jobs import tables
+from databricks_jobs.delta_commit import commit_files, staged_files
 from databricks_jobs.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from databricks_jobs.storage_paths import check_local_lake_root, spark_path, uri_to_path
 
@@ -122,32 +124,29 @@ class DeltaStore:
                 else:  # only the partition is replaced: same replaceWhere semantics
                     writer.save(self.path(table))
             else:
-                self._replace_partition_local(df, table, partition_by, predicate)
+                self._replace_partition_local(df, table, partition)
 
         call_with_retry(write, what=f"write {table} where {predicate}", policy=self.retry_policy)
 
     def _replace_partition_local(
-        self, df: DataFrame, table: str, partition_by: list[str], predicate: str
+        self, df: DataFrame, table: str, partition: Mapping[str, PartitionValue]
     ) -> None:
-        from deltalake import DeltaTable, write_deltalake
-
-        target = self.path(table)
+        """Spark writes Parquet to a staging folder, partitioned as the table is; the staged
+        files move into the table's partition folders and one delta-rs transaction adds them
+        and removes the replaced partitions' files (their record counts, from the footers, in
+        the log: :meth:`count`). No row is read back or rewritten. A write that dies before
+        the commit leaves files no snapshot names (and its staging folder, swept later)."""
+        target = Path(self.path(table))
         staging_root = Path(self.lake_root) / "_staging"
         _sweep_stale_staging(staging_root, table)
         staging = staging_root / f"{table}-{uuid.uuid4().hex}"
+        partitions = {key: [_literal(v) for v in _values(val)] for key, val in partition.items()}
+        nullable = {f.name: f.nullable for f in df.schema}
         try:
-            df.write.mode("overwrite").parquet(str(staging))
-            dataset = pads.dataset(str(staging), format="parquet")
-            schema = tables.arrow_schema(table, {f.name: f.nullable for f in df.schema})
-            if dataset.files:
-                reader = dataset.scanner().to_reader().cast(schema)
-            else:
-                reader = pa.RecordBatchReader.from_batches(schema, [])
-            Path(target).mkdir(parents=True, exist_ok=True)
-            if DeltaTable.is_deltatable(target):
-                write_deltalake(target, reader, mode="overwrite", predicate=predicate)
-            else:
-                write_deltalake(target, reader, mode="overwrite", partition_by=partition_by)
+            df.write.partitionBy(*partitions).parquet(str(staging))
+            staged = staged_files(table, staging, partitions)
+            schema = tables.arrow_schema(table, nullable)
+            commit_files(table, target, staged, partitions, schema, nullable, self.retry_policy)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -7,9 +7,7 @@ The spec names the stage (``ingest``, ``risk``, ``firm``, ``load``), its argumen
 kill point:
 
 * ``{"table": "silver.trades", "when": "staged"}`` — Spark has written the table's Parquet
-  staging files, delta-rs has not started the Delta commit;
-* ``{"table": ..., "when": "streaming"}`` — delta-rs is part-way through consuming the rows
-  (the first small batch handed over, more to come): data files may be written, no commit;
+  files (staged, then moved into the table's partition folders), the Delta commit not made;
 * ``{"table": ..., "when": "committed"}`` — right after the table's Delta commit, before the
   stage's next write;
 * ``{"pg_table": "risk.ingest_audit"}`` — inside the load's Postgres transaction, right after
@@ -33,7 +31,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -45,50 +42,32 @@ def die(marker: str, where: str) -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-class DyingBatches:
-    """Hands delta-rs small batches and dies when it asks for the third (thread-safe: the
-    Rust writer may pull from another thread)."""
-
-    def __init__(self, batches, marker: str, table: str) -> None:
-        self.batches, self.marker, self.table = list(batches), marker, table
-        self.sent = 0
-        self.lock = threading.Lock()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        with self.lock:
-            if self.sent == 2 or self.sent == len(self.batches):
-                die(self.marker, f"{self.table}: streaming rows into delta-rs")
-            self.sent += 1
-            return self.batches[self.sent - 1]
-
-
 def install_delta_hook(table: str, when: str, marker: str) -> None:
-    import deltalake
-    import pyarrow as pa
+    """Wrap delta-rs's two commit entry points (the first write's table creation, a later
+    write's transaction) for ``table``'s location."""
+    from deltalake import DeltaTable, transaction
 
-    real = deltalake.write_deltalake
     suffix = "/" + table.replace(".", "/")
 
-    def write_deltalake(target, data, *args, **kwargs):
-        if not str(target).rstrip("/").endswith(suffix):
-            return real(target, data, *args, **kwargs)
-        if when == "staged":
-            die(marker, f"{table}: staged, before the Delta commit")
-        if when == "streaming":
-            batches = data.read_all().to_batches(max_chunksize=10)
-            data = pa.RecordBatchReader.from_batches(
-                data.schema, DyingBatches(batches, marker, table)
-            )
-            return real(target, data, *args, **kwargs)
-        result = real(target, data, *args, **kwargs)
-        if when == "committed":
-            die(marker, f"{table}: committed, before the next write")
-        return result
+    def hooked(real, location):
+        def call(*args, **kwargs):
+            if not str(location(args)).rstrip("/").endswith(suffix):
+                return real(*args, **kwargs)
+            if when == "staged":
+                die(marker, f"{table}: staged, before the Delta commit")
+            result = real(*args, **kwargs)
+            if when == "committed":
+                die(marker, f"{table}: committed, before the next write")
+            return result
 
-    deltalake.write_deltalake = write_deltalake
+        return call
+
+    transaction.create_table_with_add_actions = hooked(
+        transaction.create_table_with_add_actions, lambda args: args[0]
+    )
+    DeltaTable.create_write_transaction = hooked(
+        DeltaTable.create_write_transaction, lambda args: args[0].table_uri
+    )
 
 
 def install_pg_hook(pg_table: str, marker: str, hold: str | None = None) -> None:

@@ -176,7 +176,7 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
     assert store.read("silver.ingest_audit", part).count() == 0  # ...without its audit row
     with pytest.raises(RiskInputError, match="no completed ingest of EMEA"):
         run_risk(spark, landing, lake, "EMEA")  # so the next stage refuses it
-    # a rerun of the ingest killed mid-stream leaves no audit row either
+    # a rerun of the ingest killed with the trades' files in place, uncommitted: no audit row
     kill_child(
         tmp_path,
         "ingest2",
@@ -185,13 +185,14 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
             "stage": "ingest",
             "region": "EMEA",
             "table": "silver.trades",
-            "when": "streaming",
+            "when": "staged",
         },
     )
     assert store.read("silver.ingest_audit", part).count() == 0
     run_ingest(spark, landing, lake, "EMEA")
 
-    # risk: killed while delta-rs streams the P&L vectors (positions, contributions committed)
+    # risk: killed before the P&L vectors' commit, their files in the table's folders
+    # (positions, contributions committed)
     for region in ("APAC", "AMER"):
         run_risk(spark, landing, lake, region)
     where = kill_child(
@@ -202,10 +203,10 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
             "stage": "risk",
             "region": "EMEA",
             "table": "gold.pnl_vectors",
-            "when": "streaming",
+            "when": "staged",
         },
     )
-    assert where.startswith("gold.pnl_vectors: streaming")
+    assert where.startswith("gold.pnl_vectors: staged")
     assert store.read("gold.pnl_vectors", part).count() == 0
     with pytest.raises(RiskInputError, match="no risk results for EMEA"):
         run_firm(spark, lake)
@@ -258,7 +259,7 @@ def test_an_ingest_rerun_dying_between_writes_leaves_no_stale_audit_row(
     """The partition's audit row goes first: a rerun that dies after replacing the trades
     (here: a failure injected right after that commit) cannot leave the previous run's audit
     row vouching for the new trades; the risk job refuses until the ingest is rerun."""
-    import deltalake
+    from deltalake import DeltaTable
 
     lake = tmp_path / "lake"
     run_ingest(spark, landing, lake, "EMEA")
@@ -266,15 +267,15 @@ def test_an_ingest_rerun_dying_between_writes_leaves_no_stale_audit_row(
     part = {"business_date": DAY, "region": "EMEA"}
     assert store.read("silver.ingest_audit", part).count() == 1
 
-    real = deltalake.write_deltalake
+    real = DeltaTable.create_write_transaction
 
-    def dies_after_trades(target, data, *args, **kwargs):
-        result = real(target, data, *args, **kwargs)
-        if str(target).endswith("/silver/trades"):
+    def dies_after_trades(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        if self.table_uri.rstrip("/").endswith("/silver/trades"):
             raise NodeDiedError("the node died")
         return result
 
-    monkeypatch.setattr(deltalake, "write_deltalake", dies_after_trades)
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", dies_after_trades)
     with pytest.raises(NodeDiedError):
         run_ingest(spark, landing, lake, "EMEA")
     monkeypatch.undo()

@@ -90,7 +90,7 @@ def test_policy_rejects_nonsense():
         RetryPolicy(base_delay_s=5, max_delay_s=1)
 
 
-def test_delta_store_retries_a_partition_overwrite_with_the_same_predicate(monkeypatch):
+def test_delta_store_retries_a_partition_overwrite_with_the_same_partitions(monkeypatch):
     from databricks_jobs import delta_store
 
     class FakeConf:
@@ -104,13 +104,13 @@ def test_delta_store_retries_a_partition_overwrite_with_the_same_predicate(monke
     store = delta_store.DeltaStore(FakeSpark(), "/lake", retry_policy=policy(sleeps))
     calls: list[tuple] = []
 
-    def flaky_write(self, df, table, partition_by, predicate):
-        calls.append((table, tuple(partition_by), predicate))
+    def flaky_write(self, df, table, partition):
+        calls.append((table, dict(partition)))
         if len(calls) == 1:
             raise OSError("connection reset while committing")
 
     monkeypatch.setattr(delta_store.DeltaStore, "_replace_partition_local", flaky_write)
     summary = SimpleNamespace(schema=spark_schema("gold.firm_summary"))
     store.replace_partition(summary, "gold.firm_summary", {"business_date": "2026-11-24"})
-    assert calls == [("gold.firm_summary", ("business_date",), "business_date = '2026-11-24'")] * 2
+    assert calls == [("gold.firm_summary", {"business_date": "2026-11-24"})] * 2
     assert len(sleeps) == 1
