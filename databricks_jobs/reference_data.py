@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
@@ -110,14 +111,41 @@ def read_market_history(
     Small (hundreds of days × tens of factors), so it is brought to the driver. Raises if a
     factor is missing on any of those days or the history is too short.
     """
+    return read_market_histories(spark, landing_root, [as_of], n_days)[as_of]
+
+
+def read_market_histories(
+    spark: SparkSession, landing_root: str, as_of: Sequence[date], n_days: int
+) -> dict[date, tuple[list[date], list[str], np.ndarray]]:
+    """:func:`read_market_history` of each date of ``as_of``, from one read of the file:
+    the ``n_days`` closes up to the first date and every close after it, up to the last."""
     path = under_root(landing_root, "market", "market_data.csv")
-    history = _read_csv(spark, path, MARKET_SCHEMA).where(F.col("date") <= F.lit(as_of))
-    last_dates = history.select("date").distinct().orderBy(F.col("date").desc()).limit(n_days)
-    window = history.join(F.broadcast(last_dates), "date").toPandas()
-    if window.empty or window["date"].max() != as_of:
+    first, last = min(as_of), max(as_of)
+    history = _read_csv(spark, path, MARKET_SCHEMA).where(F.col("date") <= F.lit(last))
+    start = (
+        history.select("date")
+        .where(F.col("date") <= F.lit(first))
+        .distinct()
+        .orderBy(F.col("date").desc())
+        .limit(n_days)
+        .agg(F.min("date").alias("start"))
+    )
+    closes = history.crossJoin(F.broadcast(start)).where(F.col("date") >= F.col("start")).toPandas()
+    if closes.empty:
+        raise ValueError(f"{path}: no market data for business date {first.isoformat()}")
+    wide = closes.pivot_table(index="date", columns="risk_factor", values="value", aggfunc="last")
+    wide = wide.sort_index().sort_index(axis=1)
+    return {day: _window(wide, path, day, n_days) for day in sorted(set(as_of))}
+
+
+def _window(
+    wide: pd.DataFrame, path: str, as_of: date, n_days: int
+) -> tuple[list[date], list[str], np.ndarray]:
+    """The last ``n_days`` rows of ``wide`` (date x factor) up to ``as_of``, checked: every
+    factor quoted in them is quoted on each of them."""
+    if as_of not in wide.index:
         raise ValueError(f"{path}: no market data for business date {as_of.isoformat()}")
-    levels = window.pivot_table(index="date", columns="risk_factor", values="value", aggfunc="last")
-    levels = levels.sort_index().sort_index(axis=1)
+    levels = wide.loc[:as_of].tail(n_days).dropna(axis=1, how="all")
     if len(levels) < n_days:
         raise ValueError(f"{path}: {len(levels)} days of history up to {as_of}, {n_days} needed")
     missing = levels.isna()

@@ -9,7 +9,7 @@ the market data; the historical periods come from ``reference/stress_periods.csv
 (docs/data.md): each day of a period is today's market moved by the period's cumulative
 move up to that day.
 
-Pure numpy/pandas except the reader of the periods file.
+Pure numpy/pandas.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from pyspark.sql import SparkSession
+import pandas as pd
 
-from databricks_jobs.reference_data import read_stress_periods
 from databricks_jobs.tables import table
 from databricks_jobs.valuation import is_log_factor
 from risk_models.stress import HistoricalPeriod, hypothetical_shocks, period_levels, stressed_levels
@@ -103,29 +102,34 @@ def stress_states(
     return StressStates(tuple(scenario), tuple(kind), tuple(state_date), np.vstack(blocks))
 
 
-def read_states(
-    spark: SparkSession,
-    landing_root: str,
-    dates: Sequence[date],
-    factors: list[str],
-    levels: np.ndarray,
-) -> StressStates:
-    """:func:`stress_states` with the periods of the landing zone's reference file."""
-    return stress_states(dates, factors, levels, read_stress_periods(spark, landing_root))
-
-
-def stress_rows(
+def stress_frame(
     business_date: date,
     region: str,
     nodes: Sequence[tuple[str, str, str, np.ndarray]],
     states: StressStates,
     run_id: str,
-) -> list[tuple]:
-    """Rows of ``gold.stress_pnl``: one per node ``(level, node, parent, pnl (N,))`` and state."""
-    return [
-        (business_date, region, level, node, parent, scenario, kind, day, float(value), run_id)
-        for level, node, parent, pnl in nodes
-        for scenario, kind, day, value in zip(
-            states.scenario, states.kind, states.state_date, pnl, strict=True
-        )
-    ]
+) -> pd.DataFrame:
+    """Rows of ``gold.stress_pnl`` (its columns, in order): one per node
+    ``(level, node, parent, pnl (N,))`` and state."""
+    n_states = len(states)
+    for level, node, _, pnl in nodes:
+        if len(pnl) != n_states:
+            raise ValueError(f"{level} {node}: {len(pnl)} stress P&L values, {n_states} states")
+    n_rows = len(nodes) * n_states
+    return pd.DataFrame(
+        {
+            "business_date": [business_date] * n_rows,
+            "region": [region] * n_rows,
+            "level": [level for level, _, _, _ in nodes for _ in range(n_states)],
+            "node": [node for _, node, _, _ in nodes for _ in range(n_states)],
+            "parent": [parent for _, _, parent, _ in nodes for _ in range(n_states)],
+            "scenario": list(states.scenario) * len(nodes),
+            "kind": list(states.kind) * len(nodes),
+            "state_date": list(states.state_date) * len(nodes),
+            "pnl_usd": np.concatenate([np.asarray(p, dtype=np.float64) for *_, p in nodes])
+            if nodes
+            else np.empty(0),
+            "run_id": [run_id] * n_rows,
+        },
+        columns=table("gold.stress_pnl").column_names,
+    )

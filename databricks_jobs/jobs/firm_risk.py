@@ -10,26 +10,34 @@ regions. A region closed for its exchange holiday enters with its carried-forwar
 positions (``compute_risk --positions-date``); the summary names such regions with the
 date their positions come from (``positions_date`` of their ``gold.var_results`` rows).
 Writes the (business_date, FIRM) partitions of ``gold.var_results``,
-``gold.pnl_vectors`` and ``gold.var_contributions`` and the date's row of
-``gold.firm_summary``; returns a small summary
-(also the task's output on Databricks) for the Slack message.
+``gold.pnl_vectors``, ``gold.var_contributions`` and ``gold.stress_pnl`` and the date's
+row of ``gold.firm_summary``; returns a small summary per date (the last date's is the
+task's output on Databricks) for the Slack message. A night is a list of one date;
+history a list of many, in one pass (one read and one write per table).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from databricks_jobs import job_args
 from databricks_jobs.delta_store import DeltaStore
-from databricks_jobs.jobs.compute_risk import RiskInputError, write_contributions, write_nodes
-from databricks_jobs.risk_metrics import FIRM, node_contributions, node_risk
+from databricks_jobs.jobs.compute_risk import (
+    NightNodes,
+    RiskInputError,
+    write_contributions,
+    write_nodes,
+)
+from databricks_jobs.risk_metrics import FIRM, NodeRisk, node_contributions, node_risk
 from databricks_jobs.spark_session import get_spark
 from databricks_jobs.tables import table
 from risk_models.stress import worst_loss
@@ -40,146 +48,186 @@ SUMMARY_COLUMNS = table("gold.firm_summary").ddl
 
 
 def compute_firm_risk(
-    spark: SparkSession, *, lake_root: str, business_date: date, regions: list[str], run_id: str
-) -> dict[str, Any]:
+    spark: SparkSession,
+    *,
+    lake_root: str,
+    business_dates: Sequence[date],
+    regions: list[str],
+    run_id: str,
+) -> list[dict[str, Any]]:
+    """The firm's risk on each of ``business_dates`` (a night: a list of one), in one pass;
+    the dates' summaries, oldest first."""
+    days = sorted(set(business_dates))
     store = DeltaStore(spark, lake_root)
-    vectors = store.read("gold.pnl_vectors", {"business_date": business_date}).where(
-        F.col("level").isin("region", "book") & F.col("region").isin(regions)
+    dates = {"business_date": days}
+    vectors = (
+        store.read("gold.pnl_vectors", dates)
+        .where(F.col("level").isin("region", "book") & F.col("region").isin(regions))
+        .select("business_date", "region", "level", "node", "scenario_start", "scenario_end",
+                "pnl", "run_id")
+        .toPandas()
+    )  # fmt: skip
+    vectors["business_date"] = [pd.Timestamp(d).date() for d in vectors["business_date"]]
+    vectors = vectors.sort_values(
+        ["business_date", "region", "level", "node"], kind="stable", ignore_index=True
     )
-    all_rows = vectors.orderBy("region", "level", "node").collect()
-    rows = [r for r in all_rows if r["level"] == "region"]
-    book_rows = [r for r in all_rows if r["level"] == "book"]
-    by_region = {row["region"]: row for row in rows}
-    missing = [r for r in regions if r not in by_region]
-    if missing:
-        raise RiskInputError(
-            f"no risk results for {', '.join(missing)} on {business_date}: no firm figure "
-            "is produced for an incomplete night"
-        )
-    region_rows = {
-        r["region"]: r
-        for r in store.read("gold.var_results", {"business_date": business_date})
+    figures_rows = (
+        store.read("gold.var_results", dates)
         .where((F.col("level") == "region") & F.col("region").isin(regions))
+        .select("business_date", "region", "positions_date", "run_id")
         .collect()
-    }
-    figures_run = {r: row["run_id"] for r, row in region_rows.items()}
-    carried_forward = {
-        r: region_rows[r]["positions_date"]
-        for r in regions
-        if r in region_rows and region_rows[r]["positions_date"] != business_date
-    }
-    # compute_risk writes the vectors, then the figures: a run killed in between leaves
-    # vectors that no figure vouches for.
-    if stale := [r for r in regions if figures_run.get(r) != by_region[r]["run_id"]]:
-        raise RiskInputError(
-            f"P&L vectors and VaR figures of {', '.join(stale)} on {business_date} come from "
-            "different runs (a compute_risk run did not finish): rerun compute_risk"
+    )
+    figures_of = {(r["business_date"], r["region"]): r for r in figures_rows}
+    by_date = dict(iter(vectors.groupby("business_date", sort=True)))
+
+    nights, contributions, summaries = [], {}, []
+    for day in days:
+        night = by_date.get(day, vectors.iloc[0:0])
+        rows = night[night["level"] == "region"]
+        by_region = {r["region"]: r for _, r in rows.iterrows()}
+        missing = [r for r in regions if r not in by_region]
+        if missing:
+            raise RiskInputError(
+                f"no risk results for {', '.join(missing)} on {day}: no firm figure "
+                "is produced for an incomplete night"
+            )
+        region_rows = {r: figures_of[(day, r)] for r in regions if (day, r) in figures_of}
+        carried_forward = {
+            r: row["positions_date"]
+            for r, row in region_rows.items()
+            if row["positions_date"] != day
+        }
+        # compute_risk writes the vectors, then the figures: a run killed in between leaves
+        # vectors that no figure vouches for.
+        figures_run = {r: row["run_id"] for r, row in region_rows.items()}
+        if stale := [r for r in regions if figures_run.get(r) != by_region[r]["run_id"]]:
+            raise RiskInputError(
+                f"P&L vectors and VaR figures of {', '.join(stale)} on {day} come from "
+                "different runs (a compute_risk run did not finish): rerun compute_risk"
+            )
+        windows = {
+            (r["scenario_start"], r["scenario_end"], len(r["pnl"])) for r in by_region.values()
+        }
+        if len(windows) != 1:
+            raise RiskInputError(f"regions were computed over different scenario sets: {windows}")
+        ((scenario_start, scenario_end, _),) = windows
+
+        region_pnl = np.array([by_region[r]["pnl"] for r in regions], dtype=np.float64)
+        firm = node_risk("firm", FIRM, "", region_pnl.sum(axis=0))
+        region_figures = {
+            r: node_risk("region", r, FIRM, region_pnl[i]) for i, r in enumerate(regions)
+        }
+        sum_region_var = sum(n.var_99_1d_usd for n in region_figures.values())
+        books = night[night["level"] == "book"]
+        book_pnl = np.array([np.asarray(p) for p in books["pnl"]], dtype=np.float64)
+        contributions[day] = node_contributions("firm", FIRM, books["node"].tolist(), book_pnl)
+        nights.append(NightNodes(day, [firm], scenario_start, scenario_end, day))
+        summaries.append(
+            {
+                "business_date": day.isoformat(),
+                "firm": _figures(firm),
+                "regions": {r: _figures(n) for r, n in region_figures.items()},
+                "sum_region_var_99_1d_usd": sum_region_var,
+                "diversification_benefit_usd": sum_region_var - firm.var_99_1d_usd,
+                # Regions closed for their exchange holiday: the date their positions
+                # come from.
+                "carried_forward": {r: d.isoformat() for r, d in carried_forward.items()},
+            }
         )
-    windows = {(r["scenario_start"], r["scenario_end"], len(r["pnl"])) for r in rows}
-    if len(windows) != 1:
-        raise RiskInputError(f"regions were computed over different scenario sets: {windows}")
-    ((scenario_start, scenario_end, _),) = windows
 
-    region_pnl = np.array([by_region[r]["pnl"] for r in regions], dtype=np.float64)
-    firm = node_risk("firm", FIRM, "", region_pnl.sum(axis=0))
-    region_figures = {r: node_risk("region", r, FIRM, region_pnl[i]) for i, r in enumerate(regions)}
-    sum_region_var = sum(n.var_99_1d_usd for n in region_figures.values())
-    benefit = sum_region_var - firm.var_99_1d_usd
-
-    book_pnl = np.array([r["pnl"] for r in book_rows], dtype=np.float64)
-    contributions = node_contributions("firm", FIRM, [r["node"] for r in book_rows], book_pnl)
-
-    write_contributions(spark, store, contributions, business_date, FIRM, run_id)
-    write_nodes(
-        spark,
-        store,
-        [firm],
-        business_date,
-        FIRM,
-        run_id,
-        [scenario_start, scenario_end],
-        business_date,
+    write_contributions(spark, store, contributions, FIRM, run_id)
+    write_nodes(spark, store, nights, FIRM, run_id)
+    summary_rows = pd.DataFrame(
+        [
+            (
+                date.fromisoformat(s["business_date"]),
+                s["firm"]["var_99_1d_usd"],
+                s["sum_region_var_99_1d_usd"],
+                s["diversification_benefit_usd"],
+                ",".join(regions),
+                run_id,
+            )
+            for s in summaries
+        ],
+        columns=table("gold.firm_summary").column_names,
     )
-    summary_row = spark.createDataFrame(
-        [(business_date, firm.var_99_1d_usd, sum_region_var, benefit, ",".join(regions), run_id)],
-        SUMMARY_COLUMNS,
+    stress = firm_stress(store, days, regions, run_id)
+    store.replace_partition(
+        spark.createDataFrame(summary_rows, SUMMARY_COLUMNS), "gold.firm_summary", dates
     )
-    stress = firm_stress(store, business_date, regions, run_id)
-    store.replace_partition(summary_row, "gold.firm_summary", {"business_date": business_date})
 
-    audits = {
-        row["region"]: row
-        for row in store.read("silver.ingest_audit", {"business_date": business_date}).collect()
-    }
-    summary = {
-        "business_date": business_date.isoformat(),
-        "firm": _figures(firm),
-        "regions": {r: _figures(n) for r, n in region_figures.items()},
-        "sum_region_var_99_1d_usd": sum_region_var,
-        "diversification_benefit_usd": benefit,
-        # Regions closed for their exchange holiday: the date their positions come from.
-        "carried_forward": {r: day.isoformat() for r, day in carried_forward.items()},
-        "worst_stress": stress,
-        "trades": {
+    audits: dict[date, dict[str, Any]] = {}
+    for row in store.read("silver.ingest_audit", dates).collect():
+        audits.setdefault(row["business_date"], {})[row["region"]] = row
+    for day, summary in zip(days, summaries, strict=True):
+        summary["worst_stress"] = stress[day]
+        summary["trades"] = {
             r: {
-                "read": audits[r]["rows_read"],
-                "accepted": audits[r]["rows_accepted"],
-                "quarantined": audits[r]["rows_quarantined"],
+                "read": audit["rows_read"],
+                "accepted": audit["rows_accepted"],
+                "quarantined": audit["rows_quarantined"],
             }
             for r in regions
-            if r in audits
-        },
-    }
-    print(
-        f"FIRM {business_date}: VaR99 1d {firm.var_99_1d_usd:,.0f} USD, diversification "
-        f"benefit {benefit:,.0f} USD"
-    )
-    return summary
+            if (audit := audits.get(day, {}).get(r)) is not None
+        }
+        print(
+            f"FIRM {day}: VaR99 1d {summary['firm']['var_99_1d_usd']:,.0f} USD, "
+            f"diversification benefit {summary['diversification_benefit_usd']:,.0f} USD"
+        )
+    return summaries
 
 
 def firm_stress(
-    store: DeltaStore, business_date: date, regions: list[str], run_id: str
-) -> dict[str, dict[str, Any]]:
-    """Write the firm's rows of ``gold.stress_pnl`` (the regions' summed state by state);
-    return the worst scenario of the firm and of each region (loss positive)."""
-    region_rows = store.read("gold.stress_pnl", {"business_date": business_date}).where(
+    store: DeltaStore, business_dates: list[date], regions: list[str], run_id: str
+) -> dict[date, dict[str, dict[str, Any]]]:
+    """Write the firm's rows of ``gold.stress_pnl`` (the regions' summed state by state)
+    of each date; return each date's worst scenario of the firm and of each region (loss
+    positive)."""
+    dates = {"business_date": business_dates}
+    region_rows = store.read("gold.stress_pnl", dates).where(
         (F.col("level") == "region") & F.col("region").isin(regions)
     )
-    states = ["scenario", "kind", "state_date"]
+    states = ["business_date", "scenario", "kind", "state_date"]
     firm = region_rows.groupBy(*states).agg(
         F.sum("pnl_usd").alias("pnl_usd"),
         F.countDistinct("region").alias("n_regions"),
     )
-    if firm.where(F.col("n_regions") != len(regions)).limit(1).count():
+    incomplete = firm.where(F.col("n_regions") != len(regions)).select("business_date")
+    if bad := incomplete.distinct().orderBy("business_date").limit(1).collect():
         raise RiskInputError(
-            f"stress P&L of {business_date} is missing for some of {regions} in some "
-            "scenario: rerun compute_risk for the regions"
+            f"stress P&L of {bad[0]['business_date']} is missing for some of {regions} in "
+            "some scenario: rerun compute_risk for the regions"
         )
     firm_rows = firm.select(
-        F.lit(business_date).alias("business_date"),
+        "business_date",
         F.lit(FIRM).alias("region"),
         F.lit("firm").alias("level"),
         F.lit(FIRM).alias("node"),
         F.lit("").alias("parent"),
-        *states,
+        *states[1:],
         "pnl_usd",
         F.lit(run_id).alias("run_id"),
     )
     store.replace_partition(
-        firm_rows, "gold.stress_pnl", {"business_date": business_date, "region": FIRM}
+        firm_rows, "gold.stress_pnl", {"business_date": business_dates, "region": FIRM}
     )
-    # Worst state of each scenario per node: a handful of rows (nodes x scenarios).
+    # Worst state of each scenario per date and node: a handful of rows per date.
     worst_by_scenario = (
-        store.read("gold.stress_pnl", {"business_date": business_date})
+        store.read("gold.stress_pnl", dates)
         .where(F.col("level").isin("firm", "region") & F.col("region").isin(*regions, FIRM))
-        .groupBy("node", "scenario")
+        .groupBy("business_date", "node", "scenario")
         .agg(F.min("pnl_usd").alias("pnl_usd"))
         .collect()
     )
-    nodes = sorted({r["node"] for r in worst_by_scenario})
-    by_scenario: dict[str, dict[str, float]] = {}
+    by_date: dict[date, dict[str, dict[str, float]]] = {d: {} for d in business_dates}
     for r in worst_by_scenario:
-        by_scenario.setdefault(r["scenario"], {})[r["node"]] = r["pnl_usd"]
+        by_date[r["business_date"]].setdefault(r["scenario"], {})[r["node"]] = r["pnl_usd"]
+    return {day: _worst(by_scenario) for day, by_scenario in by_date.items()}
+
+
+def _worst(by_scenario: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """The worst scenario of each node (loss positive) from its worst state per scenario."""
+    nodes = sorted({n for per_node in by_scenario.values() for n in per_node})
     loss, scenario = worst_loss(
         {s: np.array([by_scenario[s][n] for n in nodes]) for s in sorted(by_scenario)}
     )
@@ -188,7 +236,7 @@ def firm_stress(
     }
 
 
-def _figures(node) -> dict[str, float]:
+def _figures(node: NodeRisk) -> dict[str, float]:
     return {
         "var_99_1d_usd": node.var_99_1d_usd,
         "var_99_10d_usd": node.var_99_10d_usd,
@@ -201,14 +249,13 @@ def run(argv: list[str] | None = None) -> str:
     parser = job_args.parser(__doc__.splitlines()[0])
     parser.add_argument("--regions", type=job_args.region_list, required=True)
     args = parser.parse_args(argv)
-    spark = get_spark()
-    summaries = [
-        compute_firm_risk(
-            spark, lake_root=args.lake_root, business_date=day, regions=args.regions,
-            run_id=args.run_id,
-        )
-        for day in args.business_dates
-    ]  # fmt: skip
+    summaries = compute_firm_risk(
+        get_spark(),
+        lake_root=args.lake_root,
+        business_dates=args.business_dates,
+        regions=args.regions,
+        run_id=args.run_id,
+    )
     return json.dumps(summaries[-1], sort_keys=True)  # a range: its last night's summary
 
 

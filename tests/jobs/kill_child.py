@@ -144,7 +144,7 @@ def main(spec: dict) -> None:
             spark,
             landing_root=spec["landing"],
             lake_root=spec["lake"],
-            business_date=day,
+            business_dates=[day],
             region=spec["region"],
             run_id=spec["run_id"],
         )
@@ -154,7 +154,7 @@ def main(spec: dict) -> None:
         compute_firm_risk(
             spark,
             lake_root=spec["lake"],
-            business_date=day,
+            business_dates=[day],
             regions=spec["regions"],
             run_id=spec["run_id"],
         )

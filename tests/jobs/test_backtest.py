@@ -47,9 +47,17 @@ def run_date(spark, landing: Path, lake: Path, day: date, run_id: str) -> dict:
         if positions_date == day:
             ingest(spark, **kwargs, region=region, run_id=run_id)
         compute_region_risk(
-            spark, **kwargs, region=region, run_id=run_id, positions_date=positions_date
+            spark,
+            landing_root=str(landing),
+            lake_root=str(lake),
+            business_dates=[day],
+            region=region,
+            run_id=run_id,
+            positions_dates={day: positions_date},
         )
-    compute_firm_risk(spark, lake_root=str(lake), business_date=day, regions=REGIONS, run_id=run_id)
+    compute_firm_risk(
+        spark, lake_root=str(lake), business_dates=[day], regions=REGIONS, run_id=run_id
+    )
     return run_backtest(
         spark,
         landing_root=str(landing),

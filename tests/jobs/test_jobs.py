@@ -59,12 +59,12 @@ def run_night(spark, landing: Path, lake: Path, run_id: str) -> dict:
             spark,
             landing_root=str(landing),
             lake_root=str(lake),
-            business_date=DAY,
+            business_dates=[DAY],
             region=region,
             run_id=run_id,
         )
-    summary = compute_firm_risk(
-        spark, lake_root=str(lake), business_date=DAY, regions=REGIONS, run_id=run_id
+    (summary,) = compute_firm_risk(
+        spark, lake_root=str(lake), business_dates=[DAY], regions=REGIONS, run_id=run_id
     )
     compute_frtb_es(
         spark,
@@ -275,7 +275,11 @@ def test_no_firm_figure_for_an_incomplete_night(night, spark):
     _, lake, _ = night
     with pytest.raises(RiskInputError, match="no risk results for LATAM"):
         compute_firm_risk(
-            spark, lake_root=str(lake), business_date=DAY, regions=[*REGIONS, "LATAM"], run_id="x"
+            spark,
+            lake_root=str(lake),
+            business_dates=[DAY],
+            regions=[*REGIONS, "LATAM"],
+            run_id="x",
         )
 
 
@@ -360,7 +364,7 @@ def test_no_firm_figure_from_vectors_no_figure_vouches_for(night, spark, tmp_pat
     store.replace_partition(vectors.withColumn("run_id", F.lit("killed")), "gold.pnl_vectors", part)
     with pytest.raises(RiskInputError, match=r"APAC .* come from different runs"):
         compute_firm_risk(
-            spark, lake_root=str(copy), business_date=DAY, regions=REGIONS, run_id="x"
+            spark, lake_root=str(copy), business_dates=[DAY], regions=REGIONS, run_id="x"
         )
 
 

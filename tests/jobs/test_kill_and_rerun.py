@@ -57,7 +57,7 @@ def run_risk(spark, landing, lake, region):
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         region=region,
         run_id=RUN_ID,
     )
@@ -65,7 +65,7 @@ def run_risk(spark, landing, lake, region):
 
 def run_firm(spark, lake):
     return compute_firm_risk(
-        spark, lake_root=str(lake), business_date=DAY, regions=REGIONS, run_id=RUN_ID
+        spark, lake_root=str(lake), business_dates=[DAY], regions=REGIONS, run_id=RUN_ID
     )
 
 
