@@ -47,11 +47,11 @@ def run(quick: bool = False, spark=None) -> Report:
     runs = iter(range(100))
 
     def do_ingest() -> None:
-        result = ingest(
+        (result,) = ingest(
             spark,
             landing_root=str(landing),
             lake_root=str(lake),
-            business_date=BUSINESS_DATE,
+            business_dates=[BUSINESS_DATE],
             region=REGION,
             run_id=f"bench-{next(runs)}",
         )
@@ -76,7 +76,9 @@ def run(quick: bool = False, spark=None) -> Report:
         )
 
     def numbering() -> None:  # the job's first step: every line read and numbered
-        numbered_lines(spark, str(path)).write.format("noop").mode("overwrite").save()
+        numbered_lines(spark, {BUSINESS_DATE: str(path)}).write.format("noop").mode(
+            "overwrite"
+        ).save()
 
     raw_count()  # warm: JVM, file cache
     if not quick:

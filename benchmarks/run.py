@@ -17,7 +17,17 @@ import traceback
 
 from benchmarks.common import Report, append_results, machine, markdown_table
 
-NAMES = ("var", "revaluation", "ingest", "postgres", "night", "beyond_var", "history", "demo")
+NAMES = (
+    "var",
+    "revaluation",
+    "ingest",
+    "ingest_range",
+    "postgres",
+    "night",
+    "beyond_var",
+    "history",
+    "demo",
+)
 #: Left out of a quick run unless asked for (``--only``): they start the whole platform.
 FULL_ONLY = ("demo",)
 
@@ -41,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(markdown_table(["machine", ""], [[k, v] for k, v in machine().items()]), sep="\n")
     spark = None
-    if {"var", "ingest"} & set(chosen):
+    if {"var", "ingest", "ingest_range"} & set(chosen):
         from benchmarks.common import spark_session
 
         spark = spark_session()
@@ -64,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import bench_ingest
 
                 out = [bench_ingest.run(args.quick, spark)]
+            elif name == "ingest_range":
+                from benchmarks import bench_ingest_range
+
+                out = [bench_ingest_range.run(args.quick, spark)]
             elif name == "beyond_var":
                 from benchmarks import bench_beyond_var
 

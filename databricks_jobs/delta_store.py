@@ -191,21 +191,42 @@ class DeltaStore:
                 policy=self.retry_policy,
             )
             if counted is not None:
-                return counted
+                return sum(counted.values())
         return self.read(table, where).count()
 
-    def _count_local(self, table: str, where: Mapping[str, PartitionValue]) -> int | None:
+    def counts_by(
+        self, table: str, where: Mapping[str, PartitionValue], column: str
+    ) -> dict[object, int]:
+        """:meth:`count`, per value of the partition column ``column`` (``{date(2026, 11,
+        24): 300, ...}``; a value without rows is absent): locally from the Delta log alike,
+        else one grouped count."""
+        if not self.native and self.catalog is None:
+            counted = call_with_retry(
+                lambda: self._count_local(table, where, column),
+                what=f"count {table} by {column}",
+                policy=self.retry_policy,
+            )
+            if counted is not None:
+                return counted
+        grouped = self.read(table, where).groupBy(column).count()
+        return {row[column]: row["count"] for row in grouped.collect()}  # a row per value
+
+    def _count_local(
+        self, table: str, where: Mapping[str, PartitionValue], by: str | None = None
+    ) -> dict[object, int] | None:
+        """Record counts from the log per value of partition column ``by`` (all under
+        ``None`` when not given), or ``None`` when the log cannot tell."""
         from deltalake import DeltaTable
 
         path = self.path(table)
         if not DeltaTable.is_deltatable(path):
             raise FileNotFoundError(f"Delta table {table} does not exist at {path}")
         delta = DeltaTable(path)
-        if not set(where) <= set(delta.metadata().partition_columns):
+        if not {*where, *([by] if by else [])} <= set(delta.metadata().partition_columns):
             return None
         files = pa.table(delta.get_add_actions(flatten=True)).to_pydict()
         wanted = {col: {_literal(v) for v in _values(val)} for col, val in where.items()}
-        total = 0
+        totals: dict[object, int] = {}
         for i, records in enumerate(files.get("num_records", [])):
             values = [files[f"partition.{col}"][i] for col in wanted]
             if any(
@@ -215,8 +236,9 @@ class DeltaStore:
                 continue
             if records is None:
                 return None
-            total += records
-        return total
+            key = files[f"partition.{by}"][i] if by else None
+            totals[key] = totals.get(key, 0) + records
+        return totals
 
     def _read_local(self, table: str, where: Mapping[str, PartitionValue]) -> DataFrame:
         from deltalake import DeltaTable

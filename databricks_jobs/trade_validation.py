@@ -1,8 +1,9 @@
-"""Validation of a region's trade file: raw lines in, valid trades and quarantined rows out.
+"""Validation of a region's trade files: raw lines in, valid trades and quarantined rows out.
 
-Pure ``DataFrame -> DataFrame`` transforms (no I/O). Each data line is parsed on its own;
-the first rule it breaks is recorded with the field and a message, and the raw text is
-kept, so ``rows_read = rows_accepted + rows_quarantined`` always holds.
+Pure ``DataFrame -> DataFrame`` transforms (no I/O). Each data line is parsed on its own and
+judged against its file's business date (a column: the files of many dates are validated in
+one pass); the first rule it breaks is recorded with the field and a message, and the raw
+text is kept, so ``rows_read = rows_accepted + rows_quarantined`` always holds.
 
 File-level checks (encoding, header) are pure functions of the file's first bytes and raise
 :class:`FileFormatError` naming the file and what was expected. The policy for each kind of
@@ -92,28 +93,32 @@ class FileFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedTrades:
-    """Every line with its verdict (``_verdict``: null, or the first rule it breaks).
+    """Every line with its verdict (``_verdict``: null, or the first rule it breaks) and its
+    file's business date (``_file_date``).
 
     ``valid`` and ``quarantine`` are projections of ``checked``; persist it (``persisted``)
     before using both, so the lines are parsed and joined once.
     """
 
     checked: DataFrame
-    business_date: date
     region: str
     keys: tuple[str, ...] = ()
 
     def persisted(self) -> ValidatedTrades:
         return replace(self, checked=self.checked.persist(StorageLevel.MEMORY_AND_DISK))
 
-    def counts(self) -> tuple[int, int]:
-        """``(rows_accepted, rows_quarantined)``, from one aggregation over ``checked``."""
+    def counts(self) -> dict[date, tuple[int, int]]:
+        """``{business_date: (rows_accepted, rows_quarantined)}`` of the files' dates that
+        have a data line, from one aggregation over ``checked``."""
         is_valid = F.col("_verdict").isNull()
-        row = self.checked.agg(
+        per_date = self.checked.groupBy("_file_date").agg(
             F.count(F.when(is_valid, 1)).alias("valid"),
             F.count(F.when(~is_valid, 1)).alias("quarantined"),
-        ).first()
-        return int(row["valid"]), int(row["quarantined"])
+        )
+        return {
+            row["_file_date"]: (int(row["valid"]), int(row["quarantined"]))
+            for row in per_date.collect()  # one row per business date
+        }
 
     @property
     def valid(self) -> DataFrame:
@@ -140,7 +145,7 @@ class ValidatedTrades:
     def quarantine(self) -> DataFrame:
         return self.checked.where(F.col("_verdict").isNotNull()).select(
             *self.keys,
-            F.lit(self.business_date).alias("business_date"),
+            F.col("_file_date").alias("business_date"),
             F.lit(self.region).alias("region"),
             "line_number",
             "raw_line",
@@ -216,7 +221,6 @@ def validate_trades(
     lines: DataFrame,
     books: DataFrame,
     instruments: DataFrame,
-    business_date: date,
     region: str,
     *,
     file_key: Sequence[str] = (),
@@ -225,14 +229,16 @@ def validate_trades(
 
     Parameters
     ----------
-    lines : DataFrame[line_number: long, raw_line: string, *file_key]
-        The data lines of one file (header excluded), physical line numbers from 2.
+    lines : DataFrame[business_date: date, line_number: long, raw_line: string, *file_key]
+        The data lines of the region's files (header excluded), each with its file's
+        business date (the date the rules compare with, and the quarantine rows'), physical
+        line numbers from 2 in each file.
     books, instruments : DataFrame
         Reference data (``reference_data.BOOKS_SCHEMA`` / ``INSTRUMENTS_SCHEMA``).
     file_key : column names
-        When ``lines`` holds the lines of several files (of the same date and region), the
-        columns telling them apart: trade ids must be unique per key, and both outputs keep
-        the key columns first. The ingest job validates one file (no key).
+        When ``lines`` holds several files of one business date, the columns telling them
+        apart. Trade ids must be unique per business date and key (per file), and both
+        outputs keep the key columns first.
     """
     keys = list(file_key)
     raw = F.col("raw_line")
@@ -240,6 +246,7 @@ def validate_trades(
     unquoted = F.when(raw.contains('"'), F.regexp_replace(raw, _QUOTED_FIELD, "")).otherwise(raw)
     counted = lines.select(
         *keys,
+        F.col("business_date").alias("_file_date"),
         "line_number",
         "raw_line",
         unquoted.contains('"').alias("_stray_quote"),
@@ -253,10 +260,11 @@ def validate_trades(
             F.col("_n_fields") <= _MAX_PARSED_FIELDS,
             F.from_csv(raw, _CSV_SCHEMA, _CSV_OPTIONS),
         ),
-    ).select(*keys, "line_number", "raw_line", "_stray_quote", "_n_fields", "f.*")
+    ).select(*keys, "_file_date", "line_number", "raw_line", "_stray_quote", "_n_fields", "f.*")
     stripped = {c: F.trim(F.col(c)) for c in TRADE_COLUMNS}
     typed = parsed.select(
         *keys,
+        "_file_date",
         "line_number",
         "raw_line",
         F.col(_EXTRA),
@@ -282,10 +290,12 @@ def validate_trades(
         )
         .withColumn(
             "_occurrence",
-            F.row_number().over(Window.partitionBy(*keys, "trade_id").orderBy("line_number")),
+            F.row_number().over(
+                Window.partitionBy("_file_date", *keys, "trade_id").orderBy("line_number")
+            ),
         )
     )
-    bd = business_date.isoformat()
+    file_date = F.col("_file_date").cast("string")  # YYYY-MM-DD, as date.isoformat()
     rules = [
         _rule(F.trim(F.col("raw_line")) == "", "empty_line", "", "empty line"),
         _rule(
@@ -330,10 +340,10 @@ def validate_trades(
             F.concat(F.lit("not a YYYY-MM-DD date: "), F.col("business_date")),
         ),
         _rule(
-            F.col("_business_date") != F.lit(business_date),
+            F.col("_business_date") != F.col("_file_date"),
             "business_date_mismatch",
             "business_date",
-            F.concat(F.col("business_date"), F.lit(f" is not the file's business date {bd}")),
+            F.concat(F.col("business_date"), F.lit(" is not the file's business date "), file_date),
         ),
         _rule(
             F.col("_trade_date").isNull(),
@@ -348,10 +358,10 @@ def validate_trades(
             F.concat(F.col("trade_date"), F.lit(f" is before {MIN_TRADE_DATE.isoformat()}")),
         ),
         _rule(
-            F.col("_trade_date") > F.lit(business_date),
+            F.col("_trade_date") > F.col("_file_date"),
             "trade_date_after_business_date",
             "trade_date",
-            F.concat(F.col("trade_date"), F.lit(f" is after the business date {bd}")),
+            F.concat(F.col("trade_date"), F.lit(" is after the business date "), file_date),
         ),
         _rule(
             ~F.col("side").isin("BUY", "SELL"),
@@ -443,6 +453,7 @@ def validate_trades(
     # Only what the two outputs need: the raw text is kept for quarantined lines alone.
     checked = joined.withColumn("_verdict", verdict).select(
         *keys,
+        "_file_date",
         "line_number",
         F.when(F.col("_verdict").isNotNull(), F.col("raw_line")).alias("raw_line"),
         "trade_id",
@@ -457,4 +468,4 @@ def validate_trades(
         "_price",
         "_verdict",
     )
-    return ValidatedTrades(checked, business_date, region, tuple(keys))
+    return ValidatedTrades(checked, region, tuple(keys))

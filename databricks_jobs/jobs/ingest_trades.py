@@ -1,17 +1,19 @@
-"""Job ``ingest_trades``: one region's trade file for one business date → Delta.
+"""Job ``ingest_trades``: one region's trade files of one or more business dates → Delta.
 
-Checks the completion marker's manifest (size, checksum, rows), refuses a file that is not
+Checks each completion marker's manifest (size, checksum, rows), refuses a file that is not
 UTF-8 or whose header is not the contract's, validates every line, and replaces the
-(business_date, region) partition of ``silver.trades``, ``silver.trades_quarantine`` and
-``silver.ingest_audit``. The partition's audit row is removed first and written last, so a
-run killed part-way leaves no audit row and downstream jobs refuse the partition until the
-ingest is rerun (docs/faults.md).
+(business_date, region) partitions of ``silver.trades``, ``silver.trades_quarantine`` and
+``silver.ingest_audit``. A night is a range of one date: a range is read, validated and
+written in one pass (the date a column), one write per table. The partitions' audit rows are
+removed first and written last, so a run killed part-way leaves no audit row and downstream
+jobs refuse the partitions until the ingest is rerun (docs/faults.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,7 +25,7 @@ from databricks_jobs import job_args, landing
 from databricks_jobs.delta_store import DeltaStore
 from databricks_jobs.reference_data import read_books, read_instruments
 from databricks_jobs.spark_session import get_spark
-from databricks_jobs.storage_paths import spark_path
+from databricks_jobs.storage_paths import spark_path, uri_to_path
 from databricks_jobs.tables import table
 from databricks_jobs.trade_validation import (
     MAX_HEADER_BYTES,
@@ -43,6 +45,7 @@ AUDIT_SCHEMA = table("silver.ingest_audit").ddl
 
 @dataclass(frozen=True)
 class IngestResult:
+    business_date: date
     source_file: str
     rows_read: int
     rows_accepted: int
@@ -103,29 +106,48 @@ def check_file(data_file: str) -> None:
         check_file_start(fh.read(MAX_HEADER_BYTES), data_file)
 
 
-def numbered_lines(spark: SparkSession, data_file: str) -> DataFrame:
-    """``(line_number, raw_line)`` of every data line (header excluded), numbered from 2.
+def numbered_lines(spark: SparkSession, trade_files: Mapping[date, str]) -> DataFrame:
+    """``(business_date, source_file, line_number, raw_line)`` of every data line (header
+    excluded) of the trade files of ``trade_files`` (business date -> file), read in one
+    Spark read; each file's lines numbered from 2.
 
     Lines are split as Hadoop's text reader splits them (LF, CRLF or CR), without the line
     break; bytes that are not UTF-8 become U+FFFD. Numbering stays in the JVM, as
-    ``zipWithIndex`` does it: one cheap pass counts the lines of each split of the file
-    (a split's rows carry consecutive ids), the next numbers every line from its split's
-    first line.
+    ``zipWithIndex`` does it: one cheap pass counts the lines of each split of each file (a
+    split's rows carry consecutive ids), the next numbers every line from its split's first
+    line in its file. A row's file is told by its name (``source_file``): the files are one
+    region's, in its one landing folder, so distinct files have distinct names.
     """
-    text = spark.read.text(spark_path(data_file)).select(
+    dates = {Path(path).name: day for day, path in trade_files.items()}
+    if len(dates) != len(trade_files):
+        raise IngestError(f"two business dates name the same trade file: {trade_files}")
+    text = spark.read.text([spark_path(path) for path in trade_files.values()]).select(
+        F.input_file_name().alias("_file"),
         F.input_file_block_start().alias("_split_start"),
         F.monotonically_increasing_id().alias("_id"),
         F.make_valid_utf8("value").alias("raw_line"),
     )
-    splits = text.groupBy("_split_start").agg(F.min("_id").alias("_first_id"), F.count("*"))
-    first_line, starts = 1, []
-    for split_start, first_id, lines in sorted(splits.collect()):  # one row per split
-        starts.append((split_start, first_line - first_id))
+    splits = text.groupBy("_file", "_split_start").agg(F.min("_id"), F.count("*"))
+    starts, first_line, previous_file = [], 1, None
+    for file, split_start, first_id, lines in sorted(splits.collect()):  # a row per split
+        if file != previous_file:
+            first_line, previous_file = 1, file
+        name = uri_to_path(file).rsplit("/", 1)[-1]  # Spark reports a percent-encoded URI
+        starts.append((file, split_start, first_line - first_id, dates[name], name))
         first_line += lines
-    shift = spark.createDataFrame(starts, "_split_start long, _shift long")
+    shift = spark.createDataFrame(
+        starts,
+        "_file string, _split_start long, _shift long, business_date date not null, "
+        "source_file string not null",  # not null, as the values the single file had
+    )
     return (
-        text.join(F.broadcast(shift), "_split_start")
-        .select((F.col("_id") + F.col("_shift")).alias("line_number"), "raw_line")
+        text.join(F.broadcast(shift), ["_file", "_split_start"])
+        .select(
+            "business_date",
+            "source_file",
+            (F.col("_id") + F.col("_shift")).alias("line_number"),
+            "raw_line",
+        )
         .where(F.col("line_number") > 1)
     )
 
@@ -146,81 +168,119 @@ def ingest(
     *,
     landing_root: str,
     lake_root: str,
-    business_date: date,
+    business_dates: Sequence[date],
     region: str,
     run_id: str,
     trade_file: str = "",
     marker_file: str = "",
-) -> IngestResult:
-    data_file, marker = trade_file_paths(
-        landing_root, region, business_date, trade_file, marker_file
-    )
+) -> list[IngestResult]:
+    """Ingest the region's trade file of each business date (a night: one date) in one pass:
+    one read of all the files, one validation, one write per table replacing the dates'
+    partitions; returns each file's result, oldest first.
+
+    Every file is checked (manifest, encoding, header) and every file's rows reconciled with
+    its manifest before anything is written; the dates' audit rows are removed first and
+    written last, so a run that fails or is killed leaves none of them.
+    """
+    dates = sorted(set(business_dates))
+    if not dates:
+        raise ValueError("no business date to ingest")
+    files = {d: trade_file_paths(landing_root, region, d, trade_file, marker_file) for d in dates}
+    trade_files = {d: data_file for d, (data_file, _) in files.items()}
     check_region(spark, landing_root, region)
-    manifest = verify_manifest(data_file, marker)
-    check_file(data_file)
+    manifests = {}
+    for day, (data_file, marker) in files.items():
+        manifests[day] = verify_manifest(data_file, marker)
+        check_file(data_file)
 
     checked = validate_trades(
-        numbered_lines(spark, data_file),
+        numbered_lines(spark, trade_files),
         read_books(spark, landing_root),
         read_instruments(spark, landing_root),
-        business_date,
         region,
+        file_key=["source_file"],
     ).persisted()
     try:
-        rows_accepted, rows_quarantined = checked.counts()
-        rows_read = rows_accepted + rows_quarantined
-        if rows_read != manifest.rows:
-            raise IngestError(
-                f"{data_file}: {rows_read} data rows but the manifest says {manifest.rows}; "
-                "not ingesting"
+        counted = checked.counts()
+        results = []
+        for day in dates:
+            accepted, quarantined = counted.get(day, (0, 0))  # (0, 0): a header-only file
+            results.append(
+                IngestResult(
+                    day, Path(trade_files[day]).name, accepted + quarantined, accepted, quarantined
+                )
             )
-        file_name = Path(data_file).name
-        audit_cols = [F.lit(file_name).alias("source_file"), F.lit(run_id).alias("run_id")]
-        partition = {"business_date": business_date, "region": region}
+        _refuse(
+            f"{trade_files[r.business_date]}: {r.rows_read} data rows but the manifest says "
+            f"{manifests[r.business_date].rows}; not ingesting"
+            for r in results
+            if r.rows_read != manifests[r.business_date].rows
+        )
+        partition = {"business_date": dates, "region": region}
         store = DeltaStore(spark, lake_root)
         if store.exists("silver.ingest_audit"):
-            # Until the new audit row is written, the partition is not trusted downstream.
+            # Until the new audit rows are written, the partitions are not trusted downstream.
             store.replace_partition(
                 spark.createDataFrame([], AUDIT_SCHEMA), "silver.ingest_audit", partition
             )
-        store.replace_partition(checked.valid.select("*", *audit_cols), "silver.trades", partition)
         store.replace_partition(
-            checked.quarantine.select("*", *audit_cols), "silver.trades_quarantine", partition
+            _as_written(checked.valid, "silver.trades", run_id), "silver.trades", partition
         )
-        written_trades = store.count("silver.trades", partition)
-        written_quarantine = store.count("silver.trades_quarantine", partition)
-        if (written_trades, written_quarantine) != (rows_accepted, rows_quarantined):
-            raise IngestError(
-                f"{data_file}: reconciliation failed: read {rows_read}, accepted "
-                f"{rows_accepted} (written {written_trades}), quarantined {rows_quarantined} "
-                f"(written {written_quarantine})"
-            )
+        store.replace_partition(
+            _as_written(checked.quarantine, "silver.trades_quarantine", run_id),
+            "silver.trades_quarantine",
+            partition,
+        )
+        trades = store.counts_by("silver.trades", partition, "business_date")
+        quarantine = store.counts_by("silver.trades_quarantine", partition, "business_date")
+        written = {d: (trades.get(d, 0), quarantine.get(d, 0)) for d in dates}
+        _refuse(
+            f"{trade_files[r.business_date]}: reconciliation failed: read {r.rows_read}, "
+            f"accepted {r.rows_accepted} (written {written[r.business_date][0]}), "
+            f"quarantined {r.rows_quarantined} (written {written[r.business_date][1]})"
+            for r in results
+            if written[r.business_date] != (r.rows_accepted, r.rows_quarantined)
+        )
         audit = spark.createDataFrame(
             [
                 (
-                    business_date,
+                    r.business_date,
                     region,
-                    file_name,
-                    manifest.sha256,
-                    rows_read,
-                    rows_accepted,
-                    rows_quarantined,
+                    r.source_file,
+                    manifests[r.business_date].sha256,
+                    r.rows_read,
+                    r.rows_accepted,
+                    r.rows_quarantined,
                     run_id,
                 )
+                for r in results
             ],
             AUDIT_SCHEMA,
         )
-        # The audit row is written last: downstream jobs trust a partition only when its
+        # The audit rows are written last: downstream jobs trust a partition only when its
         # audit row agrees with the trades present.
         store.replace_partition(audit, "silver.ingest_audit", partition)
     finally:
         checked.checked.unpersist()
-    result = IngestResult(file_name, rows_read, rows_accepted, rows_quarantined)
-    log.info("ingested %s", result)
-    print(
-        f"{data_file}: read {rows_read}, accepted {rows_accepted}, quarantined {rows_quarantined}"
-    )
-    return result
+    for result in results:
+        log.info("ingested %s", result)
+        print(
+            f"{trade_files[result.business_date]}: read {result.rows_read}, accepted "
+            f"{result.rows_accepted}, quarantined {result.rows_quarantined}"
+        )
+    return results
+
+
+def _refuse(problems: Iterable[str]) -> None:
+    """Fail the run naming every file with a problem (one line each), if any has one."""
+    found = list(problems)
+    if found:
+        raise IngestError("\n".join(found))
+
+
+def _as_written(rows: DataFrame, name: str, run_id: str) -> DataFrame:
+    """The validation's output ``rows`` with the run id, in table ``name``'s column order."""
+    return rows.withColumn("run_id", F.lit(run_id)).select(*table(name).column_names)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,18 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.business_dates) > 1 and (args.trade_file or args.marker_file):
         parser.error("--trade-file/--marker-file name one night's files: not with a range")
-    spark = get_spark()
-    for business_date in args.business_dates:
-        ingest(
-            spark,
-            landing_root=args.landing_root,
-            lake_root=args.lake_root,
-            business_date=business_date,
-            region=args.region,
-            run_id=args.run_id,
-            trade_file=args.trade_file,
-            marker_file=args.marker_file,
-        )
+    ingest(
+        get_spark(),
+        landing_root=args.landing_root,
+        lake_root=args.lake_root,
+        business_dates=args.business_dates,
+        region=args.region,
+        run_id=args.run_id,
+        trade_file=args.trade_file,
+        marker_file=args.marker_file,
+    )
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def main(spec: dict) -> None:
             spark,
             landing_root=spec["landing"],
             lake_root=spec["lake"],
-            business_date=day,
+            business_dates=[day],
             region=spec["region"],
             run_id=spec["run_id"],
         )

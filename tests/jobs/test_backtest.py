@@ -42,10 +42,16 @@ def run_date(spark, landing: Path, lake: Path, day: date, run_id: str) -> dict:
     """A night as the DAG runs it: a region closed on ``day`` (APAC on Mon 23 November,
     Labour Thanksgiving) is not ingested and carries its positions forward."""
     for region in REGIONS:
-        kwargs = dict(landing_root=str(landing), lake_root=str(lake), business_date=day)
         positions_date = CALENDARS.positions_date(region, day)
         if positions_date == day:
-            ingest(spark, **kwargs, region=region, run_id=run_id)
+            ingest(
+                spark,
+                landing_root=str(landing),
+                lake_root=str(lake),
+                business_dates=[day],
+                region=region,
+                run_id=run_id,
+            )
         compute_region_risk(
             spark,
             landing_root=str(landing),

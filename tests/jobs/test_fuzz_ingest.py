@@ -117,10 +117,9 @@ def validated(spark, landing, files):
 
     lines = lines_of_many_files(spark, [(f.number, path) for f, path in readable])
     checked = validate_trades(
-        lines,
+        lines.withColumn("business_date", F.lit(DAY)),
         read_books(spark, str(landing)),
         read_instruments(spark, str(landing)),
-        DAY,
         REGION,
         file_key=["file_id"],
     )
@@ -291,7 +290,7 @@ def test_representative_files_through_the_whole_ingest_job(
         kwargs = dict(
             landing_root=str(root / "landing"),
             lake_root=str(lake),
-            business_date=DAY,
+            business_dates=[DAY],
             region=REGION,
             run_id=f"fuzz-{f.number}",
         )
@@ -307,7 +306,7 @@ def test_representative_files_through_the_whole_ingest_job(
             assert not lake.exists(), "nothing is written for a refused file"
             continue
         ran += 1
-        result = ingest(spark, **kwargs)
+        (result,) = ingest(spark, **kwargs)
         expected_q = sorted(
             (r["line_number"], r["rule"], r["raw_line"])
             for r in quarantine

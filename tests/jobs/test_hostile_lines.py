@@ -105,11 +105,11 @@ def ingested(spark, reference, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     write_file(root / "landing", reference, data_lines)
     lake = root / "lake"
-    result = ingest(
+    (result,) = ingest(
         spark,
         landing_root=str(root / "landing"),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         region=REGION,
         run_id="hostile",
     )

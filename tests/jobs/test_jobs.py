@@ -51,7 +51,7 @@ def run_night(spark, landing: Path, lake: Path, run_id: str) -> dict:
             spark,
             landing_root=str(landing),
             lake_root=str(lake),
-            business_date=DAY,
+            business_dates=[DAY],
             region=region,
             run_id=run_id,
         )
@@ -196,11 +196,11 @@ def test_bad_rows_are_quarantined_with_rule_line_and_raw_text(dirty_landing, spa
     trade_file.write_text("\n".join([*lines, *bad]) + "\n")
     rewrite_manifest(trade_file)
     lake = tmp_path / "lake"
-    result = ingest(
+    (result,) = ingest(
         spark,
         landing_root=str(dirty_landing),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         region="EMEA",
         run_id="dirty",
     )
@@ -244,7 +244,7 @@ def test_a_wrong_header_fails_the_file_naming_it(dirty_landing, spark, tmp_path)
             spark,
             landing_root=str(dirty_landing),
             lake_root=str(tmp_path / "lake"),
-            business_date=DAY,
+            business_dates=[DAY],
             region="APAC",
             run_id="x",
         )
@@ -264,7 +264,7 @@ def test_a_partial_file_is_not_ingested(dirty_landing, spark, tmp_path, damage):
             spark,
             landing_root=str(dirty_landing),
             lake_root=str(tmp_path / "lake"),
-            business_date=DAY,
+            business_dates=[DAY],
             region="AMER",
             run_id="x",
         )

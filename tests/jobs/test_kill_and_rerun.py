@@ -46,7 +46,7 @@ def run_ingest(spark, landing, lake, region):
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         region=region,
         run_id=RUN_ID,
     )

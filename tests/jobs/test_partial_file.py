@@ -116,6 +116,6 @@ def test_a_row_count_mismatch_is_not_ingested(landing, spark, tmp_path):
     rewrite(marker, rows=51, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     lake = tmp_path / "lake"
     with pytest.raises(IngestError, match="50 data rows but the manifest says 51"):
-        ingest(spark, landing_root=str(landing), lake_root=str(lake), business_date=DAY,
+        ingest(spark, landing_root=str(landing), lake_root=str(lake), business_dates=[DAY],
                region="EMEA", run_id="x")  # fmt: skip
     assert not (lake / "silver").exists()

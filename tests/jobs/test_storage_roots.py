@@ -99,11 +99,11 @@ def test_ingest_with_hostile_landing_and_lake_roots(spark, tmp_path):
     landing = tmp_path / HOSTILE_LANDING / "landing"
     generate_night(landing, [DAY], regions=["EMEA"], trades_per_region=20, history_days=520)
     lake = tmp_path / HOSTILE / "lake"
-    result = ingest(
+    (result,) = ingest(
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         region="EMEA",
         run_id="roots",
     )
@@ -139,6 +139,10 @@ def test_a_local_count_is_the_delta_logs_record_count_of_the_partition(tmp_path)
     assert store.count("silver.trades", {"business_date": DAY, "region": "APAC"}) == 1
     assert store.count("silver.trades", {"region": "EMEA"}) == 2
     assert store.count("silver.trades", {"business_date": date(2020, 1, 1)}) == 0
+    per_date = store.counts_by("silver.trades", {"region": "EMEA"}, "business_date")
+    assert per_date == {DAY: 1, date(2026, 11, 25): 1}
+    both = {"business_date": [DAY, date(2026, 11, 25)], "region": "APAC"}
+    assert store.counts_by("silver.trades", both, "business_date") == {DAY: 1}
 
 
 @pytest.mark.spark
