@@ -119,7 +119,7 @@ def run(quick: bool = False, spark=None) -> Report:
         "rows name their line), applies ~30 rules with the field and message of the first "
         "one broken, checks trade ids for duplicates (a shuffle), joins reference data, "
         "caches the verdicts once for the two outputs, writes three Delta tables (locally: "
-        "Spark stages Parquet, delta-rs rewrites it into the table) and reconciles on the "
+        "Spark stages Parquet, delta-rs commits the staged files to the log) and reconciles on the "
         "Delta log's record counts."
     )
     report.elapsed_s = time.perf_counter() - started

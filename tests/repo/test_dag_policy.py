@@ -254,6 +254,8 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
         ),
         "load_reporting": ("eodrisk-load-reporting", {"business_date": business_date}),
     }
+    polling = yaml.safe_load((REPO / "airflow" / "dags" / "eod_risk.yml").read_text())
+    configured_polling_s = int(polling["databricks"]["polling_period"].removesuffix("s"))
     for task_id, (job_name, parameters) in expected.items():
         task = dag.get_task(task_id)
         assert isinstance(task, DatabricksRunNowOperator), task_id
@@ -262,7 +264,7 @@ def test_databricks_tasks_run_bundle_jobs_by_name(dag):
         assert set(parameters) <= declared[job_name], f"{task_id}: undeclared job parameter"
         assert task.databricks_conn_id == "databricks_default"
         assert task.wait_for_termination and task.do_xcom_push
-        assert task.polling_period_seconds == 2
+        assert task.polling_period_seconds == configured_polling_s
 
 
 def test_a_regions_risk_runs_after_its_skipped_ingest_never_after_a_failed_one(dag):
