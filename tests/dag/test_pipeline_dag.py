@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from eodrisk.calendar import configured_regions
-from eodrisk.history import backfill, emulator_runner
 from eodrisk.sample_data import generate_night
 from eodrisk.slack_sink import read_messages, read_uploads
 from tests.airflow_env import write_dag_config
@@ -20,10 +19,12 @@ from tests.reference_risk import region_pnl, var_es
 
 pytestmark = pytest.mark.integration
 
-GOOD_DAY = date(2026, 11, 24)
 BAD_DAY = date(2026, 11, 23)  # a Monday: its EMEA file will have a broken header
-# US Thanksgiving: XNYS is closed, London and Tokyo trade; no AMER file lands.
+# US Thanksgiving: XNYS is closed, London and Tokyo trade; no AMER file lands. The good
+# night is the Wednesday before: every region open, and the positions AMER carries into
+# Thanksgiving are that night's (one night fewer than a separate back history of it).
 THANKSGIVING, WEDNESDAY = date(2026, 11, 26), date(2026, 11, 25)
+GOOD_DAY = WEDNESDAY
 REGIONS = configured_regions()
 FAST_RETRIES = {"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"}
 
@@ -33,7 +34,7 @@ def dag_config(platform):
     """Landing files for this module's dates on the session's platform."""
     generate_night(
         platform.landing,
-        [BAD_DAY, GOOD_DAY, WEDNESDAY, THANKSGIVING],
+        [BAD_DAY, GOOD_DAY, THANKSGIVING],
         regions=REGIONS,
         trades_per_region=800,
     )
@@ -124,7 +125,7 @@ def test_postgres_holds_the_independently_computed_figures(platform, good_night)
 def test_slack_hears_the_summary_with_the_firm_figure(platform, good_night):
     messages = read_messages(platform.sink.messages_file)
     text = json.dumps(messages)
-    assert "2026-11-24" in text
+    assert GOOD_DAY.isoformat() in text
     firm_var = var_summary(platform, GOOD_DAY)
     firm = next(r for r in firm_var if r[0] == "firm")[4]
     assert f"{firm:,.0f}" in text
@@ -258,11 +259,9 @@ def test_record_run_writes_the_night_to_the_run_history(platform, good_night):
 
 
 @pytest.fixture(scope="module")
-def thanksgiving(platform, dag_config):
-    """Wednesday's night by the back history (the positions AMER carries), then
-    Thanksgiving through the real DAG."""
-    run = emulator_runner(platform.emulator)
-    backfill(run, platform.lake, [WEDNESDAY], REGIONS, run_id="wednesday")
+def thanksgiving(platform, dag_config, good_night):
+    """Thanksgiving through the real DAG, after Wednesday's good night (whose positions
+    AMER carries forward)."""
     sent_before = len(read_messages(platform.sink.messages_file))
     result = platform.run_dag(THANKSGIVING, dag_config=dag_config)
     new = read_messages(platform.sink.messages_file)[sent_before:]
@@ -350,7 +349,5 @@ def test_carried_forward_var_equals_an_independent_recomputation(platform, thank
                 assert by_node[(level, node)] == pytest.approx(var_es(pnl), rel=1e-9)
     assert by_node[("firm", "FIRM")] == pytest.approx(var_es(firm_pnl), rel=1e-9)
     # Thursday's valuation is not Wednesday's figure: the market moved
-    wednesday = var_summary(platform, WEDNESDAY)
-    assert not wednesday or all(
-        r[4] != by_node[("region", "AMER")][0] for r in wednesday if r[1] == "AMER"
-    )
+    wednesday = [r[4] for r in var_summary(platform, WEDNESDAY) if r[1] == "AMER"]
+    assert wednesday and by_node[("region", "AMER")][0] not in wednesday
