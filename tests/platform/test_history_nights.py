@@ -130,7 +130,8 @@ def test_eodrisk_backfill_runs_the_jobs_from_the_built_wheel_on_the_emulator(
 ):
     """The command as a user runs it: an emulator of the bundle (wheel built and installed
     in the runtime-shaped venv), one run-now per stage with the nights as job parameters,
-    the lake and Postgres written with run id ``backfill``, quarantine rows included."""
+    the lake and Postgres written with run id ``backfill``, the quarantine table included
+    (empty: the sample files have no bad row; written by the range's one ingest commit)."""
     import json
 
     from deltalake import DeltaTable
@@ -148,7 +149,7 @@ def test_eodrisk_backfill_runs_the_jobs_from_the_built_wheel_on_the_emulator(
     assert summary["nights"] == 2 and summary["first_date"] == nights[0].isoformat()
     firm = DeltaTable(str(lake / "gold" / "firm_summary")).to_pandas()
     assert len(firm) == 2 and set(firm["run_id"]) == {BACKFILL_RUN_ID}
-    assert DeltaTable(str(lake / "silver" / "trades_quarantine")).version() >= 1
+    assert DeltaTable.is_deltatable(str(lake / "silver" / "trades_quarantine"))
     assert _run_ids(pg_dsn) == dict.fromkeys(nights, BACKFILL_RUN_ID)
     runs = list((tmp_path / "platform" / "emulator").rglob("*.log"))
     assert runs  # the tasks ran in the emulator's workers, with their logs
