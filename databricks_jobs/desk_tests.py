@@ -11,7 +11,8 @@ Per desk, over its last (at most) 250 backtest days up to the business date:
 * **Desk backtest**: exceptions of the 99% 1-day VaR of P (``gold.backtest``) and of the
   97.5% 1-day VaR of P (the ``ceil(n x 2.5%)``-th loss of P's desk vector).
 
-Everything per day and desk is computed by Spark; one row per desk reaches the driver.
+Everything per day and desk is computed by Spark, for a range of dates in one pass (each
+date's window joined to it); nothing per day reaches the driver.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from risk_models.backtest import PLA_OBSERVATIONS, desk_backtest, pla_test
 from risk_models.var import tail_count
 
 DESK_TESTS_SCHEMA = table("gold.desk_tests").ddl
-_GROUP_SCHEMA = DESK_TESTS_SCHEMA.replace("business_date date, ", "").replace(", run_id string", "")
+_GROUP_SCHEMA = DESK_TESTS_SCHEMA.replace(", run_id string", "")
 
 
 def _var_975(pnl: Column, sizes: list[int]) -> Column:
@@ -40,12 +41,14 @@ def _var_975(pnl: Column, sizes: list[int]) -> Column:
     return -F.element_at(F.array_sort(pnl), k)
 
 
-def desk_days(store: DeltaStore, business_date: date, regions: list[str]) -> DataFrame:
-    """(desk, region, business_date, hpl, rtpl, is_exception_99, is_exception_975) per day."""
+def desk_days(store: DeltaStore, business_dates: list[date], regions: list[str]) -> DataFrame:
+    """(as_of, desk, region, business_date, hpl, rtpl, is_exception_99, is_exception_975):
+    each desk's last (at most) ``PLA_OBSERVATIONS`` days up to each date ``as_of`` of
+    ``business_dates`` on which it is backtested."""
     backtest = store.read("gold.backtest").where(
         (F.col("level") == "desk")
         & F.col("region").isin(regions)
-        & (F.col("business_date") <= business_date)
+        & (F.col("business_date") <= max(business_dates))
     )
     vectors = store.read("gold.pnl_vectors").where(
         (F.col("level") == "desk") & F.col("region").isin(regions)
@@ -76,17 +79,23 @@ def desk_days(store: DeltaStore, business_date: date, regions: list[str]) -> Dat
         .join(rtpl, ["business_date", "desk", "region"], "left")
         .withColumn("is_exception_975", F.col("hpl") < -F.col("var_975"))
     )
-    recent = Window.partitionBy("desk").orderBy(F.col("business_date").desc())
-    latest = days.where(F.col("business_date") == business_date).select("desk").distinct()
+    as_of = store.spark.createDataFrame([(d,) for d in sorted(business_dates)], "as_of date")
+    windows = days.join(F.broadcast(as_of), F.col("business_date") <= F.col("as_of"))
+    recent = Window.partitionBy("as_of", "desk").orderBy(F.col("business_date").desc())
+    latest = (
+        days.where(F.col("business_date").isin(*business_dates))
+        .select(F.col("business_date").alias("as_of"), "desk")
+        .distinct()
+    )
     return (
-        days.withColumn("age", F.row_number().over(recent))
+        windows.withColumn("age", F.row_number().over(recent))
         .where(F.col("age") <= PLA_OBSERVATIONS)
-        .join(latest, "desk")
+        .join(latest, ["as_of", "desk"])
     )
 
 
 def desk_test(frame: pd.DataFrame) -> pd.DataFrame:
-    """One desk's tests from its days (executor side)."""
+    """One desk's tests as of one date from its days (executor side)."""
     both = frame.dropna(subset=["rtpl", "hpl"]).sort_values("business_date")
     if len(both) >= 2:
         spearman, ks, zone = pla_test(both["rtpl"].to_numpy(float), both["hpl"].to_numpy(float))
@@ -99,6 +108,7 @@ def desk_test(frame: pd.DataFrame) -> pd.DataFrame:
     )
     return pd.DataFrame(
         {
+            "business_date": [frame["as_of"].iloc[0]],
             "desk": [frame["desk"].iloc[0]],
             "region": [frame["region"].iloc[0]],
             "observations": [len(frame)],
@@ -113,13 +123,14 @@ def desk_test(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def desk_tests(
-    store: DeltaStore, business_date: date, regions: list[str], run_id: str
+    store: DeltaStore, business_dates: list[date], regions: list[str], run_id: str
 ) -> DataFrame:
-    """Rows of ``gold.desk_tests`` for the date, one per desk backtested on it."""
-    days = desk_days(store, business_date, regions)
-    tests = days.groupBy("desk").applyInPandas(desk_test, _GROUP_SCHEMA)
+    """Rows of ``gold.desk_tests`` for each of ``business_dates``, one per desk backtested on
+    the date (one grouped pass for all the dates)."""
+    days = desk_days(store, business_dates, regions)
+    tests = days.groupBy("as_of", "desk").applyInPandas(desk_test, _GROUP_SCHEMA)
     return tests.select(
-        F.lit(business_date).alias("business_date"),
+        "business_date",
         "desk",
         "region",
         "observations",

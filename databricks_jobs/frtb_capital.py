@@ -53,8 +53,10 @@ from risk_models.var import historical_es
 CURRENT_MOVES = 250
 STRESS_WINDOW = 250
 ALL_CLASSES = "ALL"
-FRTB_PNL_COLUMNS = table("gold.frtb_pnl").ddl
 FRTB_RESULT_COLUMNS = table("gold.frtb_results").ddl
+#: (name, type) of a ``gold.frtb_results`` row's figures: its columns after the node, before
+#: the run id (what :func:`frtb_figures` returns)
+FRTB_FIGURE_COLUMNS = [tuple(c.split()) for c in FRTB_RESULT_COLUMNS.split(", ")][4:-1]
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,3 @@ def frtb_figures(pnl: np.ndarray, layout: str) -> dict[str, Any]:
             imcc(stressed[ALL_CLASSES], [stressed[c] for c in RISK_CLASSES], rho=0.5)
         ),
     }
-
-
-def frtb_result_row(
-    business_date: date, region: str, level: str, node: str, figures: dict[str, Any], run_id: str
-) -> tuple:
-    """A row of ``gold.frtb_results`` (columns ``FRTB_RESULT_COLUMNS``)."""
-    names = [c.split()[0] for c in FRTB_RESULT_COLUMNS.split(", ")][4:-1]
-    return (business_date, region, level, node, *(figures[n] for n in names), run_id)

@@ -1,6 +1,7 @@
 """VaR backtesting of the hierarchy nodes: hypothetical P&L, exceptions, 250-day statistics.
 
-Pure pandas + numpy (no Spark), used by the ``backtest`` job on the driver.
+Pure pandas + numpy (no Spark), used by the ``backtest`` job: books on the executors,
+the roll-up and the statistics on the driver.
 
 For business date D and the previous business day P: the hypothetical P&L of a node is
 the change in value of its positions as of P (valued as of P, the terms ``compute_risk``
@@ -44,16 +45,14 @@ SUMMARY_COLUMNS = tuple(
 )
 
 
-def hypothetical_pnl(
+def book_hypothetical_pnl(
     positions: pd.DataFrame,
     terms: pd.DataFrame,
     factors: list[str],
     base: np.ndarray,
     moved: np.ndarray,
-    *,
-    include_firm: bool,
 ) -> pd.DataFrame:
-    """Hypothetical P&L in USD of every book, desk, region (and the firm).
+    """Hypothetical P&L in USD of every book of ``positions`` (executor side: one group).
 
     Parameters
     ----------
@@ -66,7 +65,7 @@ def hypothetical_pnl(
 
     Returns
     -------
-    DataFrame[level, node, region, hypothetical_pnl_usd]
+    DataFrame[region, desk, book, hypothetical_pnl_usd], by region and book
     """
     held = pd.Index(sorted(positions["instrument_id"].unique()))
     known = terms.drop_duplicates("instrument_id").set_index("instrument_id")
@@ -75,10 +74,24 @@ def hypothetical_pnl(
         raise ValueError(f"instrument {missing[0]} has no reference data")
     unit = unit_pnl(known.loc[held].reset_index(), factors, base, moved[None, :])[:, 0]
     pnl = positions["quantity"].to_numpy(float) * unit[held.get_indexer(positions["instrument_id"])]
-    frame = positions[["region", "desk", "book"]].assign(pnl=pnl)
+    # instrument order within a book: the float sum, and so a rerun, is reproducible
+    frame = positions[["region", "desk", "book", "instrument_id"]].assign(pnl=pnl)
+    frame = frame.sort_values(["region", "book", "instrument_id"], kind="stable")
+    sums = frame.groupby(["region", "desk", "book"], sort=False)["pnl"].sum()
+    return (
+        sums.rename("hypothetical_pnl_usd")
+        .reset_index()
+        .sort_values(["region", "book"], ignore_index=True)
+    )
+
+
+def node_hypothetical_pnl(books: pd.DataFrame, *, include_firm: bool) -> pd.DataFrame:
+    """Hypothetical P&L of every book, desk, region (and the firm) from the books'
+    (:func:`book_hypothetical_pnl`): DataFrame[level, node, region, hypothetical_pnl_usd]."""
+    books = books.sort_values(["region", "book"], kind="stable")
     parts = []
     for level, keys in (("book", "book"), ("desk", "desk"), ("region", "region")):
-        sums = frame.groupby(["region", keys], sort=True)["pnl"].sum()
+        sums = books.groupby(["region", keys], sort=True)["hypothetical_pnl_usd"].sum()
         parts.append(
             pd.DataFrame(
                 {

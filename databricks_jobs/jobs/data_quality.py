@@ -1,6 +1,7 @@
 """Job ``data_quality``: the night's checks before BI reads it (last task of the firm job).
 
-For one business date and the expected regions:
+For each business date (a night: one; history: several, each table read once for all)
+and the expected regions:
 
 * every region open on the date has an ingest audit row that reconciles — read =
   accepted + quarantined, and the accepted and quarantined counts equal the rows present
@@ -109,26 +110,50 @@ def run_checks(
     spark: SparkSession,
     *,
     lake_root: str,
-    business_date: date,
+    business_dates: list[date],
     regions: list[str],
     max_quarantine_rate: float,
-) -> list[str]:
-    """Every problem found for the date (empty when the night is good)."""
+) -> dict[date, list[str]]:
+    """Every problem found for each date (an empty list for a good night), from one read of
+    each table for all the dates."""
     store = DeltaStore(spark, lake_root)
-    when = {"business_date": business_date}
+    days = sorted(set(business_dates))
+    when = {"business_date": days}
+    nodes = _by_date(_rows(store, "gold.var_results", when))
+    audits = _by_date(_rows(store, "silver.ingest_audit", when))
+    trades = _counts_by_region(store, "silver.trades", when)
+    quarantine = _counts_by_region(store, "silver.trades_quarantine", when)
+    return {
+        day: night_problems(
+            day,
+            regions,
+            nodes.get(day, []),
+            {r["region"]: r for r in audits.get(day, []) if r["region"] in regions},
+            trades.get(day, {}),
+            quarantine.get(day, {}),
+            max_quarantine_rate,
+        )
+        for day in days
+    }
+
+
+def night_problems(
+    business_date: date,
+    regions: list[str],
+    nodes: list,
+    audits: dict,
+    trades: dict[str, int],
+    quarantine: dict[str, int],
+    max_quarantine_rate: float,
+) -> list[str]:
+    """The problems of one date from its rows of ``gold.var_results``, its audit rows by
+    region and its trade and quarantine counts by region."""
     problems: list[str] = []
-    nodes = _rows(store, "gold.var_results", when)
     carried = {
         n["region"]
         for n in nodes
         if n["level"] == "region" and n["positions_date"] != n["business_date"]
     }
-
-    audits = {
-        r["region"]: r for r in _rows(store, "silver.ingest_audit", when) if r["region"] in regions
-    }
-    trades = _counts_by_region(store, "silver.trades", when)
-    quarantine = _counts_by_region(store, "silver.trades_quarantine", when)
     for region in (r for r in regions if r not in carried):
         audit = audits.get(region)
         if audit is None:
@@ -159,11 +184,26 @@ def _rows(store: DeltaStore, table: str, where: dict) -> list:
     return store.read(table, where).collect()
 
 
-def _counts_by_region(store: DeltaStore, table: str, where: dict) -> dict[str, int]:
+def _by_date(rows: list) -> dict[date, list]:
+    out: dict[date, list] = {}
+    for row in rows:
+        out.setdefault(row["business_date"], []).append(row)
+    return out
+
+
+def _counts_by_region(store: DeltaStore, table: str, where: dict) -> dict[date, dict[str, int]]:
     if not store.exists(table):
         return {}
-    grouped = store.read(table, where).groupBy("region").agg(F.count("*").alias("n"))
-    return {r["region"]: int(r["n"]) for r in grouped.collect()}
+    grouped = (
+        store.read(table, where)
+        .groupBy("business_date", "region")
+        .agg(F.count("*").alias("n"))
+        .collect()
+    )
+    out: dict[date, dict[str, int]] = {}
+    for r in grouped:
+        out.setdefault(r["business_date"], {})[r["region"]] = int(r["n"])
+    return out
 
 
 def rate(text: str) -> float:
@@ -181,16 +221,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--regions", type=job_args.region_list, required=True)
     parser.add_argument("--max-quarantine-rate", type=rate, default=0.05)
     args = parser.parse_args(argv)
-    spark = get_spark()
+    checked = run_checks(
+        get_spark(),
+        lake_root=args.lake_root,
+        business_dates=args.business_dates,
+        regions=args.regions,
+        max_quarantine_rate=args.max_quarantine_rate,
+    )
     failed = []
-    for business_date in args.business_dates:
-        problems = run_checks(
-            spark,
-            lake_root=args.lake_root,
-            business_date=business_date,
-            regions=args.regions,
-            max_quarantine_rate=args.max_quarantine_rate,
-        )
+    for business_date, problems in checked.items():
         for problem in problems:
             log.error("data quality %s: %s", business_date, problem)
         if problems:

@@ -120,7 +120,7 @@ def main(spec: dict) -> None:
         from databricks_jobs.jobs.load_reporting import load
         from tests.jobs.test_postgres_faults import night_rows
 
-        load(spec["dsn"], day, night_rows(spec["version"]))
+        load(spec["dsn"], {day: night_rows(spec["version"])})
         return
 
     from databricks_jobs.spark_session import get_spark
@@ -161,8 +161,7 @@ def main(spec: dict) -> None:
     elif stage == "load":
         from databricks_jobs.jobs import load_reporting
 
-        tables = load_reporting.gather(spark, spec["lake"], day)
-        load_reporting.load(spec["dsn"], day, tables)
+        load_reporting.load(spec["dsn"], load_reporting.gather(spark, spec["lake"], [day]))
     else:
         raise SystemExit(f"unknown stage {stage!r}")
     Path(spec["marker"]).write_text(json.dumps({"completed": True}))

@@ -64,14 +64,15 @@ def run_date(spark, landing: Path, lake: Path, day: date, run_id: str) -> dict:
     compute_firm_risk(
         spark, lake_root=str(lake), business_dates=[day], regions=REGIONS, run_id=run_id
     )
-    return run_backtest(
+    (result,) = run_backtest(
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=day,
+        business_dates=[day],
         regions=REGIONS,
         run_id=run_id,
     )
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -164,42 +165,47 @@ def test_summary_counts_exceptions_with_basel_zone_and_kupiec_by_hand(history, s
         assert results[-1]["summary"][node]["zone"] == zone
 
 
-def test_rerunning_the_backtest_gives_the_same_rows(history, spark):
-    landing, lake, _ = history
+def test_rerunning_the_nights_as_one_range_gives_the_same_rows(history, spark):
+    """The nights backtested one by one, then again as one range (one pass): every row of
+    the three tables is the same."""
+    landing, lake, results = history
     store = DeltaStore(spark, str(lake))
+    tables = ("gold.backtest", "gold.backtest_summary", "gold.desk_tests")
 
     def rows():
-        return sorted(
-            tuple(map(str, r))
-            for r in store.read("gold.backtest", {"business_date": DAYS[-1]})
-            .drop("run_id")
-            .collect()
-        )
+        return {
+            t: sorted(tuple(map(str, r)) for r in store.read(t).drop("run_id").collect())
+            for t in tables
+        }
 
     before = rows()
-    run_backtest(
+    again = run_backtest(
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=DAYS[-1],
+        business_dates=list(DAYS),
         regions=REGIONS,
         run_id="again",
     )
-    assert rows() == before
+    assert rows() == before and all(before.values())
+    assert again == results
+    assert {r["run_id"] for t in tables for r in store.read(t).select("run_id").collect()} == {
+        "again"
+    }
 
 
 def test_load_reporting_loads_backtest_and_contributions(history, spark, pg_dsn):
     _, lake, _ = history
     apply_migrations(pg_dsn)
     day = DAYS[-1]
-    counts = load(pg_dsn, day, gather(spark, str(lake), day))
+    counts = load(pg_dsn, gather(spark, str(lake), [day]))[day]
     store = DeltaStore(spark, str(lake))
     assert counts["risk.backtest"] == store.read("gold.backtest", {"business_date": day}).count()
     assert counts["risk.backtest_summary"] == 4
     assert counts["risk.var_contributions"] == (
         store.read("gold.var_contributions", {"business_date": day}).count()
     )
-    first = load(pg_dsn, DAYS[0], gather(spark, str(lake), DAYS[0]))
+    first = load(pg_dsn, gather(spark, str(lake), [DAYS[0]]))[DAYS[0]]
     assert first["risk.backtest"] == first["risk.backtest_summary"] == 0
     with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
         cur.execute(

@@ -70,7 +70,7 @@ def run_night(spark, landing: Path, lake: Path, run_id: str) -> dict:
         spark,
         landing_root=str(landing),
         lake_root=str(lake),
-        business_date=DAY,
+        business_dates=[DAY],
         regions=REGIONS,
         run_id=run_id,
     )
@@ -286,8 +286,7 @@ def test_no_firm_figure_for_an_incomplete_night(night, spark):
 def test_load_reporting_replaces_the_date_in_one_transaction(night, spark, pg_dsn):
     _, lake, summary = night
     assert apply_migrations(pg_dsn) >= 2
-    tables = gather(spark, str(lake), DAY)
-    counts = load(loader_dsn(pg_dsn), DAY, tables)
+    counts = load(loader_dsn(pg_dsn), gather(spark, str(lake), [DAY]))[DAY]
     delta_nodes = DeltaStore(spark, str(lake)).read("gold.var_results", {"business_date": DAY})
     assert counts["risk.var_summary"] == delta_nodes.count()
 
@@ -310,7 +309,7 @@ def test_load_reporting_replaces_the_date_in_one_transaction(night, spark, pg_ds
         match = [x for x in loaded if (x[0], x[1]) == (r["level"], r["node"])]
         assert match and match[0][2] == r["var_99_1d_usd"]
     assert apply_migrations(pg_dsn) == 0
-    load(loader_dsn(pg_dsn), DAY, gather(spark, str(lake), DAY))
+    load(loader_dsn(pg_dsn), gather(spark, str(lake), [DAY]))
     assert rows() == loaded  # unchanged figures keep their run_id and loaded_at
 
 
@@ -326,17 +325,17 @@ def test_the_loader_refuses_an_unmigrated_schema_until_db_upgrade(night, spark, 
             f"alter role {LOADER_ROLE} login"
         )
     conn.close()
-    tables = gather(spark, str(lake), DAY)
+    nights = gather(spark, str(lake), [DAY])
     shipped = shipped_migrations()
     with pytest.raises(SchemaBehindError) as refused:
-        load(loader_dsn(pg_dsn), DAY, tables)
+        load(loader_dsn(pg_dsn), nights)
     message = str(refused.value)
     assert all(m in message for m in shipped), message
     assert "eodrisk db upgrade" in message and "migrate" in message
 
     assert eodrisk_cli(["db", "upgrade", "--dsn", pg_dsn]) == 0
     assert f"applied {len(shipped)} migration(s)" in capsys.readouterr().out
-    counts = load(loader_dsn(pg_dsn), DAY, tables)
+    counts = load(loader_dsn(pg_dsn), nights)[DAY]
     assert counts["risk.firm_summary"] == 1
     with (
         psycopg2.connect(loader_dsn(pg_dsn)) as conn,
@@ -350,7 +349,7 @@ def test_the_loader_refuses_an_unmigrated_schema_until_db_upgrade(night, spark, 
 def test_load_refuses_a_date_without_firm_figure(night, spark):
     _, lake, _ = night
     with pytest.raises(IncompleteNightError, match="no firm figure for 2026-11-25"):
-        gather(spark, str(lake), date(2026, 11, 25))
+        gather(spark, str(lake), [date(2026, 11, 25)])
 
 
 def test_no_firm_figure_from_vectors_no_figure_vouches_for(night, spark, tmp_path):
@@ -496,7 +495,7 @@ def test_load_stores_stress_results_and_limit_utilisation(night, spark, pg_dsn):
             ],
         )
     conn.close()
-    counts = load(loader_dsn(pg_dsn), DAY, gather(spark, str(lake), DAY))
+    counts = load(loader_dsn(pg_dsn), gather(spark, str(lake), [DAY]))[DAY]
 
     stress = store.read("gold.stress_pnl", {"business_date": DAY}).collect()
     worst: dict[tuple, float] = {}
@@ -659,7 +658,7 @@ def test_report_and_bi_show_the_night_beyond_var(night, spark, pg_dsn, tmp_path)
 
     _, lake, _ = night
     apply_migrations(pg_dsn)
-    load(loader_dsn(pg_dsn), DAY, gather(spark, str(lake), DAY))
+    load(loader_dsn(pg_dsn), gather(spark, str(lake), [DAY]))
     with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
         cur.execute("set role risk_reader")
         cur.execute("select * from bi.risk_beyond_var where business_date = %s", (DAY,))

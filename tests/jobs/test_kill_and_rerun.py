@@ -145,7 +145,7 @@ def undisturbed(spark, landing, tmp_path_factory, make_db):
     run_firm(spark, lake)
     dsn = make_db("eodrisk_kill_base")
     apply_migrations(dsn)
-    load(dsn, DAY, gather(spark, str(lake), DAY))
+    load(dsn, gather(spark, str(lake), [DAY]))
     return delta_checksums(lake), pg_checksums(dsn)
 
 
@@ -228,7 +228,7 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
     # the killed write's Parquet staging folder stays behind until a later write sweeps it
     assert [p.name for p in (lake / "_staging").iterdir() if "gold.var_results" in p.name]
     with pytest.raises(IncompleteNightError, match="no firm figure"):
-        gather(spark, str(lake), DAY)
+        gather(spark, str(lake), [DAY])
     run_firm(spark, lake)
 
     # load: killed inside the Postgres transaction, three tables upserted
@@ -241,7 +241,7 @@ def test_kill_at_every_stage_then_rerun_ends_identical(
     )
     assert where.startswith("risk.ingest_audit: upserted")
     assert all(count == 0 for count, _ in pg_checksums(dsn).values()), "no partial rows"
-    load(dsn, DAY, gather(spark, str(lake), DAY))
+    load(dsn, gather(spark, str(lake), [DAY]))
 
     delta, pg = undisturbed
     assert delta_checksums(lake) == delta
@@ -341,7 +341,7 @@ def test_a_reload_killed_with_a_second_load_waiting_lets_the_second_load_in(tmp_
 
     dsn = make_db("eodrisk_kill_reload")
     apply_migrations(dsn)
-    load(dsn, DAY, night_rows("v1"))
+    load(dsn, {DAY: night_rows("v1")})
     hold = tmp_path / "reload.hold"
     child = start_child(
         tmp_path,
@@ -356,7 +356,7 @@ def test_a_reload_killed_with_a_second_load_waiting_lets_the_second_load_in(tmp_
 
     second: dict = {}
     waiter = threading.Thread(
-        target=lambda: second.setdefault("result", load(dsn, DAY, night_rows("v3")))
+        target=lambda: second.setdefault("result", load(dsn, {DAY: night_rows("v3")}))
     )
     waiter.start()
     while not loads_waiting_on_a_lock(dsn):

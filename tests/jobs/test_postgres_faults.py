@@ -134,11 +134,11 @@ def run_in_thread(fn, *args):
 
 
 def test_backend_terminated_mid_load_leaves_previous_state_and_retry_succeeds(dsn, monkeypatch):
-    load(dsn, DAY, night_rows("v1"))
+    load(dsn, {DAY: night_rows("v1")})
     assert contents(dsn) == expected("v1")
 
     inside, release = paused_load(monkeypatch, "risk.firm_summary")
-    thread, outcome = run_in_thread(load, dsn, DAY, night_rows("v2"))
+    thread, outcome = run_in_thread(load, dsn, {DAY: night_rows("v2")})
     assert inside.wait(60)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:  # what a restart does to it
         cur.execute(
@@ -153,14 +153,14 @@ def test_backend_terminated_mid_load_leaves_previous_state_and_retry_succeeds(ds
     assert contents(dsn) == expected("v1"), "no partial rows: the previous night is intact"
 
     monkeypatch.undo()
-    load(dsn, DAY, night_rows("v2"))  # the task's retry
+    load(dsn, {DAY: night_rows("v2")})  # the task's retry
     assert contents(dsn) == expected("v2")
 
 
 def test_postgres_crash_mid_load_then_restart_and_retry(server, dsn, monkeypatch):
-    load(dsn, DAY, night_rows("v1"))
+    load(dsn, {DAY: night_rows("v1")})
     inside, release = paused_load(monkeypatch, "risk.var_summary")
-    thread, outcome = run_in_thread(load, dsn, DAY, night_rows("v2"))
+    thread, outcome = run_in_thread(load, dsn, {DAY: night_rows("v2")})
     assert inside.wait(60)
     pg_ctl(server, "-m", "immediate", "stop")  # no checkpoint: crash recovery on start
     release.set()
@@ -169,7 +169,7 @@ def test_postgres_crash_mid_load_then_restart_and_retry(server, dsn, monkeypatch
     server.ensure_postgres_running()
     assert contents(dsn) == expected("v1"), "crash recovery rolled the open load back"
     monkeypatch.undo()
-    load(dsn, DAY, night_rows("v2"))
+    load(dsn, {DAY: night_rows("v2")})
     assert contents(dsn) == expected("v2")
 
 
@@ -186,7 +186,7 @@ def test_postgres_down_at_connect_is_retried_with_backoff_then_loads(server, dsn
     pg_ctl(server, "-m", "fast", "stop")
     policy = dataclasses.replace(load_reporting.CONNECT_POLICY, sleep=sleep)
     monkeypatch.setattr(load_reporting, "CONNECT_POLICY", policy)
-    load(dsn, DAY, night_rows("v1"))
+    load(dsn, {DAY: night_rows("v1")})
     assert len(delays) == 1 and 0.0 <= delays[0] <= policy.base_delay_s
     assert contents(dsn) == expected("v1")
 
@@ -200,7 +200,7 @@ def test_postgres_down_for_good_fails_after_bounded_retries_writing_nothing(
     pg_ctl(server, "-m", "fast", "stop")
     try:
         with pytest.raises(psycopg2.OperationalError):
-            load(dsn, DAY, night_rows("v1"))
+            load(dsn, {DAY: night_rows("v1")})
     finally:
         server.ensure_postgres_running()
     assert len(delays) == policy.attempts - 1
@@ -225,9 +225,9 @@ def test_concurrent_loads_of_one_date_are_serialised_by_the_advisory_lock(dsn, m
             assert release_first.wait(60)
 
     monkeypatch.setattr(load_reporting, "replace_scope", replace_scope)
-    first, first_out = run_in_thread(load, dsn, DAY, night_rows("v1"))
+    first, first_out = run_in_thread(load, dsn, {DAY: night_rows("v1")})
     assert first_inside.wait(60)
-    second, second_out = run_in_thread(load, dsn, DAY, night_rows("v2"))
+    second, second_out = run_in_thread(load, dsn, {DAY: night_rows("v2")})
 
     deadline = time.monotonic() + 30
     waiting = []
@@ -256,13 +256,13 @@ def test_concurrent_loads_of_one_date_are_serialised_by_the_advisory_lock(dsn, m
 
 def test_loads_of_different_dates_do_not_wait_for_each_other(dsn, monkeypatch):
     inside, release = paused_load(monkeypatch, "risk.var_summary")
-    first, first_out = run_in_thread(load, dsn, DAY, night_rows("v1"))
+    first, first_out = run_in_thread(load, dsn, {DAY: night_rows("v1")})
     assert inside.wait(60)
     other_day = date(2026, 11, 25)
     rows = {t: [(other_day, *r[1:]) for r in rs] for t, rs in night_rows("v2", n_nodes=5).items()}
     try:
         started = time.monotonic()
-        load(dsn, other_day, rows)  # would block until release if the lock were global
+        load(dsn, {other_day: rows})  # would block until release if the lock were global
         assert time.monotonic() - started < 30
     finally:
         release.set()
