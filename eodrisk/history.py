@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from databricks_jobs.job_args import check_regions, format_dates, lake_root, region_list
 from databricks_jobs.landing import (
@@ -257,33 +258,57 @@ def run_stages(
 
     client = WorkspaceClient(host=host, token=token)
     ids = {job.settings.name: job.job_id for job in client.jobs.list()}
-    run_ids = []
+    run_ids: list[int] = []
     for done, stage in enumerate(stages, start=1):
-        waiters = [
-            (run, client.jobs.run_now(ids[job_names[run.job]], job_parameters=run.parameters))
+        started = {
+            client.jobs.run_now(ids[job_names[run.job]], job_parameters=run.parameters).run_id: run
             for run in stage
-        ]
-        for run, waiter in waiters:
-            finished = client.jobs.wait_get_run_job_terminated_or_skipped(
-                waiter.run_id, timeout=_timeout()
-            )
-            state = finished.state
+        }
+        for run_id, finished in wait_for_runs(client.jobs, list(started)).items():
+            run, state = started[run_id], finished.state
             result = state.result_state.value if state and state.result_state else "UNKNOWN"
             if result != "SUCCESS":
                 raise HistoryError(
                     f"{run.job} {run.parameters.get('region', '')} failed ({result}): "
                     f"{state.state_message if state else ''} — {finished.run_page_url}"
                 )
-            run_ids.append(waiter.run_id)
+        run_ids += list(started)
         if progress is not None:
             progress(done, len(stages))
     return run_ids
 
 
-def _timeout():
-    from datetime import timedelta
+#: Seconds between two looks at a stage's runs: short at first (the next stage starts as
+#: soon as the last run ends), growing by :data:`POLL_GROWTH` to :data:`POLL_MAX_S` for
+#: long runs. (The SDK's own wait sleeps 1, 2, ... 10 s: ~5 s idle after each stage.)
+POLL_FIRST_S = 0.25
+POLL_GROWTH = 1.5
+POLL_MAX_S = 5.0
+#: life-cycle states after which a run changes no more
+FINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 
-    return timedelta(seconds=STAGE_TIMEOUT_S)
+
+def wait_for_runs(
+    jobs: Any, run_ids: Sequence[int], *, timeout_s: float = STAGE_TIMEOUT_S, sleep=time.sleep
+) -> dict[int, Any]:
+    """Each run (``jobs``: the SDK's ``client.jobs``) once it has ended, by run id, polling
+    all of them together; raises :class:`HistoryError` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    pending, ended = list(run_ids), {}
+    interval = POLL_FIRST_S
+    while True:
+        for run_id in list(pending):
+            run = jobs.get_run(run_id)
+            state = run.state.life_cycle_state if run.state else None
+            if state is not None and state.value in FINAL_STATES:
+                ended[run_id] = run
+                pending.remove(run_id)
+        if not pending:
+            return {run_id: ended[run_id] for run_id in run_ids}
+        if time.monotonic() > deadline:
+            raise HistoryError(f"runs {pending} still running after {timeout_s:.0f} s")
+        sleep(interval)
+        interval = min(interval * POLL_GROWTH, POLL_MAX_S)
 
 
 def jobs_api_runner(host: str, token: str, job_names: dict[str, str] | None = None) -> Runner:
