@@ -3,8 +3,8 @@
 ``backtest``, ``frtb_es``, ``data_quality`` and ``load_reporting`` (gather + load) on the
 same lake in one process: each called once per night with a list of one date (what their
 range mode did before issue 15: a loop over the single-date code) and once with all the
-nights. The lake is prepared beforehand night by night (ingest, compute_risk, firm_risk;
-not timed). Runs on its own: ``python -m benchmarks.bench_firm_range [NIGHTS]``.
+nights. The lake is prepared beforehand (ingest, compute_risk, firm_risk; not timed). Runs on
+its own: ``python -m benchmarks.bench_firm_range [NIGHTS]``.
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     nights = business_days(LAST_NIGHT, n_nights)
     generate_night(landing, nights, regions=REGIONS, trades_per_region=TRADES)
     spark, calendars = spark_session(), business_calendars()
-    for night in nights:
-        for region in REGIONS:
-            held = calendars.positions_date(region, night)
-            day = dict(landing_root=str(landing), lake_root=lake, business_date=night)
-            if held == night:
-                ingest(spark, **day, region=region, run_id="setup")
-            compute_region_risk(spark, **day, region=region, run_id="setup", positions_date=held)
-        compute_firm_risk(spark, lake_root=lake, business_date=night, regions=REGIONS,
-                          run_id="setup")  # fmt: skip
+    lake_dates = dict(landing_root=str(landing), lake_root=lake)
+    for region in REGIONS:  # the lake: the earlier stages, each in one range pass
+        held = {d: calendars.positions_date(region, d) for d in nights}
+        ingest(spark, **lake_dates, business_dates=[d for d in nights if held[d] == d],
+               region=region, run_id="setup")  # fmt: skip
+        compute_region_risk(spark, **lake_dates, business_dates=nights, region=region,
+                            run_id="setup",
+                            positions_dates={d: p for d, p in held.items() if p != d})  # fmt: skip
+    compute_firm_risk(spark, lake_root=lake, business_dates=nights, regions=REGIONS,
+                      run_id="setup")  # fmt: skip
     common = dict(landing_root=str(landing), lake_root=lake, regions=REGIONS)
     with postgres(root / "postgres") as dsn:
         apply_migrations(dsn)
