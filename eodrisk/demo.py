@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -82,7 +83,7 @@ def run_demo(
     progress = progress or Progress()
     calendars = business_calendars()
     regions = calendars.regions if regions is None else regions
-    nights = business_days(business_date, history_days + 1)
+    nights = demo_nights(business_date, history_days, regions)
     history = nights[:-1]
     started = time.perf_counter()
     files = len(nights) * len(regions)
@@ -158,6 +159,18 @@ def run_demo(
     result.slack_messages = len(read_messages(data_dir / "slack_messages.jsonl"))
     print_summary(result, console)
     return result
+
+
+def demo_nights(business_date: date, history_days: int, regions: Sequence[str]) -> list[date]:
+    """The demo's night and the ``history_days`` firm business days before it, oldest first,
+    reaching further back while the first night of history is a holiday of one of the
+    ``regions``: that region's positions are carried forward from its business day before,
+    which must be in the history too."""
+    calendars = business_calendars()
+    nights = business_days(business_date, history_days + 1)
+    while history_days and not all(calendars.is_business_day(nights[0], r) for r in regions):
+        nights = business_days(business_date, len(nights) + 1)
+    return nights
 
 
 def footprint(path: Path) -> str:
