@@ -33,11 +33,11 @@ from eodrisk.slack_sink import read_messages
 from eodrisk.up import airflow_password, airflow_run_url, up
 
 DEFAULT_BUSINESS_DATE = date(2026, 11, 24)
-# Nights of history before the demo night, computed by the jobs (eodrisk.history), so the
-# VaR trend, the day-on-day changes and a first backtest are populated. Few, because the
-# jobs' range mode still pays each night's fixed Spark costs (about a minute a night on
-# this 2-core machine, benchmarks/RESULTS.md §8): `--history-days 250` fills the backtest
-# window but takes hours until range mode reads and writes a range in one pass (issue 21).
+# Nights of history before the demo night, computed by the jobs (eodrisk.history) in one
+# range, so the VaR trend, the day-on-day changes and a first backtest are populated. Few, so
+# that the demo keeps a new user waiting little longer than the night it shows (issue 21,
+# benchmark 9); a second demo reuses them. `--history-days 250` fills the backtest window
+# (about 2 GB of CSVs at 30,000 trades a region; benchmarks/RESULTS.md §8 for the cost).
 DEFAULT_HISTORY_DAYS = 5
 
 
