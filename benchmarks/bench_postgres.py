@@ -21,19 +21,11 @@ from datetime import date, timedelta
 
 from benchmarks.common import Report, best_interleaved
 from benchmarks.pg import scratch_database
+from databricks_jobs.tables import table
 
-COLUMNS = (
-    "business_date",
-    "level",
-    "node",
-    "parent",
-    "region",
-    "var_99_1d_usd",
-    "var_99_10d_usd",
-    "es_975_1d_usd",
-    "run_id",
-)
-KEY, VALUES = COLUMNS[:3], COLUMNS[3:]
+#: The loader's columns of risk.var_summary, from the catalogue (its one home).
+VAR_SUMMARY = table("risk.var_summary")
+COLUMNS, KEY, VALUES = VAR_SUMMARY.loaded, VAR_SUMMARY.key, VAR_SUMMARY.values
 
 
 def make_rows(n: int, day: date, run_id: str, bump: float = 0.0) -> list[tuple]:
@@ -42,27 +34,29 @@ def make_rows(n: int, day: date, run_id: str, bump: float = 0.0) -> list[tuple]:
     rng = np.random.default_rng(5)
     var = rng.lognormal(13, 1, n) + bump
     levels = ("book", "desk", "region", "firm")
-    return [
-        (
-            day,
-            levels[i % 4],
-            f"NODE_{i:07d}",
-            f"PARENT_{i // 40:05d}",
-            ("EMEA", "APAC", "AMER")[i % 3],
-            float(var[i]),
-            float(var[i] * 3.1622776601683795),
-            float(var[i] * 1.2),
-            run_id,
-        )
+    rows = (
+        {
+            "business_date": day,
+            "level": levels[i % 4],
+            "node": f"NODE_{i:07d}",
+            "parent": f"PARENT_{i // 40:05d}",
+            "region": ("EMEA", "APAC", "AMER")[i % 3],
+            "var_99_1d_usd": float(var[i]),
+            "var_99_10d_usd": float(var[i] * 3.1622776601683795),
+            "es_975_1d_usd": float(var[i] * 1.2),
+            "positions_date": day,
+            "run_id": run_id,
+        }
         for i in range(n)
-    ]
+    )
+    return [tuple(row[c] for c in COLUMNS) for row in rows]
 
 
 def raw_copy(cur, rows: list[tuple]) -> None:
     """Serialise with csv (floats as repr, as the loader does) and COPY."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows((*r[:5], repr(r[5]), repr(r[6]), repr(r[7]), r[8]) for r in rows)
+    writer.writerows(tuple(repr(v) if isinstance(v, float) else v for v in r) for r in rows)
     buffer.seek(0)
     cur.copy_expert(f"copy raw_copy ({', '.join(COLUMNS)}) from stdin with (format csv)", buffer)
 
