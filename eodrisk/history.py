@@ -105,59 +105,59 @@ def history_nights(
     return nights
 
 
-def nights_run_by_others(lake: Path, nights: Sequence[date], run_id: str) -> list[date]:
-    """The ``nights`` whose firm figure in the lake was written by another run."""
+def firm_run_ids(lake: Path, nights: Sequence[date]) -> dict[date, str]:
+    """The run id of each of ``nights`` whose firm figure is in the lake."""
     from deltalake import DeltaTable
 
     path = lake / "gold" / "firm_summary"
     if not nights or not DeltaTable.is_deltatable(str(path)):
-        return []
+        return {}
     rows = DeltaTable(str(path)).to_pyarrow_table(
         columns=["business_date", "run_id"],
         filters=[("business_date", ">=", min(nights)), ("business_date", "<=", max(nights))],
     )
-    ran = {d for d, r in zip(*rows.to_pydict().values(), strict=True) if r != run_id}
-    return sorted(ran & set(nights))
+    wanted = set(nights)
+    return {d: r for d, r in zip(*rows.to_pydict().values(), strict=True) if d in wanted}
 
 
 def reusable_nights(
-    lake: Path, landing: Path, nights: Sequence[date], regions: Sequence[str], run_id: str
+    lake: Path,
+    landing: Path,
+    nights: Sequence[date],
+    regions: Sequence[str],
+    computed: set[date],
+    code: str,
 ) -> list[date]:
     """The leading ``nights`` an earlier back history already computed from the same inputs
-    with the same code, so computing them again would write the same rows: the lake's
-    stamp (:data:`STAMP`) names this code (:func:`code_digest`), the night's firm figure
-    carries ``run_id``, and for each region open that night the ingest audit holds the
-    checksum of the trade file landed now (its marker's manifest). Only a prefix is reused:
-    a night after a recomputed one is recomputed too (its backtest reads the nights before).
+    with the same code, so computing them again would write the same rows: the night is
+    among ``computed`` (its firm figure carries this back history's run id), the lake's
+    stamp (:data:`STAMP`) names ``code`` (:func:`code_digest`) for it, and for each region
+    open that night the ingest audit holds the checksum of the trade file landed now (its
+    marker's manifest). Only a prefix is reused: a night after a recomputed one is
+    recomputed too (its backtest reads the nights before).
     """
     from deltalake import DeltaTable
 
-    audit_path, firm_path = lake / "silver" / "ingest_audit", lake / "gold" / "firm_summary"
-    if not nights or not DeltaTable.is_deltatable(str(firm_path)):
+    audit_path = lake / "silver" / "ingest_audit"
+    if not nights or not computed or not DeltaTable.is_deltatable(str(audit_path)):
         return []
-    code, stamped = code_digest(), _read_stamp(lake)
-    span = [("business_date", ">=", min(nights)), ("business_date", "<=", max(nights))]
-    firm = DeltaTable(str(firm_path)).to_pyarrow_table(
-        columns=["business_date", "run_id"], filters=span
-    )
-    ours = {d for d, r in zip(*firm.to_pydict().values(), strict=True) if r == run_id}
+    stamped = _read_stamp(lake)
     audit = DeltaTable(str(audit_path)).to_pyarrow_table(
-        columns=["business_date", "region", "sha256"], filters=span
+        columns=["business_date", "region", "sha256"],
+        filters=[("business_date", ">=", min(nights)), ("business_date", "<=", max(nights))],
     )
     checksums = {(d, r): h for d, r, h in zip(*audit.to_pydict().values(), strict=True)}
     calendars = business_calendars()
     reused: list[date] = []
     for night in sorted(nights):
-        landed = [
-            _landed_checksum(landing, region, night)
-            for region in regions
-            if calendars.is_business_day(night, region)
-        ]
         open_regions = [r for r in regions if calendars.is_business_day(night, r)]
         if (
             stamped.get(night.isoformat()) != code
-            or night not in ours
-            or landed != [checksums.get((night, r)) for r in open_regions]
+            or night not in computed
+            or any(
+                _landed_checksum(landing, r, night) != checksums.get((night, r))
+                for r in open_regions
+            )
         ):
             break
         reused.append(night)
@@ -352,12 +352,15 @@ def backfill(
     leading nights an earlier back history computed from the same files with the same code
     are reused, not computed again (:func:`reusable_nights`; with ``load`` they are loaded
     again)."""
-    ran = nights_run_by_others(lake, nights, run_id)
+    written = firm_run_ids(lake, nights)
+    ran = sorted(d for d, r in written.items() if r != run_id)
     if ran:
         log.info("not replacing %d night(s) another run wrote: %s", len(ran), ran)
     todo = sorted(set(nights) - set(ran))
     regions = configured_regions() if regions is None else regions
-    reused = reusable_nights(lake, landing, todo, regions, run_id) if landing else []
+    code = code_digest()
+    ours = {d for d, r in written.items() if r == run_id}
+    reused = reusable_nights(lake, landing, todo, regions, ours, code) if landing else []
     if reused:
         log.info("reusing %d night(s) computed from the same files and code", len(reused))
     todo = todo[len(reused) :]
@@ -369,7 +372,7 @@ def backfill(
         stamped = {k: v for k, v in _read_stamp(lake).items() if k not in set(map(str, todo))}
         _write_stamp(lake, stamped)
         run(stages, progress)
-        _write_stamp(lake, {**stamped, **dict.fromkeys(map(str, todo), code_digest())})
+        _write_stamp(lake, {**stamped, **dict.fromkeys(map(str, todo), code)})
     return HistoryResult(computed=todo, reused=reused)
 
 
