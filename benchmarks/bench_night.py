@@ -1,20 +1,23 @@
 """Benchmarks 5 and 6 — a whole night through the real DAG, and pools vs fresh clusters.
 
 A night is what ``eodrisk demo`` runs: the sample landing files, the real ``eod_risk``
-Airflow DAG (``dag.test()`` in a child process, as ``eodrisk.airflow_local.run_dag``) driving
-the Databricks Jobs API emulator, Postgres (a scratch database on the local server) and the
+Airflow DAG triggered through the REST API on the deployed platform (``local_platform(...,
+airflow=True)`` as ``eodrisk up`` starts it: scheduler, triggerer, LocalExecutor, DAG
+processor, API server, up before the night; the full run also times one night by
+``dag.test()`` in a child process for comparison) driving the Databricks Jobs API emulator,
+Postgres (a scratch database on the local server) and the
 Slack sink. Each task run's ``setup_duration`` / ``execution_duration`` is read back from the
 emulator with ``runs/get``, so a night's wall time splits into
 
 * **work** — the jobs' execution time: what grows with the trade count;
 * **cluster acquisition** — the tasks' setup time (a Spark start on a cold worker);
-* **orchestration** — everything else: Airflow's start, DAG parsing, scheduling, the
-  operator's 2 s polling, sensors, callbacks.
+* **orchestration** — everything else: scheduling, task process start, the operator's
+  polling and the deferral's return, sensors, callbacks.
 
 5. **Scaling**: nights at 1x, 2x, 4x the default trade count (quick: one region, smaller)
    on one emulator in pool mode; a least-squares line of wall time and of work against the
    trade count gives the fixed overhead (intercept) and the linearity (R², 4x/1x).
-6. **Pools**: the first (cold) pool night against a night on an emulator with
+6. **Pools** (full run only): the first (cold) pool night against a night on an emulator with
    ``fresh_cluster=True`` (a new Spark driver per task run, like a job cluster): cluster
    acquisition per job and end-to-end latency.
 """
@@ -32,7 +35,15 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, Report, redirect_fds, work_dir
-from benchmarks.night_timeline import Waits, dag_upstream, task_spans, waits
+from benchmarks.night_timeline import (
+    TaskRow,
+    Waits,
+    _epoch,
+    dag_upstream,
+    sqlite_rows,
+    task_spans,
+    waits,
+)
 
 BUSINESS_DATE = date(2026, 11, 24)
 DEFAULT_TRADES = 30_000  # eodrisk demo's trades_per_region
@@ -141,14 +152,23 @@ class Platform:
     """A local platform (eodrisk.platform) on a scratch database, one emulator (pool or fresh)
     for several nights, its Airflow metadata DB migrated once (as a deployment does)."""
 
-    def __init__(self, root: Path, regions: tuple[str, ...], *, fresh_cluster: bool) -> None:
+    def __init__(
+        self, root: Path, regions: tuple[str, ...], *, fresh_cluster: bool, deployed: bool
+    ) -> None:
         self.root = root
         self.regions = regions
         self.fresh_cluster = fresh_cluster
+        #: Airflow's own services (scheduler, triggerer, LocalExecutor: what production
+        #: runs) trigger the nights, else ``dag.test()`` in a child process per night
+        self.deployed = deployed
+        self._api = None
+        self._runs = 0
+        #: once per deployment: the DAG processor's first parse of ``eod_risk``
+        self.first_parse_s = 0.0
         self.log = root / "night.log"
         self.start_s = 0.0
         self._migrated = False
-        self._upstream: dict[str, list[str]] | None = None
+        self._upstream: dict[str, list[str]] = {}
 
     def __enter__(self) -> Platform:
         import contextlib
@@ -159,6 +179,8 @@ class Platform:
         self.root.mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
         dsn = self._stack.enter_context(scratch_database("eodrisk_bench_night"))
+        if self.deployed:  # Airflow's metadata DB beside it (metadata_database_name)
+            self._stack.callback(_drop_metadata_database, dsn)
         started = time.perf_counter()
         self.platform = self._stack.enter_context(
             local_platform(
@@ -166,16 +188,31 @@ class Platform:
                 pg_dsn=dsn,
                 emulator_options={"workers": 1, "fresh_cluster": self.fresh_cluster},
                 dag_config=dag_config_for(self.regions, self.root / "eod_risk.yml"),
+                airflow=self.deployed,
             )
         )
         self.start_s = time.perf_counter() - started
+        if self.deployed:
+            from eodrisk.airflow_local import DAG_ID
+            from eodrisk.airflow_rest import AirflowApi
+            from eodrisk.airflow_services import USERNAME
+
+            services = self.platform.airflow
+            self._api = AirflowApi(services.url, USERNAME, services.password())
+            started = time.perf_counter()
+            self._api.wait_for_dag(DAG_ID)
+            self._api.unpause(DAG_ID)
+            self.first_parse_s = time.perf_counter() - started
+            self._upstream = _api_upstream(self._api)
         return self
 
     def __exit__(self, *exc) -> None:
         with redirect_fds(self.log):
             self._stack.close()
 
-    def night(self, label: str, trades_per_region: int) -> Night:
+    def night(self, label: str, trades_per_region: int, *, dag_test: bool = False) -> Night:
+        """One night of ``trades_per_region``; ``dag_test``: by ``dag.test()`` in a child
+        even on a deployed platform (the comparison of the two drivers)."""
         from eodrisk.airflow_local import migrate_db
         from eodrisk.sample_data import generate_night
 
@@ -189,15 +226,40 @@ class Platform:
         )
         generate_s = time.perf_counter() - started
         started = time.perf_counter()
-        if not self._migrated:
+        dag_test = dag_test or not self.deployed
+        if not self._migrated and dag_test:  # dag.test()'s own SQLite metadata DB
             with redirect_fds(self.log):
                 migrate_db(platform.airflow_env)
             self._migrated = True
         migrate_s = time.perf_counter() - started
-        home = platform.airflow_home
-        result_file = home / "result.json"
-        result_file.unlink(missing_ok=True)
+        url, token = platform.emulator.url, platform.emulator.token or ""
         since_ms = int(time.time() * 1000)
+        if dag_test:
+            wall_s, state, rows, start_s = self._test_night()
+        else:
+            wall_s, state, rows, start_s = self._triggered_night()
+        spans = task_spans(
+            rows,
+            self._upstream,
+            lambda run_id: _api(url, token, "jobs/runs/get", run_id=run_id),
+        )
+        return Night(
+            label,
+            trades_per_region,
+            self.regions,
+            wall_s,
+            state,
+            job_tasks(url, token, since_ms),
+            generate_s,
+            migrate_s,
+            waits(spans, start_s),
+        )
+
+    def _test_night(self) -> tuple[float, str, list[TaskRow], float]:
+        """``dag.test()`` in a child process: wall from the child's start to its end."""
+        platform = self.platform
+        result_file = platform.airflow_home / "result.json"
+        result_file.unlink(missing_ok=True)
         child_start_s = time.time()
         started = time.perf_counter()
         with self.log.open("ab") as log:
@@ -218,29 +280,58 @@ class Platform:
             )
         wall_s = time.perf_counter() - started
         state = json.loads(result_file.read_text())["state"] if result_file.exists() else "none"
-        url, token = platform.emulator.url, platform.emulator.token or ""
-        tasks = job_tasks(url, token, since_ms)
         env = {**os.environ, **platform.airflow_env}
-        if self._upstream is None:
+        if not self._upstream:
             self._upstream = dag_upstream(env, cwd=REPO_ROOT)
         metadata_db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
-        spans = task_spans(
-            metadata_db,
-            BUSINESS_DATE,
-            self._upstream,
-            lambda run_id: _api(url, token, "jobs/runs/get", run_id=run_id),
-        )
-        return Night(
-            label,
-            trades_per_region,
-            self.regions,
-            wall_s,
-            state,
-            tasks,
-            generate_s,
-            migrate_s,
-            waits(spans, child_start_s),
-        )
+        return wall_s, state, sqlite_rows(metadata_db, BUSINESS_DATE), child_start_s
+
+    def _triggered_night(self) -> tuple[float, str, list[TaskRow], float]:
+        """A run triggered through the REST API of the running services (as ``eodrisk demo``
+        does): wall from the trigger call to the DAG run's end as Airflow recorded it."""
+        from eodrisk.airflow_local import DAG_ID
+
+        api = self._api
+        self._runs += 1
+        run_id = f"manual__bench_{BUSINESS_DATE}_{self._runs}_{int(time.time())}"
+        trigger_s = time.time()
+        api.trigger(DAG_ID, run_id, conf={"business_date": BUSINESS_DATE.isoformat()})
+        result = api.follow(DAG_ID, run_id, timeout_s=3600, poll_s=1)
+        end_s = _epoch(api.dag_run(DAG_ID, run_id)["end_date"])
+        rows: list[TaskRow] = []
+        for t in api.task_instances(DAG_ID, run_id):
+            if t["start_date"] and t["end_date"]:
+                value = api.xcom(DAG_ID, run_id, t["task_id"], "run_id")
+                run = value if isinstance(value, int) else None  # else the DAG run's id
+                rows.append((t["task_id"], t["start_date"], t["end_date"], run))
+        return end_s - trigger_s, result.state, rows, trigger_s
+
+
+def _drop_metadata_database(dsn: str) -> None:
+    import psycopg2
+
+    from benchmarks.pg import SERVER_DSN
+    from eodrisk.airflow_services import metadata_database_name
+
+    admin = psycopg2.connect(SERVER_DSN)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f"drop database if exists {metadata_database_name(dsn)} with (force)")
+    finally:
+        admin.close()
+
+
+def _api_upstream(api) -> dict[str, list[str]]:
+    """Each task of the deployed ``eod_risk`` → its upstream tasks (from the REST API)."""
+    from eodrisk.airflow_local import DAG_ID
+
+    upstream: dict[str, list[str]] = {}
+    for t in api.request("GET", f"/dags/{DAG_ID}/tasks")["tasks"]:
+        upstream.setdefault(t["task_id"], [])
+        for down in t.get("downstream_task_ids") or []:
+            upstream.setdefault(down, []).append(t["task_id"])
+    return {k: sorted(v) for k, v in upstream.items()}
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
@@ -263,7 +354,9 @@ def run(quick: bool = False) -> tuple[Report, Report]:
     multiples = (1, 4) if quick else (1, 2, 4)  # quick: every night costs ~1-2 min of fixed cost
     root = work_dir("night")
     nights: list[Night] = []
-    with Platform(root / "pool", regions, fresh_cluster=False) as pool:
+    with Platform(root / "pool", regions, fresh_cluster=False, deployed=True) as pool:
+        # The nights run as production runs them: triggered on Airflow's scheduler,
+        # triggerer and LocalExecutor, started once (as `eodrisk up` does).
         # Full run: the first night on the new emulator (its first task starts Spark) is the
         # pool side of benchmark 6; the scaling nights then all run on the warm worker.
         # Quick run: the cold night is also the 1x scaling night.
@@ -271,11 +364,17 @@ def run(quick: bool = False) -> tuple[Report, Report]:
         for m in multiples:
             nights.append(pool.night(f"{m}x", base * m))
         cold = cold or nights[0]
+        # full run: the 1x night again by dag.test() on the same warm worker (the driver the
+        # bench used before: Airflow's start and the tasks one at a time in its wall)
+        by_test = None if quick else pool.night("1x dag.test()", base, dag_test=True)
         pool_start_s = pool.start_s
-    with Platform(root / "fresh", regions, fresh_cluster=True) as fresh_platform:
-        fresh = fresh_platform.night("fresh-1x", base)
-    for n in [cold, *nights, fresh]:
-        if n.state != "success":
+        first_parse_s = pool.first_parse_s
+    fresh = None
+    if not quick:  # benchmark 6's other side: a whole platform more (~2 min at quick size)
+        with Platform(root / "fresh", regions, fresh_cluster=True, deployed=True) as other:
+            fresh = other.night("fresh-1x", base)
+    for n in [cold, *nights, by_test, fresh]:
+        if n is not None and n.state != "success":
             raise RuntimeError(f"night {n.label} ended {n.state}; see {root}/*/night.log")
     scaling_s = time.perf_counter() - started
 
@@ -298,8 +397,10 @@ def run(quick: bool = False) -> tuple[Report, Report]:
             ]
         )
     scaling.table(
-        "Wall seconds of the DAG run (Airflow child process start to end), pool mode, one "
-        "worker. work = Σ task execution_duration, acquisition = Σ setup_duration, "
+        "Wall seconds of the DAG run on the deployed platform (Airflow's scheduler, triggerer, "
+        "LocalExecutor, up before the night: the REST API's trigger call to the run's end as "
+        "Airflow records it), pool mode, one worker. work = Σ task execution_duration, "
+        "acquisition = Σ setup_duration, "
         "orchestration = wall − time any task ran. "
         + (
             "Quick: the 1× night is the emulator's first (cold JVM: Spark start in its "
@@ -311,14 +412,19 @@ def run(quick: bool = False) -> tuple[Report, Report]:
         rows,
     )
     timed = [n for n in nights if n.waits is not None]
+    compared = [n for n in (by_test,) if n is not None and n.waits is not None]
     scaling.table(
         "Night wall vs the critical path of job work (issue 21, target 2): the longest DAG "
         "chain weighted by each job run's own critical path of task executions "
         "(benchmarks/night_timeline.py). The waits, summed over the night's tasks: Airflow "
-        "start (child start → first task), submit (task start → its Databricks run's start), "
+        "start (trigger → first task; dag.test(): child process start → first task), submit "
+        "(task start → its Databricks run's start), "
         "in run (run span − the job's critical path), detect (run end → task end: polling, "
         "deferral return), between (a task's start after its last upstream ended), other "
-        "(tasks that start no job: sensors, notify, report, record_run).",
+        "(tasks that start no job: sensors, notify, report, record_run; side by side on the "
+        "scheduler, one after another in dag.test()). Full run: the last row is the 1× night "
+        "again by dag.test() in a child process on the same warm worker (the bench's driver "
+        "before issue 21's target 2 work), not in the target.",
         [
             "night",
             "wall s",
@@ -344,7 +450,7 @@ def run(quick: bool = False) -> tuple[Report, Report]:
                 w.between_tasks_s,
                 w.other_tasks_s,
             ]
-            for n in timed
+            for n in [*timed, *compared]
             if (w := n.waits) is not None
         ],
     )
@@ -376,11 +482,11 @@ def run(quick: bool = False) -> tuple[Report, Report]:
                 f"{sum(n.orchestration_s for n in nights) / len(nights):.1f} s",
             ],
             ["Spark start (first task's setup_duration, cold pool night)", f"{spark_start:.1f} s"],
-            ["platform start (once: migrations, sink, emulator)", f"{pool_start_s:.2f} s"],
             [
-                "Airflow metadata DB migrate (once per deployment, not per night)",
-                f"{max(n.migrate_s for n in [cold, *nights]):.1f} s",
+                "platform start (once: migrations, sink, emulator, Airflow's services healthy)",
+                f"{pool_start_s:.1f} s",
             ],
+            ["first parse of the DAG by the DAG processor (once)", f"{first_parse_s:.1f} s"],
             ["sample data generation at 4× (not in the night)", f"{nights[-1].generate_s:.1f} s"],
         ],
     )
@@ -395,8 +501,8 @@ def run(quick: bool = False) -> tuple[Report, Report]:
     scaling.note(f"Plot: `{plot.relative_to(REPO_ROOT)}`.")
     scaling.note(
         "The fixed overhead is most of a night at these sizes: the per-task cost of "
-        "starting a job run on the emulator, Spark's per-job planning, the operator's 2 s "
-        "polling and Airflow itself do not depend on the trade count."
+        "starting a job run on the emulator, Spark's per-job planning, the operator's "
+        "polling, the deferral's return and Airflow itself do not depend on the trade count."
     )
     scaling.elapsed_s = scaling_s
 
@@ -408,6 +514,13 @@ def run(quick: bool = False) -> tuple[Report, Report]:
         later = setups[1:] or setups
         return sum(setups) / len(setups), setups[0], sum(later) / len(later)
 
+    if fresh is None:
+        pools.note(
+            "Full run only: the fresh-cluster side is a second platform and a night of ~2 min "
+            "(the quick set's budget); no target depends on it."
+        )
+        pools.elapsed_s = time.perf_counter() - started - scaling_s
+        return scaling, pools
     rows = []
     for label, n in (("pool (cold emulator)", cold), ("fresh cluster per run", fresh)):
         mean, first, later = per_job(n)

@@ -1,19 +1,21 @@
 """Where a night's wall time goes between the jobs' work (issue 21, target 2).
 
-A night's DAG run is read back after it ended: each task instance's start and end (the run's
-Airflow metadata DB), the Databricks run each job task started (its ``run_id`` XCom) and
-that run's task executions (the emulator's ``runs/get``). From them:
+A night's DAG run is read back after it ended: each task instance's start and end (the
+REST API of the deployed platform, or the SQLite metadata DB of a ``dag.test()`` run), the
+Databricks run each job task started (its ``run_id`` XCom) and that run's task executions
+(the emulator's ``runs/get``). From them:
 
 * **critical path** — the longest chain of the DAG (its task dependencies) weighted by each
   job run's own critical path of task executions (a job's tasks may run side by side);
   tasks that start no job weigh nothing;
-* the waits, each summed over the night: **Airflow start** (child process start to the first
-  task), **submit** (a job task's start to its Databricks run's start: the operator's
-  start-up and ``run-now``), **in the run** (run span − the job's critical path: cluster
-  acquisition, the emulator starting each task), **detect** (run end to the Airflow task's
-  end: the operator's polling period, the deferral's return), **between tasks** (a task's
-  start after the last of its upstream tasks ended: ``dag.test()``'s loop, and tasks run
-  one at a time), and the non-job tasks' own time.
+* the waits, each summed over the night: **Airflow start** (the trigger, or a ``dag.test()``
+  child's start, to the first task), **submit** (a job task's start to its Databricks run's
+  start: the operator's start-up and ``run-now``), **in the run** (run span − the job's
+  critical path: cluster acquisition, the emulator starting each task), **detect** (run end
+  to the Airflow task's end: the operator's polling period, the deferral's return),
+  **between tasks** (a task's start after the last of its upstream tasks ended: the
+  scheduler's loop and the task process's start; ``dag.test()`` runs tasks one at a time),
+  and the non-job tasks' own time.
 """
 
 from __future__ import annotations
@@ -67,13 +69,13 @@ def _epoch(text: str | None) -> float | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
-def task_spans(
-    metadata_db: Path,
-    business_date: date,
-    upstream: Mapping[str, list[str]],
-    run_get: Callable[[int], dict],
-) -> list[TaskSpan]:
-    """The finished tasks of the newest run of ``business_date``, with their Databricks runs."""
+#: one finished task instance: task id, start and end (ISO 8601), its ``run_id`` XCom (JSON)
+TaskRow = tuple[str, str, str, object]
+
+
+def sqlite_rows(metadata_db: Path, business_date: date) -> list[TaskRow]:
+    """The finished tasks of the newest run of ``business_date`` in a ``dag.test()`` home's
+    SQLite metadata DB."""
     with closing(sqlite3.connect(f"file:{metadata_db}?mode=ro", uri=True)) as db:
         run_id = db.execute(
             "select run_id from dag_run where substr(logical_date, 1, 10) = ? "
@@ -90,10 +92,19 @@ def task_spans(
                 "select task_id, value from xcom where run_id = ? and key = 'run_id'", (run_id,)
             ).fetchall()
         )
+    return [(task_id, start, end, xcoms.get(task_id)) for task_id, start, end in rows]
+
+
+def task_spans(
+    rows: list[TaskRow],
+    upstream: Mapping[str, list[str]],
+    run_get: Callable[[int], dict],
+) -> list[TaskSpan]:
+    """The finished tasks ``rows`` of one DAG run, with the Databricks runs they started."""
     spans = []
-    for task_id, start, end in rows:
+    for task_id, start, end, value in rows:
         span = TaskSpan(task_id, _epoch(start), _epoch(end), upstream=upstream.get(task_id, []))
-        value = xcoms.get(task_id)  # JSON; SQLite hands back a number as a number
+        # JSON in SQLite (a number comes back as a number); deserialised from the REST API
         value = json.loads(value) if isinstance(value, str | bytes) else value
         if isinstance(value, int):  # a Databricks run id (other tasks push their DAG run's)
             run = run_get(value)
