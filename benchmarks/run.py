@@ -27,9 +27,11 @@ NAMES = (
     "beyond_var",
     "history",
     "demo",
+    "scale",
 )
-#: Left out of a quick run unless asked for (``--only``): they start the whole platform.
-FULL_ONLY = ("demo",)
+#: Left out of a quick run unless asked for (``--only``): demo starts the whole platform,
+#: scale runs 14 fresh Spark drivers even at its quick size (over the quick set's budget).
+FULL_ONLY = ("demo", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import bench_demo
 
                 out = [bench_demo.run(args.quick)]
+            elif name == "scale":
+                if spark is not None:  # the jobs start their own Spark drivers: free memory
+                    spark.stop()
+                    spark = None
+                from benchmarks import bench_scale
+
+                out = [bench_scale.run(args.quick)]
             elif name == "postgres":
                 from benchmarks import bench_postgres
 

@@ -47,6 +47,8 @@ def _business_date(text: str) -> date:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from eodrisk.sample_data.universe import DEFAULT_INSTRUMENTS
+
     parser = argparse.ArgumentParser(prog="eodrisk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -108,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--trades", type=int, default=30_000, help="trades per region (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--instruments",
+        type=int,
+        default=DEFAULT_INSTRUMENTS,
+        help="at least this many instruments (more option expiries; default: %(default)s)",
     )
     gen.add_argument("--seed", type=int, default=None, help=SEED_HELP)
 
@@ -221,7 +229,11 @@ def _main(argv: list[str] | None = None) -> int:
 
         kwargs = {"seed": args.seed} if args.seed is not None else {}
         night = generate_night(
-            args.landing_root, sorted(args.date), trades_per_region=args.trades, **kwargs
+            args.landing_root,
+            sorted(args.date),
+            trades_per_region=args.trades,
+            instruments=args.instruments,
+            **kwargs,
         )
         print(f"wrote {len(night.trade_files)} trade files under {args.landing_root}")
         return 0

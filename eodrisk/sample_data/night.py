@@ -22,6 +22,7 @@ from eodrisk.sample_data.market import (
 )
 from eodrisk.sample_data.reference import books_frame, instruments_frame
 from eodrisk.sample_data.trades import POOL_ORIGIN, TradePool, build_trade_pool
+from eodrisk.sample_data.universe import DEFAULT_INSTRUMENTS
 from eodrisk.sample_data.writer import atomic_write_bytes, write_with_marker
 
 DEFAULT_SEED = 20261124
@@ -84,6 +85,7 @@ def generate_night(
     *,
     regions: Sequence[str] | None = None,
     trades_per_region: int = 30_000,
+    instruments: int = DEFAULT_INSTRUMENTS,
     history_days: int = 760,
     seed: int = DEFAULT_SEED,
     turnover: float = DEFAULT_TURNOVER,
@@ -91,7 +93,9 @@ def generate_night(
 ) -> GeneratedNight:
     """Write a seeded sample landing zone for ``business_dates`` (see docs/data.md).
 
-    * ``reference/books.csv``, ``reference/instruments.csv``, ``reference/stress_periods.csv``
+    * ``reference/books.csv``, ``reference/instruments.csv`` (at least ``instruments``
+      instruments: more option expiries, :func:`~eodrisk.sample_data.reference.expiry_months`),
+      ``reference/stress_periods.csv``
       (the scripted crash as the named historical stress period ``sample_crash``);
     * ``market/market_data.csv``: ``history_days`` market-data days (the firm's business
       days, :mod:`eodrisk.calendar`) ending at the last date (lengthened so the first date
@@ -136,13 +140,13 @@ def generate_night(
     market = full.window(hist[0], hist[-1])
 
     books = books_frame(regions)
-    instruments = instruments_frame(full, ANCHOR_DATE)
+    universe = instruments_frame(full, ANCHOR_DATE, instruments)
     books_path = root / "reference" / "books.csv"
     instruments_path = root / "reference" / "instruments.csv"
     market_path = root / "market" / "market_data.csv"
     periods_path = root / "reference" / "stress_periods.csv"
     atomic_write_bytes(books_path, _frame_bytes(books))
-    atomic_write_bytes(instruments_path, _frame_bytes(instruments))
+    atomic_write_bytes(instruments_path, _frame_bytes(universe))
     crash = (
         full.dates[full.stress_start].astype(dt.date),
         full.dates[full.stress_end - 1].astype(dt.date),
@@ -168,7 +172,7 @@ def generate_night(
         pool = build_trade_pool(
             region,
             books,
-            instruments,
+            universe,
             full,
             pool_dates,
             trades_per_region,
@@ -204,7 +208,7 @@ def generate_night(
         history_end=hist[-1],
         stress_window=crash,
         seed=seed,
-        n_instruments=len(instruments),
+        n_instruments=len(universe),
         n_books=len(books),
         pools=pools,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -12,7 +13,13 @@ import pandas as pd
 from databricks_jobs.reference_data import BOOKS_SCHEMA, INSTRUMENTS_SCHEMA
 from eodrisk.sample_data.market import MarketHistory
 from eodrisk.sample_data.pricing import zero_rate
-from eodrisk.sample_data.universe import CURRENCIES, EQUITIES, FX_CURRENCIES, books_of
+from eodrisk.sample_data.universe import (
+    CURRENCIES,
+    DEFAULT_INSTRUMENTS,
+    EQUITIES,
+    FX_CURRENCIES,
+    books_of,
+)
 
 #: The reference files' columns, as the jobs read them (databricks_jobs.reference_data).
 BOOK_COLUMNS = tuple(BOOKS_SCHEMA.fieldNames())
@@ -55,9 +62,28 @@ def _par_coupon(curve: np.ndarray, years: int, step: float) -> float:
     return max(step, round(par / step) * step)
 
 
-def instruments_frame(market: MarketHistory, last_date: dt.date) -> pd.DataFrame:
-    """Every instrument; options struck around, and bonds priced near par at, ``last_date``."""
+def expiry_months(n: int) -> tuple[int, ...]:
+    """The first ``n`` option expiries, in months: the listed ones, then the other months."""
+    others = (m for m in itertools.count(1) if m not in OPTION_EXPIRY_MONTHS)
+    return tuple(itertools.islice(itertools.chain(OPTION_EXPIRY_MONTHS, others), n))
+
+
+def instruments_frame(
+    market: MarketHistory, last_date: dt.date, minimum: int = DEFAULT_INSTRUMENTS
+) -> pd.DataFrame:
+    """Every instrument (at least ``minimum``); options struck around, and bonds priced near
+    par at, ``last_date``."""
     t_last = market.index_of(last_date)
+    strikes_of: dict[str, list[float]] = {}
+    for e in EQUITIES:
+        spot = float(market.column(f"EQ.{e.ticker}")[t_last])
+        tick = strike_tick(spot)
+        strikes_of[e.ticker] = sorted(
+            {round(round(spot * k / tick) * tick, 6) for k in OPTION_MONEYNESS}
+        )
+    others = len(EQUITIES) + len(FX_CURRENCIES) + len(CURRENCIES) * len(BOND_TENOR_YEARS)
+    per_expiry = 2 * sum(len(s) for s in strikes_of.values())  # a call and a put per strike
+    n_expiries = max(1, math.ceil((minimum - others) / per_expiry))
     rows: list[dict[str, object]] = []
     for e in EQUITIES:
         rows.append(
@@ -77,12 +103,9 @@ def instruments_frame(market: MarketHistory, last_date: dt.date) -> pd.DataFrame
                  "maturity_date": dt.date(y, m, 15)}
             )  # fmt: skip
     for e in EQUITIES:
-        spot = float(market.column(f"EQ.{e.ticker}")[t_last])
-        tick = strike_tick(spot)
-        strikes = sorted({round(round(spot * k / tick) * tick, 6) for k in OPTION_MONEYNESS})
-        for months in OPTION_EXPIRY_MONTHS:
+        for months in expiry_months(n_expiries):
             expiry = third_friday(*_add_months(last_date, months))
-            for strike in strikes:
+            for strike in strikes_of[e.ticker]:
                 for option_type in ("CALL", "PUT"):
                     rows.append(
                         {"instrument_id": f"OPT_{e.ticker}_{option_type[0]}_"
@@ -92,5 +115,5 @@ def instruments_frame(market: MarketHistory, last_date: dt.date) -> pd.DataFrame
                          "option_type": option_type}
                     )  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(INSTRUMENT_COLUMNS))
-    assert frame["instrument_id"].is_unique
+    assert frame["instrument_id"].is_unique and len(frame) >= minimum
     return frame

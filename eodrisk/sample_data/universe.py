@@ -10,6 +10,11 @@ FX_CURRENCIES: tuple[str, ...] = ("EUR", "JPY")
 TENORS: tuple[str, ...] = ("3M", "6M", "1Y", "2Y", "5Y", "10Y", "30Y")
 TENOR_YEARS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
+#: The universe holds at least this many instruments (``eodrisk generate --instruments``):
+#: the default gives the listed option expiries (1, 3, 6, 12, 18 months); more adds monthly
+#: expiries (2, 4, 5, 7, ... months) to every option series until the count is reached.
+DEFAULT_INSTRUMENTS = 1_000
+
 HOME_CURRENCY: dict[str, str] = {"EMEA": "EUR", "APAC": "JPY", "AMER": "USD"}
 
 

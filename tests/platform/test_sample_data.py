@@ -415,3 +415,28 @@ def test_a_day_is_a_fixed_function_of_seed_and_date(tmp_path: Path) -> None:
     assert len(opened) > 0
     expiry = instruments.loc[opened["instrument_id"], "expiry_date"].to_numpy()
     assert (expiry > opened["trade_date"].to_numpy()).all()
+
+
+def test_a_larger_universe_adds_expiries_to_the_default_one(
+    tmp_path: Path, instruments: pd.DataFrame
+) -> None:
+    night = generate_night(tmp_path, DATES[-1:], trades_per_region=2_000, instruments=5_000)
+    larger = pd.read_csv(night.instruments, dtype={"underlying": str})
+    assert night.n_instruments == len(larger) >= 5_000
+    assert larger["instrument_id"].is_unique
+    # every instrument of the default universe is still there, the new ones are options
+    assert set(instruments.index) <= set(larger["instrument_id"])
+    added = larger[~larger["instrument_id"].isin(instruments.index)]
+    assert (added["instrument_type"] == "OPTION").all()
+    # ... on the same series (underlying, strike, type), each at more (monthly) expiries
+    series = ["underlying", "strike", "option_type"]
+    default_options = instruments[instruments["instrument_type"] == "OPTION"]
+    assert set(added[series].itertuples(index=False)) <= set(
+        default_options[series].itertuples(index=False)
+    )
+    per_series = larger[larger["instrument_type"] == "OPTION"].groupby(series).size()
+    assert per_series.nunique() == 1 and per_series.iloc[0] > 5
+    # the trades book the new instruments too
+    traded = pd.concat(pd.read_csv(p, dtype=str) for p in night.trade_files.values())
+    assert traded["instrument_id"].isin(larger["instrument_id"]).all()
+    assert traded["instrument_id"].isin(added["instrument_id"]).any()
