@@ -29,9 +29,10 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -124,26 +125,66 @@ class DeltaStore:
                 else:  # only the partition is replaced: same replaceWhere semantics
                     writer.save(self.path(table))
             else:
-                self._replace_partition_local(df, table, partition)
+                self._replace_partition_local(
+                    lambda staging, keys: df.write.partitionBy(*keys).parquet(str(staging)),
+                    {f.name: f.nullable for f in df.schema},
+                    table,
+                    partition,
+                )
 
         call_with_retry(write, what=f"write {table} where {predicate}", policy=self.retry_policy)
 
-    def _replace_partition_local(
-        self, df: DataFrame, table: str, partition: Mapping[str, PartitionValue]
+    def replace_partition_rows(
+        self, rows: Sequence[tuple], table: str, partition: Mapping[str, PartitionValue]
     ) -> None:
-        """Spark writes Parquet to a staging folder, partitioned as the table is; the staged
-        files move into the table's partition folders and one delta-rs transaction adds them
-        and removes the replaced partitions' files (their record counts, from the footers, in
-        the log: :meth:`count`). No row is read back or rewritten. A write that dies before
-        the commit leaves files no snapshot names (and its staging folder, swept later)."""
+        """:meth:`replace_partition` with ``rows`` the driver holds (a handful, e.g. an
+        ingest's audit row per file; none empties the partitions), each a tuple in the
+        table's catalogue column order. On Spark with Delta they are a DataFrame written like
+        any other; locally pyarrow stages them in Spark's layout, without a Spark job, and the
+        staged files are committed exactly as Spark's are."""
+        columns = tables.table(table).column_names
+        for row in rows:
+            if len(row) != len(columns):
+                raise ValueError(f"a row written to {table} has {len(row)} values, not {columns}")
+        if self.native:
+            schema = tables.spark_schema(table)
+            self.replace_partition(self.spark.createDataFrame(list(rows), schema), table, partition)
+            return
+        tables.check_written(
+            table, [(c.name, c.type) for c in tables.table(table).columns], list(partition)
+        )
+        nullable = dict.fromkeys(columns, True)  # as a DataFrame of these rows declares them
+        call_with_retry(
+            lambda: self._replace_partition_local(
+                lambda staging, keys: _stage_rows(rows, table, staging, keys),
+                nullable,
+                table,
+                partition,
+            ),
+            what=f"write {table} where {partition_predicate(partition)}",
+            policy=self.retry_policy,
+        )
+
+    def _replace_partition_local(
+        self,
+        stage: Callable[[Path, list[str]], None],
+        nullable: Mapping[str, bool],
+        table: str,
+        partition: Mapping[str, PartitionValue],
+    ) -> None:
+        """``stage`` writes Parquet to a staging folder, partitioned as the table is (Spark
+        for a DataFrame, pyarrow for a driver's few rows); the staged files move into the
+        table's partition folders and one delta-rs transaction adds them and removes the
+        replaced partitions' files (their record counts, from the footers, in the log:
+        :meth:`count`). No row is read back or rewritten. A write that dies before the commit
+        leaves files no snapshot names (and its staging folder, swept later)."""
         target = Path(self.path(table))
         staging_root = Path(self.lake_root) / "_staging"
         _sweep_stale_staging(staging_root, table)
         staging = staging_root / f"{table}-{uuid.uuid4().hex}"
         partitions = {key: [_literal(v) for v in _values(val)] for key, val in partition.items()}
-        nullable = {f.name: f.nullable for f in df.schema}
         try:
-            df.write.partitionBy(*partitions).parquet(str(staging))
+            stage(staging, list(partitions))
             staged = staged_files(table, staging, partitions)
             schema = tables.arrow_schema(table, nullable)
             commit_files(table, target, staged, partitions, schema, nullable, self.retry_policy)
@@ -309,6 +350,32 @@ def _sweep_stale_staging(staging_root: Path, table: str) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
         except FileNotFoundError:  # another writer swept it first
             continue
+
+
+def _stage_rows(rows: Sequence[tuple], table: str, staging: Path, keys: list[str]) -> None:
+    """Write ``rows`` (catalogue column order) under ``staging`` as Spark stages a
+    partitioned write: a Parquet file per partition in Hive-style ``key=value`` folders (the
+    values escaped), the partition columns not in the files."""
+    import pyarrow.parquet as pq
+
+    schema = tables.arrow_schema(table)
+    names = schema.names
+    positions = [names.index(k) for k in keys]
+    data = [i for i in range(len(names)) if i not in positions]
+    groups: dict[tuple, list[tuple]] = {}
+    for row in rows:
+        groups.setdefault(tuple(_literal(row[i]) for i in positions), []).append(row)
+    staging.mkdir(parents=True)
+    for number, (values, members) in enumerate(sorted(groups.items())):
+        folder = staging.joinpath(
+            *(f"{k}={quote(v, safe='')}" for k, v in zip(keys, values, strict=True))
+        )
+        folder.mkdir(parents=True)
+        frame = pa.Table.from_pylist(
+            [{names[i]: row[i] for i in data} for row in members],
+            schema=pa.schema([schema.field(i) for i in data]),
+        )
+        pq.write_table(frame, folder / f"part-{number:05d}.parquet")
 
 
 def partition_predicate(partition: Mapping[str, PartitionValue]) -> str:

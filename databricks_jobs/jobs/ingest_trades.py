@@ -40,9 +40,6 @@ class IngestError(RuntimeError):
     """The file as a whole cannot be ingested (missing, partial, unknown region)."""
 
 
-AUDIT_SCHEMA = table("silver.ingest_audit").ddl
-
-
 @dataclass(frozen=True)
 class IngestResult:
     business_date: date
@@ -220,9 +217,7 @@ def ingest(
         store = DeltaStore(spark, lake_root)
         if store.exists("silver.ingest_audit"):
             # Until the new audit rows are written, the partitions are not trusted downstream.
-            store.replace_partition(
-                spark.createDataFrame([], AUDIT_SCHEMA), "silver.ingest_audit", partition
-            )
+            store.replace_partition_rows([], "silver.ingest_audit", partition)
         store.replace_partition(
             _as_written(checked.valid, "silver.trades", run_id), "silver.trades", partition
         )
@@ -241,25 +236,22 @@ def ingest(
             for r in results
             if written[r.business_date] != (r.rows_accepted, r.rows_quarantined)
         )
-        audit = spark.createDataFrame(
-            [
-                (
-                    r.business_date,
-                    region,
-                    r.source_file,
-                    manifests[r.business_date].sha256,
-                    r.rows_read,
-                    r.rows_accepted,
-                    r.rows_quarantined,
-                    run_id,
-                )
-                for r in results
-            ],
-            AUDIT_SCHEMA,
-        )
+        audit = [
+            (
+                r.business_date,
+                region,
+                r.source_file,
+                manifests[r.business_date].sha256,
+                r.rows_read,
+                r.rows_accepted,
+                r.rows_quarantined,
+                run_id,
+            )
+            for r in results
+        ]
         # The audit rows are written last: downstream jobs trust a partition only when its
         # audit row agrees with the trades present.
-        store.replace_partition(audit, "silver.ingest_audit", partition)
+        store.replace_partition_rows(audit, "silver.ingest_audit", partition)
     finally:
         checked.checked.unpersist()
     for result in results:

@@ -104,7 +104,7 @@ def test_delta_store_retries_a_partition_overwrite_with_the_same_partitions(monk
     store = delta_store.DeltaStore(FakeSpark(), "/lake", retry_policy=policy(sleeps))
     calls: list[tuple] = []
 
-    def flaky_write(self, df, table, partition):
+    def flaky_write(self, stage, nullable, table, partition):
         calls.append((table, dict(partition)))
         if len(calls) == 1:
             raise OSError("connection reset while committing")
