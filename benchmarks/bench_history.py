@@ -1,16 +1,17 @@
 """Benchmark 8 — back history: nights through the real jobs (``eodrisk backfill``).
 
 The same generated landing files (``NIGHTS`` firm business days, the demo's regions) are
-computed into a fresh lake by the back history of issue 15: the bundle's jobs, each run
-once through the Jobs API emulator with all the nights as its ``business_dates`` (one
-Spark application per stage, from the built wheel). Timed from the emulator's start (the
-wheel build and runtime venv are cached) to the last stage's end, as ``eodrisk backfill``
-runs. Postgres is not loaded (the twin did not load either).
+computed into a fresh lake by the back history: the bundle's jobs, each run once through
+the Jobs API emulator with all the nights as its ``business_dates`` (one Spark application
+per stage, from the built wheel). Timed from the emulator's start (the wheel build and
+runtime venv are cached) to the last stage's end, as ``eodrisk backfill`` runs. Postgres is
+not loaded.
 
-Baseline: the pandas twin ``eodrisk/backfill.py`` that computed the history until issue 15,
-measured in the same run on the same files while it existed (2026-11-30, RESULTS.md §8);
-it is gone, so the benchmark compares with :data:`TWIN_S_PER_NIGHT` recorded then, at the
-same size. The twin wrote fewer tables (no trades, quarantine, stress, FRTB, desk tests).
+The range is run twice in the same process, on the last night alone and on all of them, each
+into a lake of its own: the difference is the work of the extra nights (seconds per night of
+the range mode), the rest of the one-night range is its fixed cost (the stage runs' Spark
+planning, job start and polling, paid once per back history; issue 21, target 3). The
+pandas twin the jobs were compared with until issue 15 is gone (RESULTS.md §8).
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from eodrisk.calendar import business_days, configured_regions
 from eodrisk.sample_data import generate_night
 
 LAST_NIGHT = date(2026, 11, 24)
-#: the twin's seconds per night measured on 2026-11-30 in the same run as the jobs
-#: (RESULTS.md §8, quick size, load average ~18 on 2 cores); the full size was not measured
-TWIN_S_PER_NIGHT: dict[str, float | None] = {"quick": 3.41, "full": None}
 
 
 def sizes(quick: bool) -> tuple[int, int]:
@@ -36,67 +34,54 @@ def sizes(quick: bool) -> tuple[int, int]:
 
 
 def run(quick: bool) -> Report:
-    from eodrisk.airflow_local import REPO_ROOT as BUNDLE_ROOT
-    from eodrisk.emulator import Emulator
-    from eodrisk.history import backfill, emulator_runner, history_nights
+    from eodrisk.history import history_nights
 
-    assert BUNDLE_ROOT == REPO_ROOT
     n_nights, trades = sizes(quick)
     regions = configured_regions()
-    mode = "quick" if quick else "full"
     report = Report(
         f"8. Back history — {n_nights} nights × {len(regions)} regions × {trades:,} trades, "
-        "through the jobs vs the twin"
+        "through the jobs: seconds per night of a range and its fixed cost"
     )
     root = work_dir("history")
     landing = root / "landing"
     generate_night(landing, business_days(LAST_NIGHT, n_nights), regions=regions,
                    trades_per_region=trades)  # fmt: skip
     nights = history_nights(landing, regions)
-    rows = []
-    twin_s = _twin(landing, root / "lake-twin", nights, regions)
+    runs = {n: _backfill(root, landing, nights[-n:], regions) for n in (1, len(nights))}
+    one_s, all_s = runs[1][1], runs[len(nights)][1]
+    per_night = (all_s - one_s) / (len(nights) - 1)
+    fixed = one_s - per_night
+    rows = [
+        [f"{n} night(s)", f"{start:.1f}", f"{wall:.1f}", f"{wall / n:.2f}"]
+        for n, (start, wall) in runs.items()
+    ]
+    report.table(
+        f"one process, a fresh lake each; emulator start excluded from the range's wall: "
+        f"{per_night:.2f} s per night, fixed cost {fixed:.1f} s, 250 nights ≈ "
+        f"{(fixed + 250 * per_night) / 60:.1f} min (extrapolated)",
+        ["range", "emulator start s", "range wall s", "s / night"],
+        rows,
+    )
+    return report
+
+
+def _backfill(root: Path, landing: Path, nights: list[date], regions) -> tuple[float, float]:
+    """(emulator start s, back history s) of ``nights`` into a fresh lake of their own."""
+    from eodrisk.emulator import Emulator
+    from eodrisk.history import backfill, emulator_runner
+
+    lake = root / f"lake-{len(nights)}"
     started = time.perf_counter()
     with (
         redirect_fds(root / "emulator.log"),
         Emulator(
             REPO_ROOT,
-            root / "emulator",
-            variables={"landing_root": str(landing), "lake_root": str(root / "lake-jobs")},
+            root / f"emulator-{len(nights)}",
+            variables={"landing_root": str(landing), "lake_root": str(lake)},
             token=secrets.token_urlsafe(16),
         ) as emulator,
     ):
         ready = time.perf_counter()
-        backfill(emulator_runner(emulator), root / "lake-jobs", nights, regions)
-    jobs_s = time.perf_counter() - started
-    per_night = jobs_s / len(nights)
-    rows.append(["jobs (eodrisk backfill)", f"{jobs_s:.1f}", f"{per_night:.2f}",
-                 f"{ready - started:.1f}", f"{per_night * 250 / 60:.1f}"])  # fmt: skip
-    baseline = twin_s / len(nights) if twin_s is not None else TWIN_S_PER_NIGHT[mode]
-    if twin_s is not None:
-        rows.append(["twin (eodrisk/backfill.py)", f"{twin_s:.1f}", f"{baseline:.2f}", "—",
-                     f"{baseline * 250 / 60:.1f}"])  # fmt: skip
-    report.table(
-        f"{len(nights)} nights, one run ({'twin measured now' if twin_s else 'twin recorded'})",
-        ["path", "wall s", "s / night", "emulator start s", "250 nights, min (extrapolated)"],
-        rows,
-    )
-    if baseline:
-        report.check(
-            "back history, jobs / twin (s per night)",
-            per_night / baseline,
-            "<=",
-            1.0,
-            "issue 15: not slower than the twin",
-        )
-    return report
-
-
-def _twin(landing: Path, lake: Path, nights: list[date], regions) -> float | None:
-    """The twin's wall time on the same nights, while it exists (None after issue 15)."""
-    try:
-        from eodrisk.backfill import backfill as twin  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    started = time.perf_counter()
-    twin(landing, lake, nights, regions)
-    return time.perf_counter() - started
+        backfill(emulator_runner(emulator), lake, nights, regions)
+        done = time.perf_counter()
+    return ready - started, done - ready

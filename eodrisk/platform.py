@@ -135,6 +135,7 @@ def local_platform(
     connections_in: ConnectionsIn = "env",
     airflow: bool = False,
     airflow_port: int | None = None,
+    jobs_ready: Callable[[Emulator, str], None] | None = None,
 ) -> Iterator[Platform]:
     """Start the local platform under ``data_dir`` and yield it; stop it on exit.
 
@@ -148,7 +149,9 @@ def local_platform(
     through a connections file read by Airflow's ``LocalFilesystemBackend`` instead of the
     environment. ``airflow=True`` runs Airflow's own services, the API server on
     ``airflow_port`` (default :data:`~eodrisk.airflow_services.AIRFLOW_PORT`, a free one when
-    it is taken).
+    it is taken). ``jobs_ready(emulator, dsn)`` is called once Postgres and the emulator
+    serve, before Airflow's services start: what needs only the jobs (``eodrisk demo``'s back
+    history) runs meanwhile.
     """
     from databricks_jobs.postgres import apply_migrations
 
@@ -187,6 +190,8 @@ def local_platform(
         env.update(_provision(connections, connections_in, data_dir / "airflow"))
         if emulator.ca_file is not None:  # TLS: the clients trust the emulator's certificate
             env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = str(emulator.ca_file)
+        if jobs_ready is not None:
+            jobs_ready(emulator, dsn)
         services = (
             stack.enter_context(AirflowServices(env, dsn, port=airflow_port)) if airflow else None
         )

@@ -41,9 +41,10 @@ def state_path(data_dir: Path) -> Path:
     return Path(data_dir).resolve() / STATE_FILE
 
 
-def read_state(data_dir: Path) -> dict[str, Any] | None:
+def read_state(data_dir: Path, *, starting: bool = False) -> dict[str, Any] | None:
     """The running platform's state, or None when it is not up (a stale file of a process
-    that died is removed)."""
+    that died is removed). With ``starting``, also the state of a platform whose jobs serve
+    while Airflow starts (it has ``"starting": "airflow"`` and no Airflow URL)."""
     path = state_path(data_dir)
     try:
         state = json.loads(path.read_text())
@@ -52,7 +53,7 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
     if not _alive(state.get("pid")):
         path.unlink(missing_ok=True)
         return None
-    return state
+    return state if starting or "starting" not in state else None
 
 
 def _alive(pid: Any) -> bool:
@@ -103,48 +104,77 @@ def _eodrisk() -> str:
     return str(Path(sys.executable).with_name("eodrisk"))
 
 
-def up(data_dir: Path, *, timeout_s: float = START_TIMEOUT_S, quiet: bool = False) -> dict:
-    """Start the platform in the background unless it is up; return its state."""
+def up(
+    data_dir: Path, *, timeout_s: float = START_TIMEOUT_S, quiet: bool = False, jobs: bool = False
+) -> dict:
+    """Start the platform in the background unless it is up or starting; return its state
+    once it is up — with ``jobs``, as soon as Postgres and the Databricks emulator serve, while
+    Airflow may still be starting (:func:`wait_up` waits for the rest)."""
     data_dir = Path(data_dir).resolve()
-    if (state := read_state(data_dir)) is not None:
+    state = read_state(data_dir, starting=True)
+    if state is not None and "starting" not in state:
         if not quiet:
             print(f"the platform under {data_dir} is already up (pid {state['pid']}):")
             print(describe(state))
         return state
-    data_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = None
     log = data_dir / LOG_FILE
     started = time.perf_counter()
-    with open(log, "ab") as out:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--data-dir", str(data_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives this command and its terminal
-        )
-    if not quiet:
-        print(f"starting the local platform under {data_dir} (log: {log}) ...", flush=True)
-    deadline = time.monotonic() + timeout_s
+    if state is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            supervisor = subprocess.Popen(
+                [sys.executable, "-m", __name__, "--data-dir", str(data_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives this command and its terminal
+            )
+        if not quiet:
+            print(f"starting the local platform under {data_dir} (log: {log}) ...", flush=True)
     try:
-        while (state := read_state(data_dir)) is None:
-            if supervisor.poll() is not None:
-                raise RuntimeError(
-                    f"the platform did not start (exit {supervisor.returncode}):\n" + _tail(log)
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the platform is not up after {timeout_s:.0f}s; see {log}")
-            time.sleep(0.5)
+        state = wait_up(data_dir, timeout_s=timeout_s, jobs=jobs, supervisor=supervisor)
     except BaseException:
-        if supervisor.poll() is None:
+        if supervisor is not None and supervisor.poll() is None:
             supervisor.send_signal(signal.SIGTERM)
             supervisor.wait(timeout=STOP_TIMEOUT_S)
         raise
-    if not quiet:
+    if not quiet and "starting" not in state:
         print(f"the platform is up ({time.perf_counter() - started:.0f}s):")
         for line in taken_ports(state):
             print(line)
         print(describe(state))
     return state
+
+
+def wait_up(
+    data_dir: Path,
+    *,
+    timeout_s: float = START_TIMEOUT_S,
+    jobs: bool = False,
+    supervisor: subprocess.Popen | None = None,
+) -> dict:
+    """The state of the platform starting under ``data_dir`` once it is up (with ``jobs``:
+    once its jobs serve); raises when its supervisor (``supervisor``, or the one the state
+    file names) exits first or after ``timeout_s``."""
+    data_dir = Path(data_dir).resolve()
+    log = data_dir / LOG_FILE
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = read_state(data_dir, starting=True)
+        if state is not None and (jobs or "starting" not in state):
+            return state
+        if supervisor is not None and supervisor.poll() is not None:
+            raise RuntimeError(
+                f"the platform did not start (exit {supervisor.returncode}):\n" + _tail(log)
+            )
+        if supervisor is None and state is None:
+            raise RuntimeError(
+                f"the platform under {data_dir} stopped while starting:\n" + _tail(log)
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the platform is not up after {timeout_s:.0f}s; see {log}")
+        time.sleep(0.5)
 
 
 def taken_ports(state: dict[str, Any]) -> list[str]:
@@ -168,8 +198,8 @@ def taken_ports(state: dict[str, Any]) -> list[str]:
 
 
 def down(data_dir: Path, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the platform; False when it was not up."""
-    state = read_state(data_dir)
+    """Stop the platform (up or starting); False when it was not up."""
+    state = read_state(data_dir, starting=True)
     if state is None:
         return False
     pid = state["pid"]
@@ -204,17 +234,35 @@ def serve(data_dir: Path) -> None:
     if emulator_port != EMULATOR_PORT:
         print(f"port {EMULATOR_PORT} is taken: the emulator serves on {emulator_port}", flush=True)
     started = time.perf_counter()
-    with local_platform(data_dir, emulator_port=emulator_port, airflow=True) as platform:
+    path = state_path(data_dir)
+    # the Jobs API token, for the demo's back history (run-now on this emulator)
+    token_file = data_dir / "emulator" / "token"
+
+    def jobs_ready(emulator, dsn: str) -> None:
+        """The jobs serve: written while Airflow starts, so the back history can run."""
+        token_file.touch(mode=0o600)
+        token_file.write_text(emulator.token or "")
+        _write_state(path, {**common(dsn), "urls": {"databricks": emulator.url},
+                            "starting": "airflow"})  # fmt: skip
+
+    def common(dsn: str) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "data_dir": str(data_dir),
+            "databricks_token_file": str(token_file),
+            "postgres": describe_dsn(dsn),
+            "dsn": dsn,
+            "log": str(data_dir / LOG_FILE),
+        }
+
+    with local_platform(
+        data_dir, emulator_port=emulator_port, airflow=True, jobs_ready=jobs_ready
+    ) as platform:
         services = platform.airflow
         if services.port != AIRFLOW_PORT:
             print(f"port {AIRFLOW_PORT} is taken: Airflow serves on {services.port}", flush=True)
-        # the Jobs API token, for the demo's back history (run-now on this emulator)
-        token_file = data_dir / "emulator" / "token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(platform.emulator.token or "")
         state = {
-            "pid": os.getpid(),
-            "data_dir": str(data_dir),
+            **common(platform.dsn),
             "urls": platform.urls,
             "airflow_user": USERNAME,
             "airflow_password_file": services.env[
@@ -222,20 +270,12 @@ def serve(data_dir: Path) -> None:
             ],
             "airflow_pids": services.pids,
             "airflow_logs": str(services.log_dir),
-            "databricks_token_file": str(token_file),
-            "postgres": describe_dsn(platform.dsn),
-            "dsn": platform.dsn,
-            "log": str(data_dir / LOG_FILE),
             "startup_s": {
                 **{f"airflow {k}": round(v, 1) for k, v in services.timings_s.items()},
                 "total": round(time.perf_counter() - started, 1),
             },
         }
-        path = state_path(data_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        _write_state(path, state)
         print(f"up: {json.dumps(state['urls'])} startup {state['startup_s']}", flush=True)
         try:
             stop.wait()
@@ -243,6 +283,13 @@ def serve(data_dir: Path) -> None:
             path.unlink(missing_ok=True)
             print("stopping", flush=True)
     print("stopped", flush=True)
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ night of 500 trades a region).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,31 +64,29 @@ def eodrisk(*args: str, env: dict[str, str], timeout: float) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, pg_server_dsn):
-    """`eodrisk up`, `eodrisk demo` (tiny), on a database of its own; `eodrisk down` after."""
+    """`eodrisk demo` (tiny) on a fresh data directory: it starts the platform, its back
+    history running while Airflow starts; then `eodrisk up`, which finds it up; on a database
+    of its own; `eodrisk down` after."""
     data_dir = tmp_path_factory.mktemp("up")
     with scratch_database(pg_server_dsn, "eodrisk_up") as dsn:
         env = {**os.environ, "EODRISK_PG_DSN": dsn}
         where = ("--data-dir", str(data_dir))
         try:
             started = time.perf_counter()
-            first = eodrisk("up", *where, env=env, timeout=900)
-            up_s = time.perf_counter() - started
-            assert first.returncode == 0, first.stdout + first.stderr
-            started = time.perf_counter()
-            second = eodrisk("up", *where, env=env, timeout=60)
-            again_s = time.perf_counter() - started
-            started = time.perf_counter()
             demo = eodrisk(
                 "demo", *where, "--trades", "500", "--history-days", "2", env=env, timeout=1800
             )
             demo_s = time.perf_counter() - started
-            print(f"\nup {up_s:.0f}s, second up {again_s:.1f}s, demo {demo_s:.0f}s")
+            started = time.perf_counter()
+            second = eodrisk("up", *where, env=env, timeout=60)
+            again_s = time.perf_counter() - started
+            print(f"\ndemo (platform start) {demo_s:.0f}s, up again {again_s:.1f}s")
             state = read_state(data_dir)
             yield SimpleNamespace(
                 data_dir=data_dir,
                 env=env,
                 where=where,
-                first=first,
+                dsn=dsn,
                 second=second,
                 again_s=again_s,
                 demo=demo,
@@ -114,13 +113,13 @@ def demo_run(platform) -> str:
     return run_id
 
 
-def test_up_starts_once_and_says_so_the_second_time(platform):
+def test_the_demo_starts_the_platform_once_and_up_says_so_after(platform, demo_run):
     state = platform.state
     assert state is not None and _alive(state["pid"])
-    assert "the platform is up" in platform.first.stdout
+    assert "starting the local platform" in platform.demo.stdout
     assert "already up" in platform.second.stdout and platform.again_s < 15
     for url in state["urls"].values():
-        assert url in platform.first.stdout
+        assert url in platform.demo.stdout
     health = platform.api.request("GET", "/monitor/health")
     assert {
         health[k]["status"] for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -128,7 +127,23 @@ def test_up_starts_once_and_says_so_the_second_time(platform):
     status = eodrisk("status", *platform.where, env=platform.env, timeout=60)
     assert f"platform: up (pid {state['pid']})" in status.stdout
     # the password is read from its file, never printed
-    assert airflow_password(state) not in platform.first.stdout + platform.demo.stdout
+    assert airflow_password(state) not in platform.second.stdout + platform.demo.stdout
+
+
+def test_the_history_ran_while_airflow_started_and_was_loaded_before_the_night(platform, demo_run):
+    assert "ran while Airflow started" in platform.demo.stdout
+    with contextlib.closing(psycopg2.connect(platform.dsn)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select business_date, min(run_id), max(run_id), min(loaded_at), max(loaded_at) "
+            "from risk.var_summary group by business_date order by business_date"
+        )
+        nights = cur.fetchall()
+    *history, (night, night_run, _, night_loaded, _) = nights
+    assert night == BUSINESS_DATE and night_run != "backfill"
+    # the two nights of history, computed by the back history and in Postgres before the night
+    assert len(history) >= 2
+    assert {(first, last) for _, first, last, _, _ in history} == {("backfill", "backfill")}
+    assert max(loaded for *_, loaded in history) < night_loaded
 
 
 def test_the_demo_night_ran_in_the_scheduler_and_deferred_to_the_triggerer(platform, demo_run):
