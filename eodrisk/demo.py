@@ -131,8 +131,8 @@ def run_demo(
         platform = wait_up(data_dir)
         waited = timings["waiting for Airflow"] = time.perf_counter() - started
         progress.say(
-            "the back history ran while Airflow started"
-            + (f"; then waited {waited:.0f}s for Airflow" if waited >= 1 else "")
+            ("the back history ran while Airflow started; " if history else "")
+            + f"waited {waited:.0f}s for Airflow's services"
         )
     dsn = platform["dsn"]
     airflow = AirflowApi(
