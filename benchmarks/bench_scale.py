@@ -61,13 +61,13 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.peak: dict[int, int] = {}
         self.first_ms: dict[int, int] = {}
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         import psutil
 
         me = psutil.Process()
-        while not self._stop.wait(SAMPLE_S):
+        while not self._done.wait(SAMPLE_S):
             now_ms = int(time.time() * 1000)
             for child in me.children():
                 try:
@@ -79,7 +79,7 @@ class TreeSampler(threading.Thread):
                 self.peak[child.pid] = max(self.peak.get(child.pid, 0), rss)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
