@@ -23,7 +23,7 @@ REGION = "EMEA"
 
 def sizes(quick: bool) -> tuple[int, int]:
     """(nights, trades per night)."""
-    return (20, 300) if quick else (60, 3_000)
+    return (8, 300) if quick else (60, 3_000)
 
 
 def run(quick: bool = False, spark=None) -> Report:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -65,12 +66,20 @@ def install(venv: Path | None = None) -> Path:
     marker = venv / ".installed"
     if marker.exists():
         return venv
-    python = os.environ.get("EODRISK_SUPERSET_PYTHON", sys.executable)
-    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
-    marker.write_text(REQUIREMENTS.read_text())
+    # One builder at a time: two clones (or CI gate copies) building the same cached venv at
+    # once would each `venv --clear` the other's half-installed packages. The later one
+    # waits on the lock and finds the marker.
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return venv
+        python = os.environ.get("EODRISK_SUPERSET_PYTHON", sys.executable)
+        subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+        marker.write_text(REQUIREMENTS.read_text())
     return venv
 
 
