@@ -132,10 +132,23 @@ def numbered_lines(spark: SparkSession, trade_files: Mapping[date, str]) -> Data
         name = uri_to_path(file).rsplit("/", 1)[-1]  # Spark reports a percent-encoded URI
         starts.append((file, split_start, first_line - first_id, dates[name], name))
         first_line += lines
-    shift = spark.createDataFrame(
-        starts,
-        "_file string, _split_start long, _shift long, business_date date not null, "
-        "source_file string not null",  # not null, as the values the single file had
+    # A literal of the driver's few rows, built in the JVM: a createDataFrame of Python rows
+    # is a Python RDD, and every job over the lines would start Python workers for it.
+    shift = spark.range(1, numPartitions=1).select(
+        F.inline(
+            F.array(
+                *(
+                    F.struct(
+                        F.lit(file).alias("_file"),
+                        F.lit(split_start).cast("long").alias("_split_start"),
+                        F.lit(shift).cast("long").alias("_shift"),
+                        F.lit(day).alias("business_date"),  # not null, as a literal
+                        F.lit(name).alias("source_file"),
+                    )
+                    for file, split_start, shift, day, name in starts
+                )
+            )
+        )
     )
     return (
         text.join(F.broadcast(shift), ["_file", "_split_start"])
