@@ -7,11 +7,12 @@ per stage, from the built wheel). Timed from the emulator's start (the wheel bui
 runtime venv are cached) to the last stage's end, as ``eodrisk backfill`` runs. Postgres is
 not loaded.
 
-The range is run twice in the same process, on the last night alone and on all of them, each
-into a lake of its own: the difference is the work of the extra nights (seconds per night of
-the range mode), the rest of the one-night range is its fixed cost (the stage runs' Spark
-planning, job start and polling, paid once per back history; issue 21, target 3). The
-pandas twin the jobs were compared with until issue 15 is gone (RESULTS.md §8).
+A full run times the range twice in the same process, on the last night alone and on all
+of them, each into a lake of its own (a quick run: only the whole range): the difference is
+the work of the extra nights (seconds per night of the range mode), the rest of the
+one-night range is its fixed cost (the stage runs' Spark planning, job start and polling,
+paid once per back history; issue 21, target 3). The pandas twin the jobs were compared
+with until issue 15 is gone (RESULTS.md §8).
 """
 
 from __future__ import annotations
@@ -47,21 +48,24 @@ def run(quick: bool) -> Report:
     generate_night(landing, business_days(LAST_NIGHT, n_nights), regions=regions,
                    trades_per_region=trades)  # fmt: skip
     nights = history_nights(landing, regions)
-    runs = {n: _backfill(root, landing, nights[-n:], regions) for n in (1, len(nights))}
-    one_s, all_s = runs[1][1], runs[len(nights)][1]
-    per_night = (all_s - one_s) / (len(nights) - 1)
-    fixed = one_s - per_night
+    # The split into fixed cost and seconds per night needs a second range (one night): full
+    # runs only, as a range's fixed cost is minutes on a loaded 2-core box (the quick budget).
+    counts = (len(nights),) if quick else (1, len(nights))
+    runs = {n: _backfill(root, landing, nights[-n:], regions) for n in counts}
     rows = [
         [f"{n} night(s)", f"{start:.1f}", f"{wall:.1f}", f"{wall / n:.2f}"]
         for n, (start, wall) in runs.items()
     ]
-    report.table(
-        f"one process, a fresh lake each; emulator start excluded from the range's wall: "
-        f"{per_night:.2f} s per night, fixed cost {fixed:.1f} s, 250 nights ≈ "
-        f"{(fixed + 250 * per_night) / 60:.1f} min (extrapolated)",
-        ["range", "emulator start s", "range wall s", "s / night"],
-        rows,
-    )
+    title = "one process, a fresh lake each; emulator start excluded from the range's wall"
+    if not quick:
+        one_s, all_s = runs[1][1], runs[len(nights)][1]
+        per_night = (all_s - one_s) / (len(nights) - 1)
+        fixed = one_s - per_night
+        title += (
+            f": {per_night:.2f} s per night, fixed cost {fixed:.1f} s, 250 nights ≈ "
+            f"{(fixed + 250 * per_night) / 60:.1f} min (extrapolated)"
+        )
+    report.table(title, ["range", "emulator start s", "range wall s", "s / night"], rows)
     return report
 
 

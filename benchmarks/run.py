@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in chosen:
             continue
         print(f"\n== {name} ({'quick' if args.quick else 'full'}) ...", flush=True)
+        section_started = time.perf_counter()
         try:
             if name == "var":
                 from benchmarks import bench_var
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue
+        if len(out) == 1 and not out[0].elapsed_s:  # the section's wall, unless it split it
+            out[0].elapsed_s = time.perf_counter() - section_started
         for report in out:
             report.print()
         reports += out
