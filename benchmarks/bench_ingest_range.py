@@ -22,8 +22,9 @@ REGION = "EMEA"
 
 
 def sizes(quick: bool) -> tuple[int, int]:
-    """(nights, trades per night)."""
-    return (8, 300) if quick else (60, 3_000)
+    """(nights, trades per night); quick: 4 nights (the night-by-night side costs ~2.5 s a
+    night of the quick set's 5 minutes)."""
+    return (4, 300) if quick else (60, 3_000)
 
 
 def run(quick: bool = False, spark=None) -> Report:

@@ -12,7 +12,7 @@ Databricks run each job task started (its ``run_id`` XCom) and that run's task e
   child's start, to the first task), **submit** (a job task's start to its Databricks run's
   start: the operator's start-up and ``run-now``), **in the run** (run span − the job's
   critical path: cluster acquisition, the emulator starting each task), **detect** (run end
-  to the Airflow task's end: the operator's polling period, the deferral's return),
+  to the Airflow task's end: the operator's polling period; deferred, the deferral's return),
   **between tasks** (a task's start after the last of its upstream tasks ended: the
   scheduler's loop and the task process's start; ``dag.test()`` runs tasks one at a time),
   and the non-job tasks' own time.

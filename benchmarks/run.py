@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmarks {unknown}; choose from {', '.join(NAMES)}")
 
     started = time.perf_counter()
-    print(markdown_table(["machine", ""], [[k, v] for k, v in machine().items()]), sep="\n")
+    print(*markdown_table(["machine", ""], [[k, v] for k, v in machine().items()]), sep="\n")
     spark = None
     if {"var", "ingest", "ingest_range"} & set(chosen):
         from benchmarks.common import spark_session

@@ -8,8 +8,8 @@ deployment has and ``dag.test()`` does not:
 - the metadata database in the platform's Postgres, a database of its own (``airflow``,
   created when missing, then ``airflow db migrate``);
 - the ``LocalExecutor`` (tasks run as subprocesses of the scheduler and report through the
-  API server's execution API), so the deferrable Databricks operators wait in the
-  triggerer and the business deadline's callbacks run there too;
+  API server's execution API), and the triggerer, where the business deadline's callbacks
+  run (and the Databricks operators wait when ``databricks.deferrable`` is true);
 - Airflow 3's ``SimpleAuthManager`` with one admin user, :data:`USERNAME`, whose password
   is generated once and kept in the home (:meth:`AirflowServices.password`,
   ``simple_auth_manager_passwords.json``, mode 600); the JWT secret the components share

@@ -175,7 +175,7 @@ def test_write_dag_config_overrides_sections(tmp_path):
 @pytest.mark.parametrize(
     ("line", "replacement", "expected"),
     [
-        ("  deferrable: true", "  deferrable: yes please", "expected true or false"),
+        ("  deferrable: false", "  deferrable: yes please", "expected true or false"),
         ("  retries: 3", "  retries: true", "expected an integer, got True"),
         ("  start_date: 2026-01-01", "  start_date: soon", "expected a date YYYY-MM-DD"),
         ("  api_retry_limit: 5", "  api_retry_limit: 0", "expected an integer >= 1, got 0"),

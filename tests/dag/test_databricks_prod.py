@@ -1,6 +1,6 @@
 """Production-grade Databricks integration, exercised locally by the real clients.
 
-One night of the real ``eod_risk`` DAG (``dag.test()``, deferrable operators, small data)
+One night of the real ``eod_risk`` DAG (``dag.test()``, its operators deferrable, small data)
 against the emulator configured like a production workspace: HTTPS, OAuth M2M for a
 service principal (no PAT exists), a rate limit answering 429, injected transient 503s and
 one ingest task attempt that fails after writing its output. The connections come from
@@ -100,7 +100,8 @@ def platform(tmp_path_factory, pg_server_dsn):
             root / "eod_risk.yml",
             retries={"retries": 2, "retry_delay": "1s", "max_retry_delay": "2s"},
             sensor={"timeout": "20s"},
-            databricks={"api_retry_limit": 8, "api_retry_delay": "1s"},
+            # the option the production config turns off: its trigger path, repair included
+            databricks={"api_retry_limit": 8, "api_retry_delay": "1s", "deferrable": True},
         ),
         connections_in="file",
     ) as running:

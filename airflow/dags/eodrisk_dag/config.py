@@ -246,7 +246,7 @@ class Databricks(Section):
     """How the Databricks tasks wait, retry API calls and recover a failed run."""
 
     polling_period: Duration
-    deferrable: bool = True
+    deferrable: bool = False
     repair_run: bool = True
     api_retry_limit: Annotated[int, Field(ge=1)] = 3
     api_retry_delay: Duration = timedelta(seconds=1)
