@@ -280,9 +280,9 @@ def run_stages(
 
 #: Seconds between two looks at a stage's runs: short at first (the next stage starts as
 #: soon as the last run ends), growing by :data:`POLL_GROWTH` to :data:`POLL_MAX_S` for
-#: long runs, at most :data:`POLL_MAX_S`: after a long stage the next starts on average
-#: half of it late (at 5 s, a one-night back history spent 6 of its 95 s between stages).
-#: The SDK's own wait sleeps 1, 2, ... 10 s: ~5 s idle after each stage.
+#: long runs: after a long stage the next starts on average half of it late (at 5 s, a
+#: one-night back history spent 6 of its 95 s between stages). The SDK's own wait sleeps
+#: 1, 2, ... 10 s: ~5 s idle after each stage.
 POLL_FIRST_S = 0.25
 POLL_GROWTH = 1.5
 POLL_MAX_S = 2.0
